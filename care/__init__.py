@@ -1,0 +1,1 @@
+"""Pure clinical rules for Đồng Hành: no I/O, and nothing imported from our other packages."""

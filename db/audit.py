@@ -1,0 +1,81 @@
+"""The audit trail: who read or changed what. Append-only and hash-chained so tampering shows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+_GENESIS = "0" * 64
+# Serialises appends so each row chains to the one before it.
+_AUDIT_LOCK = 0x0A0D_170E
+
+
+@dataclass(frozen=True)
+class Actor:
+    """Who did it: a staff member, a patient (by link), or the system."""
+
+    kind: str  # staff | patient | system
+    id: str | None
+
+    @classmethod
+    def staff(cls, staff_id: int) -> Actor:
+        return cls("staff", str(staff_id))
+
+    @classmethod
+    def patient(cls, patient_id: int) -> Actor:
+        return cls("patient", str(patient_id))
+
+
+SYSTEM = Actor("system", None)
+
+
+def _digest(prev_hash: str, at: datetime, actor: Actor, action: str, object_kind: str,
+            object_id: str, details: dict[str, Any]) -> str:
+    payload = json.dumps(
+        [prev_hash, at.isoformat(), actor.kind, actor.id, action, object_kind, object_id, details],
+        sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+async def record(con: asyncpg.Connection, actor: Actor, action: str, object_kind: str, object_id: object,
+                 details: dict[str, Any] | None = None) -> None:
+    """Append one event, inside the caller's transaction (so it lands or not with the change it describes)."""
+    details = details or {}
+    await con.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
+    prev = await con.fetchval("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1") or _GENESIS
+    at: datetime = await con.fetchval("SELECT clock_timestamp()")
+    digest = _digest(prev, at, actor, action, object_kind, str(object_id), details)
+    await con.execute(
+        """INSERT INTO audit_event (at, actor_kind, actor_id, action, object_kind, object_id, details,
+                                    prev_hash, hash)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+        at, actor.kind, actor.id, action, object_kind, str(object_id), details, prev, digest,
+    )
+
+
+async def verify_chain(con: asyncpg.Connection) -> int | None:
+    """Recompute every hash; return the id of the first broken row, or None when the chain is intact."""
+    prev = _GENESIS
+    async with con.transaction():
+        async for row in con.cursor("SELECT * FROM audit_event ORDER BY id"):
+            actor = Actor(row["actor_kind"], row["actor_id"])
+            expected = _digest(prev, row["at"], actor, row["action"], row["object_kind"],
+                               row["object_id"], row["details"])
+            if row["prev_hash"] != prev or row["hash"] != expected:
+                return int(row["id"])
+            prev = row["hash"]
+    return None
+
+
+async def events_for(con: asyncpg.Connection, object_kind: str, object_id: object) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await con.fetch(
+        "SELECT * FROM audit_event WHERE object_kind = $1 AND object_id = $2 ORDER BY id",
+        object_kind, str(object_id),
+    )
+    return rows

@@ -1,0 +1,160 @@
+"""Consultations: one patient, one doctor, from claim to hang-up (or back to the queue)."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+
+import asyncpg
+
+from db import audit, links
+from db.errors import Conflict, NotFound
+
+
+@dataclass(frozen=True)
+class Consultation:
+    id: uuid.UUID
+    queue_entry_id: uuid.UUID
+    patient_id: int
+    doctor_id: int
+    doctor_name: str
+    patient_name: str
+    status: str
+    modality: str
+    started_at: datetime
+    ended_at: datetime | None
+    link_jti: uuid.UUID | None
+    triage_level: int
+    reason: str
+    danger_signs: tuple[str, ...]
+    patient_facility_id: int
+
+    @property
+    def active(self) -> bool:
+        return self.status == "active"
+
+
+_SELECT = """SELECT c.*, s.name AS doctor_name, p.name AS patient_name, q.link_jti, q.triage_level,
+                    q.reason, q.danger_signs, p.facility_id AS patient_facility_id
+             FROM consultation c JOIN staff s ON s.id = c.doctor_id JOIN patient p ON p.id = c.patient_id
+             JOIN queue_entry q ON q.id = c.queue_entry_id"""
+
+
+def _consultation(r: asyncpg.Record) -> Consultation:
+    return Consultation(r["id"], r["queue_entry_id"], r["patient_id"], r["doctor_id"], r["doctor_name"],
+                        r["patient_name"], r["status"], r["modality"], r["started_at"], r["ended_at"],
+                        r["link_jti"], r["triage_level"], r["reason"], tuple(r["danger_signs"]),
+                        r["patient_facility_id"])
+
+
+async def get(con: asyncpg.Connection, consultation_id: uuid.UUID) -> Consultation | None:
+    row = await con.fetchrow(_SELECT + " WHERE c.id = $1", consultation_id)
+    return _consultation(row) if row else None
+
+
+async def active_for_doctor(con: asyncpg.Connection, doctor_id: int) -> Consultation | None:
+    row = await con.fetchrow(_SELECT + " WHERE c.doctor_id = $1 AND c.status = 'active'", doctor_id)
+    return _consultation(row) if row else None
+
+
+async def active_for_patient(con: asyncpg.Connection, patient_id: int) -> Consultation | None:
+    row = await con.fetchrow(_SELECT + " WHERE c.patient_id = $1 AND c.status = 'active'", patient_id)
+    return _consultation(row) if row else None
+
+
+async def mark_in_call(con: asyncpg.Connection, consultation_id: uuid.UUID) -> None:
+    """Both sides are in the room: the call has started (first time only)."""
+    async with con.transaction():
+        await con.execute(
+            "UPDATE consultation SET call_started_at = coalesce(call_started_at, now()) "
+            "WHERE id = $1 AND status = 'active'", consultation_id)
+        await con.execute(
+            """UPDATE queue_entry SET status = 'in_call'
+               WHERE id = (SELECT queue_entry_id FROM consultation WHERE id = $1 AND status = 'active')
+                 AND status = 'claimed'""", consultation_id)
+
+
+async def set_modality(con: asyncpg.Connection, consultation_id: uuid.UUID, modality: str) -> None:
+    await con.execute("UPDATE consultation SET modality = $2 WHERE id = $1 AND status = 'active'",
+                      consultation_id, modality)
+
+
+async def touch_doctor(con: asyncpg.Connection, consultation_id: uuid.UUID) -> None:
+    """The doctor is (still, or again) connected: restart the grace period."""
+    await con.execute("UPDATE consultation SET doctor_seen_at = now() WHERE id = $1 AND status = 'active'",
+                      consultation_id)
+
+
+async def touch_doctors(con: asyncpg.Connection, doctor_ids: list[int]) -> None:
+    """These doctors are connected: their active consultations are not abandoned."""
+    await con.execute("UPDATE consultation SET doctor_seen_at = now() WHERE status = 'active' "
+                      "AND doctor_id = ANY($1::bigint[])", doctor_ids)
+
+
+async def touch_all_active(con: asyncpg.Connection) -> int:
+    """At server start every doctor gets a fresh grace period to reconnect."""
+    status = await con.execute("UPDATE consultation SET doctor_seen_at = now() WHERE status = 'active'")
+    return int(status.split()[-1])
+
+
+async def stale(con: asyncpg.Connection, grace_s: int) -> list[uuid.UUID]:
+    """Active consultations whose doctor has not been seen for `grace_s` seconds."""
+    rows = await con.fetch(
+        "SELECT id FROM consultation WHERE status = 'active' "
+        "AND doctor_seen_at < now() - make_interval(secs => $1)", float(grace_s))
+    return [r["id"] for r in rows]
+
+
+async def requeue(con: asyncpg.Connection, consultation_id: uuid.UUID, reason: str) -> uuid.UUID | None:
+    """The doctor is gone: put the patient back at the head of their triage level. Returns the entry id."""
+    async with con.transaction():
+        row = await con.fetchrow(
+            "SELECT queue_entry_id, doctor_id FROM consultation WHERE id = $1 AND status = 'active' FOR UPDATE",
+            consultation_id)
+        if row is None:
+            return None
+        await con.execute(
+            "UPDATE consultation SET status = 'requeued', ended_at = now(), ended_by = 'system', outcome = $2 "
+            "WHERE id = $1", consultation_id, reason)
+        await con.execute(
+            """UPDATE queue_entry SET status = 'waiting', requeued_at = now(), claimed_at = NULL,
+                                      claimed_by = NULL WHERE id = $1""", row["queue_entry_id"])
+        await audit.record(con, audit.SYSTEM, "queue.requeue", "queue_entry", row["queue_entry_id"],
+                           {"consultation": str(consultation_id), "reason": reason,
+                            "doctor": row["doctor_id"]})
+        entry_id: uuid.UUID = row["queue_entry_id"]
+        return entry_id
+
+
+async def end(con: asyncpg.Connection, consultation_id: uuid.UUID, by: str, actor: audit.Actor,
+              outcome: str | None = None) -> Consultation:
+    """Hang up for good: the consultation ends, the queue entry is done and the patient's link is finished."""
+    async with con.transaction():
+        current = await con.fetchrow("SELECT status FROM consultation WHERE id = $1 FOR UPDATE",
+                                     consultation_id)
+        if current is None:
+            raise NotFound("consultation", consultation_id)
+        if current["status"] != "active":
+            raise Conflict("not_active", f"cannot end consultation in state \"{current['status']}\"")
+        await con.execute(
+            "UPDATE consultation SET status = 'ended', ended_at = now(), ended_by = $2, outcome = $3 "
+            "WHERE id = $1", consultation_id, by, outcome)
+        await con.execute(
+            """UPDATE queue_entry SET status = 'done', finished_at = now()
+               WHERE id = (SELECT queue_entry_id FROM consultation WHERE id = $1)""", consultation_id)
+        consultation = await get(con, consultation_id)
+        assert consultation is not None
+        if consultation.link_jti is not None:
+            await links.mark_finished(con, consultation.link_jti)
+        await audit.record(con, actor, "consultation.end", "consultation", consultation_id, {"by": by})
+        return consultation
+
+
+async def is_doctor_in_scope(con: asyncpg.Connection, staff_facility_id: int, patient_facility_id: int) -> bool:
+    """Does a staff member of `staff_facility_id` serve patients of `patient_facility_id` (same or below)?"""
+    return bool(await con.fetchval(
+        """WITH RECURSIVE up(id, parent_id) AS (
+               SELECT id, parent_id FROM facility WHERE id = $2
+               UNION SELECT f.id, f.parent_id FROM facility f JOIN up ON f.id = up.parent_id)
+           SELECT 1 FROM up WHERE id = $1""", staff_facility_id, patient_facility_id))

@@ -1,0 +1,114 @@
+"""Demo data: a commune health station under a regional centre under a provincial hospital (Lào Cai),
+their staff, and ten patients, some with hypertension and TB histories. Idempotent."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import asyncpg
+
+from db import staff as staff_db
+
+DEMO_PASSWORD = "demo1234"
+
+# Real administrative units (vietnam-provinces, 2025 reform): Lào Cai (15), Xã Mù Cang Chải (04456).
+PROVINCE_CODE = "15"
+COMMUNE_CODE = "04456"
+
+
+@dataclass(frozen=True)
+class DemoStaff:
+    username: str
+    name: str
+    role: str
+    facility: str  # commune | district | province
+    specialties: tuple[str, ...] = ()
+
+
+STAFF: tuple[DemoStaff, ...] = (
+    DemoStaff("bacsi.lan", "BS. Nguyễn Thị Lan", "doctor", "commune"),
+    DemoStaff("bacsi.minh", "BS. Lò Văn Minh", "doctor", "commune"),
+    DemoStaff("bs.timmach", "BS.CKI Trần Quốc Hùng", "specialist", "district", ("cardiology",)),
+    DemoStaff("bs.lao", "ThS.BS Phạm Thu Hà", "specialist", "province", ("tb", "pulmonology")),
+    DemoStaff("dieuphoi", "Hoàng Văn Sơn", "coordinator", "district"),
+)
+
+# (name, sex, birth_year, phone, key groups, history: "htn" | "tb" | None)
+PATIENTS: tuple[tuple[str, str, int, str, tuple[str, ...], str | None], ...] = (
+    ("Giàng A Páo", "male", 1958, "0912345601", ("hypertension",), "htn"),
+    ("Sùng Thị Mai", "female", 1990, "0912345602", ("pregnant",), None),
+    ("Nguyễn Văn An", "male", 1949, "0912345603", ("elderly_alone", "hypertension"), "htn"),
+    ("Hờ Thị Dính", "female", 1975, "0912345604", ("tb",), "tb"),
+    ("Lý A Chư", "male", 1982, "0912345605", ("tb",), "tb"),
+    ("Trần Thị Hoa", "female", 1966, "0912345606", ("hypertension", "diabetes"), "htn"),
+    ("Vàng A Dế", "male", 2001, "0912345607", (), None),
+    ("Phạm Thị Nga", "female", 1955, "0912345608", ("dialysis",), None),
+    ("Lò Văn Tươi", "male", 1970, "0912345609", ("chemotherapy",), None),
+    ("Mùa Thị Sua", "female", 1995, "0912345610", (), None),
+)
+
+
+async def seed(con: asyncpg.Connection, today: date | None = None) -> bool:
+    """Create the demo network once; returns False when data already exists."""
+    if await con.fetchval("SELECT count(*) FROM facility"):
+        return False
+    today = today or date.today()
+    async with con.transaction():
+        province = await con.fetchval(
+            "INSERT INTO facility (name, level, province_code) VALUES ($1, 'province', $2) RETURNING id",
+            "Bệnh viện Đa khoa tỉnh Lào Cai", PROVINCE_CODE)
+        district = await con.fetchval(
+            "INSERT INTO facility (name, level, parent_id, province_code) VALUES ($1, 'district', $2, $3) "
+            "RETURNING id", "Trung tâm Y tế khu vực Mù Cang Chải", province, PROVINCE_CODE)
+        commune = await con.fetchval(
+            "INSERT INTO facility (name, level, parent_id, province_code, commune_code) "
+            "VALUES ($1, 'commune', $2, $3, $4) RETURNING id",
+            "Trạm Y tế xã Mù Cang Chải", district, PROVINCE_CODE, COMMUNE_CODE)
+        facility_ids = {"commune": commune, "district": district, "province": province}
+        staff_ids: dict[str, int] = {}
+        for s in STAFF:
+            staff_ids[s.username] = await staff_db.create(
+                con, facility_id=facility_ids[s.facility], username=s.username, name=s.name, role=s.role,
+                password=DEMO_PASSWORD, specialties=s.specialties, on_duty=True)
+        doctor = staff_ids["bacsi.lan"]
+        for name, sex, year, phone, groups, history in PATIENTS:
+            patient_id = await con.fetchval(
+                "INSERT INTO patient (facility_id, name, sex, birth_year, phone, key_groups) "
+                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", commune, name, sex, year, phone, list(groups))
+            if history == "htn":
+                for months_ago, (sys_bp, dia_bp) in ((6, (168, 98)), (3, (152, 92)), (1, (138, 86))):
+                    await _past_consultation(con, patient_id, commune, doctor, today - timedelta(days=30 * months_ago),
+                                             "Tái khám tăng huyết áp", ("I10",),
+                                             {"systolic": sys_bp, "diastolic": dia_bp, "pulse": 78},
+                                             "Amlodipin 5 mg/ngày; giảm muối; đo HA tại trạm hàng tháng.")
+            elif history == "tb":
+                for months_ago, text in ((4, "Bắt đầu phác đồ 2HRZE/4HR, DOT tại trạm."),
+                                         (2, "Hết giai đoạn tấn công; đờm AFB tháng 2 âm tính.")):
+                    await _past_consultation(con, patient_id, commune, doctor, today - timedelta(days=30 * months_ago),
+                                             "Theo dõi điều trị lao", ("A15.0",), {"weight": 48.5}, text)
+    return True
+
+
+async def _past_consultation(con: asyncpg.Connection, patient_id: int, facility_id: int, doctor_id: int,
+                             day: date, reason: str, diagnoses: tuple[str, ...], vitals: dict[str, float],
+                             plan: str) -> None:
+    entry = await con.fetchval(
+        """INSERT INTO queue_entry (patient_id, facility_id, triage_level, suggested_level, reason, status,
+                                    arrived_at, claimed_at, claimed_by, finished_at)
+           VALUES ($1, $2, 1, 1, $3, 'done', $4::date + time '08:00', $4::date + time '08:05', $5,
+                   $4::date + time '08:20') RETURNING id""",
+        patient_id, facility_id, reason, day, doctor_id)
+    consultation = await con.fetchval(
+        """INSERT INTO consultation (queue_entry_id, patient_id, doctor_id, status, modality, started_at,
+                                     call_started_at, ended_at, ended_by, outcome)
+           VALUES ($1, $2, $3, 'ended', 'video', $4::date + time '08:05', $4::date + time '08:06',
+                   $4::date + time '08:20', 'doctor', 'follow_up') RETURNING id""",
+        entry, patient_id, doctor_id, day)
+    digest = hashlib.sha256(f"demo|{consultation}|{plan}".encode()).hexdigest()
+    await con.execute(
+        """INSERT INTO note_version (consultation_id, version, subjective, assessment, plan, vitals, diagnoses,
+                                     follow_up_on, author_id, signed_at, content_sha256)
+           VALUES ($1, 1, $2, $3, $4, $5, $6, $7::date + 30, $8, $7::date + time '08:20', $9)""",
+        consultation, reason, "Ổn định", plan, vitals, list(diagnoses), day, doctor_id, digest)

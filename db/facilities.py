@@ -1,0 +1,16 @@
+"""Facilities: the referral hierarchy (commune → regional/district → province → central)."""
+
+from __future__ import annotations
+
+import asyncpg
+
+
+async def parents(con: asyncpg.Connection) -> dict[int, int | None]:
+    """facility id → parent id (None at the top), for deciding who serves whom."""
+    rows = await con.fetch("SELECT id, parent_id FROM facility")
+    return {r["id"]: r["parent_id"] for r in rows}
+
+
+async def name(con: asyncpg.Connection, facility_id: int) -> str | None:
+    value: str | None = await con.fetchval("SELECT name FROM facility WHERE id = $1", facility_id)
+    return value

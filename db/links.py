@@ -1,0 +1,85 @@
+"""Join links: the row behind the opaque token a patient receives by SMS/Zalo."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import asyncpg
+
+from db.errors import NotFound
+
+
+class LinkState(StrEnum):
+    usable = "usable"
+    expired = "expired"
+    revoked = "revoked"
+    finished = "finished"
+    unknown = "unknown"
+
+
+@dataclass(frozen=True)
+class JoinLink:
+    jti: uuid.UUID
+    patient_id: int
+    facility_id: int
+    purpose: str
+    expires_at: datetime
+    state: LinkState
+
+
+async def create(con: asyncpg.Connection, patient_id: int, ttl: timedelta,
+                 created_by: int | None = None) -> tuple[uuid.UUID, datetime]:
+    """A new link for a patient; returns (jti, expires_at)."""
+    if not await con.fetchval("SELECT 1 FROM patient WHERE id = $1", patient_id):
+        raise NotFound("patient", patient_id)
+    jti = uuid.uuid4()
+    expires_at: datetime = await con.fetchval(
+        """INSERT INTO join_link (jti, patient_id, created_by, expires_at)
+           VALUES ($1, $2, $3, now() + $4::interval) RETURNING expires_at""",
+        jti, patient_id, created_by, ttl,
+    )
+    return jti, expires_at
+
+
+async def lookup(con: asyncpg.Connection, jti: uuid.UUID) -> JoinLink | None:
+    """The link with its current state (the database clock decides expiry, not the JWT alone)."""
+    row = await con.fetchrow(
+        """SELECT l.*, p.facility_id,
+                  CASE WHEN l.revoked_at IS NOT NULL THEN 'revoked'
+                       WHEN l.finished_at IS NOT NULL THEN 'finished'
+                       WHEN l.expires_at <= now() THEN 'expired'
+                       ELSE 'usable' END AS state
+           FROM join_link l JOIN patient p ON p.id = l.patient_id WHERE l.jti = $1""",
+        jti,
+    )
+    if row is None:
+        return None
+    return JoinLink(row["jti"], row["patient_id"], row["facility_id"], row["purpose"], row["expires_at"],
+                    LinkState(row["state"]))
+
+
+async def revoke(con: asyncpg.Connection, jti: uuid.UUID) -> bool:
+    status = await con.execute("UPDATE join_link SET revoked_at = now() WHERE jti = $1 AND revoked_at IS NULL",
+                               jti)
+    return bool(status.endswith(" 1"))
+
+
+async def mark_finished(con: asyncpg.Connection, jti: uuid.UUID) -> None:
+    await con.execute("UPDATE join_link SET finished_at = now() WHERE jti = $1 AND finished_at IS NULL", jti)
+
+
+async def record_consent(con: asyncpg.Connection, link: JoinLink, text_version: str, lang: str) -> datetime:
+    given_at: datetime = await con.fetchval(
+        """INSERT INTO consent (patient_id, link_jti, kind, text_version, lang)
+           VALUES ($1, $2, 'teleconsultation', $3, $4) RETURNING given_at""",
+        link.patient_id, link.jti, text_version, lang,
+    )
+    return given_at
+
+
+async def consent_given(con: asyncpg.Connection, jti: uuid.UUID, text_version: str) -> bool:
+    return bool(await con.fetchval(
+        "SELECT 1 FROM consent WHERE link_jti = $1 AND text_version = $2", jti, text_version))

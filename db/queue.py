@@ -1,0 +1,191 @@
+"""The waiting queue: triage-ordered, claimed atomically, nobody lost.
+
+Order: higher triage level first; within a level, patients put back after their doctor dropped
+come first, then earliest arrival. Claims lock with `FOR UPDATE SKIP LOCKED`, so concurrent
+doctors each get a different patient and never wait on each other.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from db import audit
+from db.errors import Conflict, NotFound
+
+ORDER = "q.triage_level DESC, (q.requeued_at IS NULL), q.arrived_at, q.id"
+
+# Facilities a staff member serves: their own and every facility below it in the referral tree.
+SCOPE_CTE = """WITH RECURSIVE scope(id) AS (
+                   SELECT $1::bigint
+                   UNION SELECT f.id FROM facility f JOIN scope s ON f.parent_id = s.id)"""
+
+
+@dataclass(frozen=True)
+class QueueEntry:
+    id: uuid.UUID
+    patient_id: int
+    facility_id: int
+    triage_level: int
+    danger_signs: tuple[str, ...]
+    reason: str
+    status: str
+    arrived_at: datetime
+    consultation_id: uuid.UUID | None
+    audio_only: bool
+
+
+def _entry(row: asyncpg.Record) -> QueueEntry:
+    return QueueEntry(row["id"], row["patient_id"], row["facility_id"], row["triage_level"],
+                      tuple(row["danger_signs"]), row["reason"], row["status"], row["arrived_at"],
+                      row["consultation_id"], row["audio_only"])
+
+
+_ENTRY_SELECT = """SELECT q.*, c.id AS consultation_id
+                   FROM queue_entry q
+                   LEFT JOIN consultation c ON c.queue_entry_id = q.id AND c.status = 'active'"""
+
+
+async def enqueue(con: asyncpg.Connection, *, patient_id: int, link_jti: uuid.UUID | None, facility_id: int,
+                  level: int, danger_signs: tuple[str, ...], reason: str, checkin: dict[str, Any],
+                  audio_only: bool) -> tuple[QueueEntry, bool]:
+    """Put the patient in the queue; returns (entry, created). An open entry is reused, never doubled."""
+    async with con.transaction():
+        new_id = await con.fetchval(
+            """INSERT INTO queue_entry (patient_id, link_jti, facility_id, triage_level, suggested_level,
+                                        danger_signs, reason, checkin, audio_only)
+               VALUES ($1, $2, $3, $4, $4, $5, $6, $7, $8)
+               ON CONFLICT (patient_id) WHERE status IN ('waiting', 'claimed', 'in_call') DO NOTHING
+               RETURNING id""",
+            patient_id, link_jti, facility_id, level, list(danger_signs), reason, checkin, audio_only,
+        )
+        if new_id is not None:
+            await audit.record(con, audit.Actor.patient(patient_id), "queue.join", "queue_entry", new_id,
+                               {"level": level, "danger": list(danger_signs)})
+        entry = await open_entry(con, patient_id)
+    assert entry is not None
+    return entry, new_id is not None
+
+
+async def open_entry(con: asyncpg.Connection, patient_id: int) -> QueueEntry | None:
+    """The patient's waiting/claimed/in-call entry, if any."""
+    row = await con.fetchrow(_ENTRY_SELECT + " WHERE q.patient_id = $1 AND q.status IN "
+                             "('waiting', 'claimed', 'in_call')", patient_id)
+    return _entry(row) if row else None
+
+
+async def get_entry(con: asyncpg.Connection, entry_id: uuid.UUID) -> QueueEntry | None:
+    row = await con.fetchrow(_ENTRY_SELECT + " WHERE q.id = $1", entry_id)
+    return _entry(row) if row else None
+
+
+async def waiting_list(con: asyncpg.Connection, facility_id: int) -> list[asyncpg.Record]:
+    """The queue a staff member of `facility_id` sees, in claim order, with what the screen shows."""
+    rows: list[asyncpg.Record] = await con.fetch(
+        SCOPE_CTE + f"""
+        SELECT q.id, q.triage_level, q.danger_signs, q.reason, q.arrived_at, q.requeued_at, q.audio_only,
+               q.facility_id, f.name AS facility_name,
+               p.id AS patient_id, p.name AS patient_name, p.sex, p.birth_year, p.key_groups
+        FROM queue_entry q JOIN patient p ON p.id = q.patient_id JOIN facility f ON f.id = q.facility_id
+        WHERE q.status = 'waiting' AND q.facility_id IN (SELECT id FROM scope)
+        ORDER BY {ORDER}""",
+        facility_id,
+    )
+    return rows
+
+
+async def waiting_places(con: asyncpg.Connection) -> dict[int, tuple[uuid.UUID, int, int]]:
+    """patient id → (entry id, 1-based place in their facility's queue, facility id) for everyone waiting."""
+    rows = await con.fetch(
+        f"""SELECT q.id, q.patient_id, q.facility_id,
+                   row_number() OVER (PARTITION BY q.facility_id ORDER BY {ORDER}) AS place
+            FROM queue_entry q WHERE q.status = 'waiting'""")
+    return {r["patient_id"]: (r["id"], int(r["place"]), r["facility_id"]) for r in rows}
+
+
+async def mean_consultation_seconds(con: asyncpg.Connection, default: float = 600.0) -> float:
+    """Mean length of the last 20 finished consultations (the default before there are any)."""
+    value = await con.fetchval(
+        """SELECT avg(extract(epoch FROM ended_at - started_at)) FROM (
+               SELECT started_at, ended_at FROM consultation WHERE status = 'ended'
+               ORDER BY ended_at DESC LIMIT 20) recent"""
+    )
+    return float(value) if value else default
+
+
+@dataclass(frozen=True)
+class Claim:
+    consultation_id: uuid.UUID
+    entry_id: uuid.UUID
+    patient_id: int
+
+
+async def _claim_row(con: asyncpg.Connection, doctor_id: int, row: asyncpg.Record) -> Claim:
+    await con.execute(
+        "UPDATE queue_entry SET status = 'claimed', claimed_at = now(), claimed_by = $2 WHERE id = $1",
+        row["id"], doctor_id,
+    )
+    try:
+        async with con.transaction():  # savepoint: the unique index tells us the doctor is busy
+            consultation_id = await con.fetchval(
+                """INSERT INTO consultation (queue_entry_id, patient_id, doctor_id, modality)
+                   VALUES ($1, $2, $3, $4) RETURNING id""",
+                row["id"], row["patient_id"], doctor_id, "audio" if row["audio_only"] else "video",
+            )
+    except asyncpg.UniqueViolationError:
+        raise Conflict("doctor_busy", "you already have an active consultation; end it first") from None
+    await audit.record(con, audit.Actor.staff(doctor_id), "queue.claim", "queue_entry", row["id"],
+                       {"consultation": str(consultation_id)})
+    return Claim(consultation_id, row["id"], row["patient_id"])
+
+
+async def claim_next(con: asyncpg.Connection, doctor_id: int, facility_id: int) -> Claim | None:
+    """Atomically take the first waiting patient in the doctor's scope; None when nobody waits."""
+    async with con.transaction():
+        row = await con.fetchrow(
+            SCOPE_CTE + f"""
+            SELECT q.id, q.patient_id, q.audio_only FROM queue_entry q
+            WHERE q.status = 'waiting' AND q.facility_id IN (SELECT id FROM scope)
+            ORDER BY {ORDER}
+            LIMIT 1 FOR UPDATE OF q SKIP LOCKED""",
+            facility_id,
+        )
+        if row is None:
+            return None
+        return await _claim_row(con, doctor_id, row)
+
+
+async def claim_entry(con: asyncpg.Connection, doctor_id: int, facility_id: int,
+                      entry_id: uuid.UUID) -> Claim:
+    """Atomically take one chosen patient; Conflict if somebody else has them or they left."""
+    async with con.transaction():
+        row = await con.fetchrow(
+            SCOPE_CTE + """
+            SELECT q.id, q.patient_id, q.audio_only, q.status FROM queue_entry q
+            WHERE q.id = $2 AND q.facility_id IN (SELECT id FROM scope)
+            FOR UPDATE OF q SKIP LOCKED""",
+            facility_id, entry_id,
+        )
+        if row is None:
+            exists = await con.fetchrow("SELECT status FROM queue_entry WHERE id = $1", entry_id)
+            if exists is None:
+                raise NotFound("queue entry", entry_id)
+            raise Conflict("already_claimed", f"queue entry {entry_id} is being claimed by someone else")
+        if row["status"] != "waiting":
+            raise Conflict("already_claimed", f"cannot claim queue entry in state \"{row['status']}\"")
+        return await _claim_row(con, doctor_id, row)
+
+
+async def change_level(con: asyncpg.Connection, entry_id: uuid.UUID, level: int, staff_id: int) -> None:
+    """A doctor overrides the suggested triage level (audited with the old and new level)."""
+    async with con.transaction():
+        old = await con.fetchval("SELECT triage_level FROM queue_entry WHERE id = $1 FOR UPDATE", entry_id)
+        if old is None:
+            raise NotFound("queue entry", entry_id)
+        await con.execute("UPDATE queue_entry SET triage_level = $2 WHERE id = $1", entry_id, level)
+        await audit.record(con, audit.Actor.staff(staff_id), "queue.change_level", "queue_entry", entry_id,
+                           {"from": old, "to": level})

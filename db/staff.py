@@ -1,0 +1,129 @@
+"""Staff accounts, scrypt password hashes and sign-in sessions."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+
+import asyncpg
+
+# scrypt cost: n=2**14, r=8, p=1 is the OWASP minimum (16 MiB, ~50 ms): slow for attackers, fine per sign-in.
+_SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
+
+
+def hash_password(password: str) -> str:
+    """`scrypt$n$r$p$salt$hash` (base64); the parameters travel with the hash so they can be raised later."""
+    salt = secrets.token_bytes(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=_SCRYPT_N, r=_SCRYPT_R, p=_SCRYPT_P, dklen=32)
+    b64 = base64.b64encode
+    return f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${b64(salt).decode()}${b64(digest).decode()}"
+
+
+def verify_password(password: str, stored: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n), r=int(r),
+                                p=int(p), dklen=len(expected))
+    except (ValueError, TypeError):
+        return False
+    return hmac.compare_digest(actual, expected)
+
+
+# A real hash of an unguessable password, checked when the username is unknown so timing tells nothing.
+_DUMMY_HASH = hash_password(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True)
+class StaffMember:
+    id: int
+    facility_id: int
+    facility_name: str
+    username: str
+    name: str
+    role: str
+    specialties: tuple[str, ...]
+    on_duty: bool
+
+    @property
+    def sees_patients(self) -> bool:
+        return self.role in ("doctor", "specialist")
+
+
+_SELECT = """SELECT s.id, s.facility_id, f.name AS facility_name, s.username, s.name, s.role,
+                    s.specialties, s.on_duty
+             FROM staff s JOIN facility f ON f.id = s.facility_id"""
+
+
+def _member(row: asyncpg.Record) -> StaffMember:
+    return StaffMember(row["id"], row["facility_id"], row["facility_name"], row["username"], row["name"],
+                       row["role"], tuple(row["specialties"]), row["on_duty"])
+
+
+async def authenticate(con: asyncpg.Connection, username: str, password: str) -> StaffMember | None:
+    """The active staff member with these credentials, or None (same work either way)."""
+    row = await con.fetchrow(
+        _SELECT.replace("s.on_duty", "s.on_duty, s.password_hash") + " WHERE s.username = $1 AND s.active",
+        username.strip().lower(),
+    )
+    ok = verify_password(password, row["password_hash"] if row else _DUMMY_HASH)
+    return _member(row) if row and ok else None
+
+
+async def get(con: asyncpg.Connection, staff_id: int) -> StaffMember | None:
+    row = await con.fetchrow(_SELECT + " WHERE s.id = $1", staff_id)
+    return _member(row) if row else None
+
+
+@dataclass(frozen=True)
+class Session:
+    staff: StaffMember
+    csrf_token: str
+
+
+def _token_hash(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+async def open_session(con: asyncpg.Connection, staff_id: int, ttl: timedelta) -> tuple[str, str]:
+    """Create a session; returns (cookie token, CSRF token). Only the token's hash is stored."""
+    token = secrets.token_urlsafe(32)
+    csrf = secrets.token_urlsafe(24)
+    await con.execute(
+        "INSERT INTO staff_session (token_hash, staff_id, csrf_token, expires_at) "
+        "VALUES ($1, $2, $3, now() + $4::interval)",
+        _token_hash(token), staff_id, csrf, ttl,
+    )
+    return token, csrf
+
+
+async def session(con: asyncpg.Connection, token: str) -> Session | None:
+    row = await con.fetchrow(
+        """SELECT s.id, s.facility_id, f.name AS facility_name, s.username, s.name, s.role,
+                  s.specialties, s.on_duty, ss.csrf_token
+           FROM staff_session ss JOIN staff s ON s.id = ss.staff_id JOIN facility f ON f.id = s.facility_id
+           WHERE ss.token_hash = $1 AND ss.revoked_at IS NULL AND ss.expires_at > now() AND s.active""",
+        _token_hash(token),
+    )
+    return Session(_member(row), row["csrf_token"]) if row else None
+
+
+async def close_session(con: asyncpg.Connection, token: str) -> None:
+    await con.execute("UPDATE staff_session SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
+                      _token_hash(token))
+
+
+async def create(con: asyncpg.Connection, *, facility_id: int, username: str, name: str, role: str,
+                 password: str, specialties: tuple[str, ...] = (), on_duty: bool = False) -> int:
+    staff_id: int = await con.fetchval(
+        """INSERT INTO staff (facility_id, username, name, role, specialties, password_hash, on_duty)
+           VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
+        facility_id, username, name, role, list(specialties), hash_password(password), on_duty,
+    )
+    return staff_id

@@ -1,0 +1,433 @@
+"""The websocket hub: authenticates sockets, pairs patients with doctors, relays call signaling.
+
+Live sockets and rooms are in memory; queue entries, consultations and chat are in PostgreSQL,
+so after a restart clients reconnect with their token and carry on where they were.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+from aiohttp import WSCloseCode
+
+from db import audit
+from db import chat as chat_db
+from db import consultations as consultations_db
+from db import facilities as facilities_db
+from db import queue as queue_db
+from db.errors import DbError
+from signaling import protocol as p
+from signaling import queue as queue_view
+from signaling.errors import SignalingError
+from signaling.rooms import Client, PatientIdentity, Room, Socket, StaffIdentity, other
+
+log = logging.getLogger(__name__)
+
+PatientAuthenticator = Callable[[str], Awaitable[PatientIdentity]]
+IceServers = Callable[[], list[dict[str, Any]]]
+
+# Wait this long after a queue change before broadcasting, so a burst of changes costs one broadcast.
+COALESCE_S = 0.05
+
+
+def _iso(value: datetime) -> str:
+    return value.isoformat()
+
+
+class Hub:
+    """All live sockets of this process."""
+
+    def __init__(self, pool: asyncpg.Pool, *, authenticate_patient: PatientAuthenticator,
+                 ice_servers: IceServers, max_message_bytes: int, requeue_grace_s: int) -> None:
+        self.pool = pool
+        self._authenticate_patient = authenticate_patient
+        self._ice_servers = ice_servers
+        self.max_message_bytes = max_message_bytes
+        self.requeue_grace_s = requeue_grace_s
+        self.clients: set[Client] = set()
+        self.rooms: dict[uuid.UUID, Room] = {}
+        self.patients: dict[int, set[Client]] = {}
+        self._queue_dirty = asyncio.Event()
+        self._alerts: list[dict[str, Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        async with self.pool.acquire() as con:
+            touched = await consultations_db.touch_all_active(con)
+        if touched:
+            log.info("gave %d active consultations a fresh grace period after start", touched)
+        self._tasks = [asyncio.create_task(self._broadcast_loop(), name="queue-broadcast"),
+                       asyncio.create_task(self._sweep_loop(), name="requeue-sweeper")]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        for client in list(self.clients):
+            await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+    # ---- connections -----------------------------------------------------------------------------
+
+    def connect(self, ws: Socket, staff: StaffIdentity | None) -> Client:
+        client = Client(ws, staff)
+        self.clients.add(client)
+        return client
+
+    async def disconnect(self, client: Client) -> None:
+        """The socket is gone: leave rooms (the peer is told), keep everything in the database."""
+        self.clients.discard(client)
+        for room_id in list(client.rooms):
+            await self._leave(client, room_id, reason="disconnected")
+        if client.patient is not None:
+            same = self.patients.get(client.patient.patient_id)
+            if same is not None:
+                same.discard(client)
+                if not same:
+                    del self.patients[client.patient.patient_id]
+        self.queue_changed()
+
+    async def handle_raw(self, client: Client, raw: str | bytes) -> None:
+        """Decode, validate and dispatch one message; errors go back to the sender as `error`."""
+        try:
+            message = p.decode(raw, max_bytes=self.max_message_bytes)
+            await self._dispatch(client, message)
+        except SignalingError as exc:
+            await self._reject(client, exc)
+        except Exception:  # the socket's boundary: log it, tell the client, keep serving
+            incident = uuid.uuid4().hex[:8]
+            log.exception("error handling a message", extra={"session": client.session, "incident": incident})
+            await client.send({"type": "error", "code": "internal",
+                               "message": f"internal error (incident {incident}); please retry", "id": ""})
+
+    async def _reject(self, client: Client, exc: SignalingError) -> None:
+        await client.send(exc.as_message())
+        if client.count_error():
+            log.warning("closing abusive socket", extra={"session": client.session})
+            await client.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many invalid messages")
+
+    async def _dispatch(self, client: Client, msg: p.ClientMessage) -> None:
+        try:
+            await self._route(client, msg)
+        except DbError as exc:
+            raise SignalingError(exc.code, exc.message, msg.id) from None
+        except SignalingError as exc:
+            exc.ref = exc.ref or msg.id
+            raise
+
+    async def _route(self, client: Client, msg: p.ClientMessage) -> None:
+        if isinstance(msg, p.Ping):
+            await client.send({"type": "pong", "id": msg.id})
+            return
+        if isinstance(msg, p.Hello):
+            await self._hello(client, msg)
+            return
+        if not client.greeted:
+            raise SignalingError("not_authenticated", "send hello first")
+        match msg:
+            case p.Join():
+                await self._join(client, msg)
+            case p.Leave():
+                self._member_room(client, msg.room)
+                await self._leave(client, msg.room, reason="left")
+                await client.send({"type": "left", "id": msg.id, "room": str(msg.room)})
+            case p.Offer() | p.Answer():
+                await self._relay(client, msg.room, {"type": msg.__struct_config__.tag, "sdp": msg.sdp},
+                                  require_peer=True)
+            case p.Ice():
+                candidate = None if msg.candidate is None else {
+                    "candidate": msg.candidate.candidate, "sdpMid": msg.candidate.sdpMid,
+                    "sdpMLineIndex": msg.candidate.sdpMLineIndex,
+                    "usernameFragment": msg.candidate.usernameFragment}
+                # A candidate trickled before the peer arrived is useless to it: dropped, not an error.
+                await self._relay(client, msg.room, {"type": "ice", "candidate": candidate}, require_peer=False)
+            case p.Chat():
+                await self._chat(client, msg)
+            case p.Media():
+                await self._media(client, msg)
+            case p.ClaimNext():
+                await self._claim(client, msg)
+            case p.End():
+                await self._end(client, msg)
+            case _:  # pragma: no cover - decode() only returns the types above
+                raise SignalingError("unknown_type", f"unhandled message {msg!r}")
+
+    # ---- hello -----------------------------------------------------------------------------------
+
+    async def _hello(self, client: Client, msg: p.Hello) -> None:
+        if client.greeted:
+            raise SignalingError("bad_state", "hello was already received on this socket")
+        if client.staff is None:
+            if not msg.token:
+                raise SignalingError("not_authenticated", "a patient hello needs the join-link token; "
+                                     "staff must sign in first")
+            identity = await self._authenticate_patient(msg.token)
+            client.patient = identity
+            self.patients.setdefault(identity.patient_id, set()).add(client)
+        elif msg.token:
+            raise SignalingError("bad_message", "staff sockets are known by their session; send no token")
+        client.greeted = True
+        welcome: dict[str, Any] = {"type": "welcome", "id": msg.id, "role": client.side,
+                                   "session": client.session, "ice_servers": self._ice_servers(),
+                                   "max_message_bytes": self.max_message_bytes}
+        async with self.pool.acquire() as con:
+            if client.patient is not None:
+                active = await consultations_db.active_for_patient(con, client.patient.patient_id)
+                entry = await queue_db.open_entry(con, client.patient.patient_id)
+                welcome["state"] = "paired" if active else ("waiting" if entry else "checkin")
+                await client.send(welcome)
+                if active is not None:
+                    await client.send(self._paired_for_patient(active))
+            else:
+                assert client.staff is not None
+                active = await consultations_db.active_for_doctor(con, client.staff.staff_id)
+                welcome["active_room"] = str(active.id) if active else None
+                welcome["staff"] = {"id": client.staff.staff_id, "name": client.staff.name,
+                                    "role": client.staff.role}
+                await client.send(welcome)
+        self.queue_changed()
+
+    @staticmethod
+    def _paired_for_patient(c: consultations_db.Consultation) -> dict[str, Any]:
+        return {"type": "paired", "room": str(c.id), "polite": True, "peer_name": c.doctor_name}
+
+    # ---- rooms -----------------------------------------------------------------------------------
+
+    def _member_room(self, client: Client, room_id: uuid.UUID) -> Room:
+        room = self.rooms.get(room_id)
+        if room is None or not room.has(client):
+            raise SignalingError("not_in_room", f"you are not in room {room_id}; send join first")
+        return room
+
+    async def _authorised_consultation(self, client: Client,
+                                       room_id: uuid.UUID) -> consultations_db.Consultation:
+        async with self.pool.acquire() as con:
+            c = await consultations_db.get(con, room_id)
+        allowed = c is not None and (
+            (client.patient is not None and c.patient_id == client.patient.patient_id)
+            or (client.staff is not None and c.doctor_id == client.staff.staff_id))
+        if c is None or not allowed:
+            raise SignalingError("forbidden", f"room {room_id} is not yours")
+        if not c.active:
+            raise SignalingError("room_closed", f"cannot join consultation in state \"{c.status}\"")
+        return c
+
+    async def _join(self, client: Client, msg: p.Join) -> None:
+        c = await self._authorised_consultation(client, msg.room)
+        room = self.rooms.setdefault(msg.room, Room(msg.room))
+        side = client.side
+        previous = room.members.get(side)
+        if previous is not None and previous is not client:
+            previous.rooms.discard(msg.room)
+            await previous.send({"type": "replaced", "room": str(msg.room)})
+        room.members[side] = client
+        client.rooms.add(msg.room)
+        peer = room.members.get(other(side))
+        # The peer hears of us before we can send it anything, so it resets its connection first.
+        if peer is not None:
+            await peer.send({"type": "peer_joined", "room": str(msg.room), "peer_session": client.session,
+                             "peer_media": room.media.get(side)})
+        async with self.pool.acquire() as con:
+            history = await chat_db.history(con, msg.room)
+            if client.staff is not None:
+                await consultations_db.touch_doctor(con, msg.room)
+            if peer is not None and not room.call_marked:
+                await consultations_db.mark_in_call(con, msg.room)
+                room.call_marked = True
+        await client.send({
+            "type": "joined", "id": msg.id, "room": str(msg.room), "polite": side == "patient",
+            "peer_present": peer is not None, "peer_session": peer.session if peer else None,
+            "peer_media": room.media.get(other(side)), "modality": c.modality,
+            "peer_name": c.doctor_name if side == "patient" else c.patient_name,
+            "chat": [self._chat_view(m) for m in history],
+        })
+
+    async def _leave(self, client: Client, room_id: uuid.UUID, *, reason: str) -> None:
+        client.rooms.discard(room_id)
+        room = self.rooms.get(room_id)
+        if room is None or not room.has(client):
+            return
+        del room.members[client.side]
+        room.media.pop(client.side, None)
+        peer = room.members.get(other(client.side))
+        if peer is not None:
+            await peer.send({"type": "peer_left", "room": str(room_id), "reason": reason})
+        if client.staff is not None:
+            async with self.pool.acquire() as con:
+                await consultations_db.touch_doctor(con, room_id)  # the grace period starts now
+        if not room.members:
+            self.rooms.pop(room_id, None)
+
+    async def _relay(self, client: Client, room_id: uuid.UUID, payload: dict[str, Any], *,
+                     require_peer: bool) -> None:
+        room = self._member_room(client, room_id)
+        peer = room.peer_of(client)
+        if peer is None:
+            if require_peer:
+                raise SignalingError("peer_absent", "the other side is not in the room yet")
+            return
+        payload["room"] = str(room_id)
+        payload["from"] = client.session
+        await peer.send(payload)
+
+    @staticmethod
+    def _chat_view(m: chat_db.ChatMessage) -> dict[str, Any]:
+        return {"id": m.id, "sender": m.sender, "text": m.body, "at": _iso(m.sent_at), "client_id": m.client_id}
+
+    async def _chat(self, client: Client, msg: p.Chat) -> None:
+        room = self._member_room(client, msg.room)
+        client_id = msg.id or uuid.uuid4().hex
+        async with self.pool.acquire() as con:
+            stored = await chat_db.add(con, msg.room, client.side,
+                                       client.staff.staff_id if client.staff else None, client_id, msg.text)
+        out = {"type": "chat", "room": str(msg.room), "message": self._chat_view(stored)}
+        for member in list(room.members.values()):
+            await member.send(out)
+
+    async def _media(self, client: Client, msg: p.Media) -> None:
+        room = self._member_room(client, msg.room)
+        room.media[client.side] = {"audio": msg.audio, "video": msg.video}
+        if not msg.video:
+            async with self.pool.acquire() as con:
+                await consultations_db.set_modality(con, msg.room, "audio")
+        peer = room.peer_of(client)
+        if peer is not None:
+            await peer.send({"type": "peer_media", "room": str(msg.room), "audio": msg.audio, "video": msg.video})
+
+    # ---- queue -----------------------------------------------------------------------------------
+
+    async def _claim(self, client: Client, msg: p.ClaimNext) -> None:
+        staff = client.staff
+        if staff is None or not staff.may_claim:
+            raise SignalingError("forbidden", "only doctors and specialists can claim patients")
+        async with self.pool.acquire() as con:
+            if msg.entry is None:
+                claim = await queue_db.claim_next(con, staff.staff_id, staff.facility_id)
+                if claim is None:
+                    raise SignalingError("queue_empty", "nobody is waiting")
+            else:
+                claim = await queue_db.claim_entry(con, staff.staff_id, staff.facility_id, msg.entry)
+            c = await consultations_db.get(con, claim.consultation_id)
+        assert c is not None
+        await client.send({"type": "paired", "id": msg.id, "room": str(c.id), "polite": False,
+                           "peer_name": c.patient_name, "entry": str(claim.entry_id)})
+        for patient_client in list(self.patients.get(c.patient_id, ())):
+            await patient_client.send(self._paired_for_patient(c))
+        self.queue_changed()
+
+    async def _end(self, client: Client, msg: p.End) -> None:
+        await self._authorised_consultation(client, msg.room)
+        actor = (audit.Actor.staff(client.staff.staff_id) if client.staff
+                 else audit.Actor.patient(client.patient.patient_id if client.patient else 0))
+        async with self.pool.acquire() as con:
+            by = "doctor" if client.staff else "patient"
+            ended = await consultations_db.end(con, msg.room, by, actor)
+        await self.notify_ended(ended.id, ended.patient_id, by=by, ref=msg.id, requester=client)
+
+    async def notify_ended(self, room_id: uuid.UUID, patient_id: int, *, by: str, ref: str = "",
+                           requester: Client | None = None) -> None:
+        """Tell everyone in the room (and the patient's other tabs) that the consultation is over."""
+        out = {"type": "ended", "room": str(room_id), "by": by}
+        room = self.rooms.pop(room_id, None)
+        targets = set(room.members.values()) if room else set()
+        targets |= self.patients.get(patient_id, set())
+        if requester is not None:
+            targets.add(requester)
+        for member in targets:
+            member.rooms.discard(room_id)
+            await member.send({**out, "id": ref} if member is requester else out)
+        self.queue_changed()
+
+    def queue_changed(self, alert: dict[str, Any] | None = None) -> None:
+        """Something changed the queue: broadcast soon (coalesced). `alert` goes to every doctor serving it."""
+        if alert is not None:
+            self._alerts.append(alert)
+        self._queue_dirty.set()
+
+    async def _broadcast_loop(self) -> None:
+        while True:
+            await self._queue_dirty.wait()
+            await asyncio.sleep(COALESCE_S)
+            self._queue_dirty.clear()
+            try:
+                await self.broadcast_queue()
+            except (OSError, asyncpg.PostgresError):
+                log.exception("queue broadcast failed; will retry on the next change")
+
+    async def broadcast_queue(self) -> None:
+        alerts, self._alerts = self._alerts, []
+        staff_clients = [c for c in self.clients if c.staff is not None and c.greeted]
+        async with self.pool.acquire() as con:
+            parents = await facilities_db.parents(con)
+            places = await queue_db.waiting_places(con)
+            mean_s = await queue_db.mean_consultation_seconds(con)
+            lists: dict[int, dict[str, Any]] = {}
+            for c in staff_clients:
+                assert c.staff is not None
+                if c.staff.facility_id not in lists:
+                    lists[c.staff.facility_id] = await queue_view.staff_list(con, c.staff.facility_id,
+                                                                             self.patients.keys())
+        # One count per doctor, however many tabs they have open.
+        doctor_facilities = list({c.staff.staff_id: c.staff.facility_id
+                                  for c in staff_clients if c.staff and c.staff.may_claim}.values())
+        for patient_id, clients in list(self.patients.items()):
+            if patient_id not in places:
+                continue
+            _, place, facility_id = places[patient_id]
+            text = p.encode(queue_view.patient_view(place, facility_id, doctor_facilities, parents, mean_s))
+            for client in list(clients):
+                await client.send_text(text)
+        for c in staff_clients:
+            assert c.staff is not None
+            await c.send(lists[c.staff.facility_id])
+            for alert in alerts:
+                if queue_view.serves(c.staff.facility_id, alert["facility_id"], parents):
+                    await c.send({k: v for k, v in alert.items() if k != "facility_id"})
+
+    # ---- doctors who dropped ----------------------------------------------------------------------
+
+    async def _sweep_loop(self) -> None:
+        interval = max(1.0, self.requeue_grace_s / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except (OSError, asyncpg.PostgresError):
+                log.exception("requeue sweep failed; will retry")
+
+    async def sweep(self) -> list[uuid.UUID]:
+        """Keep connected doctors' consultations alive; put the patients of doctors gone too long back."""
+        online = sorted({c.staff.staff_id for c in self.clients if c.staff is not None})
+        async with self.pool.acquire() as con:
+            if online:
+                await consultations_db.touch_doctors(con, online)
+            stale = await consultations_db.stale(con, self.requeue_grace_s)
+            requeued: list[uuid.UUID] = []
+            for consultation_id in stale:
+                c = await consultations_db.get(con, consultation_id)
+                entry = await consultations_db.requeue(con, consultation_id, "doctor_disconnected")
+                if entry is None or c is None:
+                    continue
+                requeued.append(consultation_id)
+                log.info("requeued patient after doctor dropped", extra={"consultation": str(consultation_id)})
+                room = self.rooms.pop(consultation_id, None)
+                targets = set(room.members.values()) if room else set()
+                targets |= self.patients.get(c.patient_id, set())
+                for member in targets:
+                    member.rooms.discard(consultation_id)
+                    await member.send({"type": "requeued", "room": str(consultation_id),
+                                       "reason": "doctor_disconnected"})
+        if requeued:
+            self.queue_changed()
+        return requeued

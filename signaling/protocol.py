@@ -1,0 +1,145 @@
+"""The typed signaling protocol: one JSON object per websocket message, `{"type": ..., "id": ..., ...}`.
+
+Every client message is validated on receipt (msgspec); anything wrong becomes a `ProtocolError`
+with a stable code and the offending message id, which the hub sends back as an `error`.
+Every message is documented in docs/protocol.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+
+from signaling.errors import SignalingError
+
+MessageId = Annotated[str, msgspec.Meta(max_length=64)]
+Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=32_000)]
+ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
+Token = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+
+
+class _Client(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, kw_only=True):
+    id: MessageId = ""
+
+
+class Hello(_Client, tag="hello"):
+    """First message on every socket. Patients send their join-link token; staff are known by cookie."""
+
+    token: Token | None = None
+
+
+class Join(_Client, tag="join"):
+    room: uuid.UUID
+
+
+class Leave(_Client, tag="leave"):
+    room: uuid.UUID
+
+
+class Offer(_Client, tag="offer"):
+    room: uuid.UUID
+    sdp: Sdp
+
+
+class Answer(_Client, tag="answer"):
+    room: uuid.UUID
+    sdp: Sdp
+
+
+class IceCandidate(msgspec.Struct, forbid_unknown_fields=False, frozen=True):
+    """As RTCIceCandidateInit; unknown fields from newer browsers are ignored, not relayed."""
+
+    candidate: Annotated[str, msgspec.Meta(max_length=1024)]
+    sdpMid: Annotated[str, msgspec.Meta(max_length=64)] | None = None  # noqa: N815 (WebRTC's own name)
+    sdpMLineIndex: Annotated[int, msgspec.Meta(ge=0, le=255)] | None = None  # noqa: N815
+    usernameFragment: Annotated[str, msgspec.Meta(max_length=256)] | None = None  # noqa: N815
+
+
+class Ice(_Client, tag="ice"):
+    """A trickled candidate; `candidate: null` means end of candidates."""
+
+    room: uuid.UUID
+    candidate: IceCandidate | None = None
+
+
+class Chat(_Client, tag="chat"):
+    room: uuid.UUID
+    text: ChatText
+
+
+class Media(_Client, tag="media"):
+    """The sender's media state (camera off, muted, audio-only), shown to the other side."""
+
+    room: uuid.UUID
+    audio: bool
+    video: bool
+
+
+class ClaimNext(_Client, tag="claim_next"):
+    """A doctor takes the next patient, or the chosen `entry`."""
+
+    entry: uuid.UUID | None = None
+
+
+class End(_Client, tag="end"):
+    room: uuid.UUID
+
+
+class Ping(_Client, tag="ping"):
+    pass
+
+
+ClientMessage = Hello | Join | Leave | Offer | Answer | Ice | Chat | Media | ClaimNext | End | Ping
+
+CLIENT_TYPES: frozenset[str] = frozenset(
+    str(cls.__struct_config__.tag) for cls in (Hello, Join, Leave, Offer, Answer, Ice, Chat, Media, ClaimNext,
+                                               End, Ping)
+)
+
+_json_decoder = msgspec.json.Decoder()
+_encoder = msgspec.json.Encoder()
+
+
+class ProtocolError(SignalingError):
+    """A message that could not be accepted; `ref` is the id the client gave it, if any."""
+
+
+def _ref_of(obj: Any) -> str:
+    if isinstance(obj, dict):
+        ref = obj.get("id")
+        if isinstance(ref, str):
+            return ref[:64]
+        if isinstance(ref, int) and not isinstance(ref, bool):
+            return str(ref)
+    return ""
+
+
+def decode(raw: str | bytes, *, max_bytes: int) -> ClientMessage:
+    """Parse and validate one client message, or raise ProtocolError(code, message, ref)."""
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > max_bytes:
+        raise ProtocolError("too_large", f"message is {size} bytes; the limit is {max_bytes}")
+    try:
+        obj = _json_decoder.decode(raw)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError("bad_json", f"not valid JSON: {exc}") from None
+    ref = _ref_of(obj)
+    if not isinstance(obj, dict):
+        raise ProtocolError("bad_message", "a message must be a JSON object", ref)
+    kind = obj.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError("bad_message", "a message needs a string \"type\"", ref)
+    if kind not in CLIENT_TYPES:
+        raise ProtocolError("unknown_type", f"unknown message type {kind[:40]!r}", ref)
+    try:
+        message: ClientMessage = msgspec.convert(obj, ClientMessage)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError("invalid", f"invalid {kind} message: {exc}", ref) from None
+    return message
+
+
+def encode(message: dict[str, Any]) -> str:
+    """Serialise a server message (a dict with "type") to JSON text."""
+    return _encoder.encode(message).decode()

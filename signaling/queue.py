@@ -1,0 +1,91 @@
+"""Live queue views: each waiting patient's place and expected wait, each doctor's list.
+
+Changes are coalesced: many joins or claims within a few milliseconds cause one broadcast.
+"""
+
+from __future__ import annotations
+
+import math
+import uuid
+from collections.abc import Iterable, Mapping
+from datetime import UTC, date, datetime
+from typing import Any
+
+import asyncpg
+
+from care.triage import TriageLevel
+from db import queue as queue_db
+
+# The longest list sent to a doctor's screen; the total is sent too.
+MAX_LISTED = 200
+
+
+def serves(staff_facility: int, patient_facility: int, parents: Mapping[int, int | None]) -> bool:
+    """A staff member serves patients of their own facility and of every facility below it."""
+    current: int | None = patient_facility
+    seen: set[int] = set()
+    while current is not None and current not in seen:
+        if current == staff_facility:
+            return True
+        seen.add(current)
+        current = parents.get(current)
+    return False
+
+
+def expected_wait_s(place: int, doctors_online: int, mean_consultation_s: float) -> int | None:
+    """Seconds until a doctor is likely free for the patient at `place` (1 = next); None with no doctor online.
+
+    Each online doctor sees one patient per mean consultation length; the next patient waits for
+    the first free doctor, which we count as immediate.
+    """
+    if doctors_online <= 0:
+        return None
+    rounds = (place - 1) // doctors_online
+    return int(math.ceil(rounds * mean_consultation_s))
+
+
+def level_name(rank: int) -> str:
+    return f"NC{rank}"
+
+
+def entry_view(row: asyncpg.Record, now: datetime, online_patients: Iterable[int]) -> dict[str, Any]:
+    """What a doctor's queue screen shows for one waiting patient."""
+    level = TriageLevel(level_name(row["triage_level"]))
+    birth_year = row["birth_year"]
+    return {
+        "entry": str(row["id"]),
+        "level": level.value,
+        "colour": level.colour,
+        "danger_signs": list(row["danger_signs"]),
+        "reason": row["reason"],
+        "arrived_at": row["arrived_at"].isoformat(),
+        "waited_s": int((now - row["arrived_at"]).total_seconds()),
+        "requeued": row["requeued_at"] is not None,
+        "audio_only": row["audio_only"],
+        "facility": row["facility_name"],
+        "online": row["patient_id"] in online_patients,
+        "patient": {
+            "id": row["patient_id"],
+            "name": row["patient_name"],
+            "sex": row["sex"],
+            "age": date.today().year - birth_year if birth_year else None,
+            "key_groups": list(row["key_groups"]),
+        },
+    }
+
+
+async def staff_list(con: asyncpg.Connection, facility_id: int,
+                     online_patients: Iterable[int]) -> dict[str, Any]:
+    rows = await queue_db.waiting_list(con, facility_id)
+    now = datetime.now(UTC)
+    online = set(online_patients)
+    return {"type": "queue_list", "total": len(rows), "now": now.isoformat(),
+            "entries": [entry_view(r, now, online) for r in rows[:MAX_LISTED]]}
+
+
+def patient_view(place: int, facility_id: int, doctor_facilities: Iterable[int],
+                 parents: Mapping[int, int | None], mean_s: float) -> dict[str, Any]:
+    """The waiting room's `queue` message for one patient."""
+    doctors = sum(1 for f in doctor_facilities if serves(f, facility_id, parents))
+    return {"type": "queue", "status": "waiting", "position": place, "doctors_online": doctors,
+            "eta_s": expected_wait_s(place, doctors, mean_s)}

@@ -1,0 +1,1 @@
+"""HTTP and websocket front: aiohttp application factory, pages, JSON API, auth, translations, CLI."""

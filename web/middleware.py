@@ -1,0 +1,105 @@
+"""Cross-cutting request handling: language, security headers, CSRF cookie, errors → JSON or page."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from db.errors import DbError
+from signaling.errors import SignalingError
+from web.auth import CSRF_COOKIE
+from web.errors import ApiError, from_db, json_error
+from web.i18n import LANGUAGES
+from web.keys import catalogs_key, settings_key
+from web.render import render
+from web.rkeys import csrf_rkey, lang_rkey, t_rkey
+
+log = logging.getLogger(__name__)
+
+LANG_COOKIE = "dh_lang"
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+       "media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
+       "form-action 'self'")
+
+
+@web.middleware
+async def language_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Vietnamese unless the person chose English (`?lang=en`, remembered in a cookie)."""
+    settings = request.app[settings_key]
+    chosen = request.query.get("lang")
+    lang = chosen if chosen in LANGUAGES else request.cookies.get(LANG_COOKIE)
+    if lang not in LANGUAGES:
+        lang = settings.default_lang
+    request[lang_rkey] = lang
+    request[t_rkey] = request.app[catalogs_key].translator(lang)
+    response = await handler(request)
+    if chosen in LANGUAGES and chosen != request.cookies.get(LANG_COOKIE):
+        response.set_cookie(LANG_COOKIE, chosen, max_age=365 * 86400, samesite="Lax", httponly=True,
+                            secure=settings.cookies_secure)
+    return response
+
+
+@web.middleware
+async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    headers = response.headers
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    # The join token is in the path: never send it on as a referrer.
+    headers.setdefault("Referrer-Policy", "no-referrer")
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("Permissions-Policy", "camera=(self), microphone=(self), geolocation=()")
+    if not request.path.startswith("/static/"):
+        headers.setdefault("Cache-Control", "no-store")
+    token = request.get(csrf_rkey)
+    if isinstance(token, str) and request.cookies.get(CSRF_COOKIE) != token and not response.prepared:
+        response.set_cookie(CSRF_COOKIE, token, samesite="Strict", httponly=False, path="/",
+                            secure=request.app[settings_key].cookies_secure)
+    return response
+
+
+def _wants_json(request: web.Request) -> bool:
+    return request.path.startswith("/api/") or "application/json" in request.headers.get("Accept", "")
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Refusals get their code and message; anything unexpected is logged (ids only) and shown as 500."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if exc.status >= 400 and _wants_json(request):
+            return json_error(ApiError(exc.reason.lower().replace(" ", "_"), exc.reason, status=exc.status))
+        if exc.status in (403, 404, 405) and not _wants_json(request):
+            return await _error_page(request, exc.status, exc.reason)
+        raise
+    except ApiError as exc:
+        if _wants_json(request):
+            return json_error(exc)
+        return await _error_page(request, exc.status, exc.message)
+    except DbError as exc:
+        api = from_db(exc)
+        return json_error(api) if _wants_json(request) else await _error_page(request, api.status, api.message)
+    except SignalingError as exc:
+        api = ApiError(exc.code, exc.message)
+        return json_error(api) if _wants_json(request) else await _error_page(request, api.status, api.message)
+    except Exception:
+        incident = secrets.token_hex(4)
+        log.exception("unhandled error", extra={"incident": incident, "path": request.match_info.route.name})
+        message = f"internal error (incident {incident})"
+        if _wants_json(request):
+            return json_error(ApiError("internal", message, status=500))
+        return await _error_page(request, 500, message)
+
+
+async def _error_page(request: web.Request, status: int, message: str) -> web.Response:
+    t = request[t_rkey]
+    titles = {403: t("You are not allowed to see this page"), 404: t("Page not found"),
+              500: t("Something went wrong on our side")}
+    response = render(request, "error.html", {"title": titles.get(status, t("Request refused")), "detail": message})
+    response.set_status(status)
+    return response

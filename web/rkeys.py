@@ -1,0 +1,11 @@
+"""Typed per-request storage keys (set by middleware, read by handlers and templates)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from web.i18n import Translator
+
+lang_rkey = web.RequestKey("lang", str)
+t_rkey = web.RequestKey("t", Translator)
+csrf_rkey = web.RequestKey("csrf_token", str)

@@ -1,0 +1,201 @@
+"""Effective configuration: environment variables (`DONGHANH_*`, `DATABASE_URL`) → one frozen dataclass.
+
+Defaults serve a laptop demo; production values are in docs/deploy.md.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import platformdirs
+
+
+class ConfigError(ValueError):
+    """A configuration value that cannot be used; the message names the variable."""
+
+
+_DURATION = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$")
+_UNIT_SECONDS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str, *, name: str = "duration") -> int:
+    """Parse `90`, `90s`, `15m`, `24h` or `7d` into seconds."""
+    match = _DURATION.match(text)
+    if not match:
+        raise ConfigError(f"{name}: expected a duration like 90s, 15m, 24h or 7d, got {text!r}")
+    seconds = int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"{name}: must be positive, got {text!r}")
+    return seconds
+
+
+def _csv(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+def _bool_or_auto(text: str, *, name: str) -> bool | None:
+    value = text.strip().lower()
+    if value in ("", "auto"):
+        return None
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}: expected auto, true or false, got {text!r}")
+
+
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+    raw = env.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
+    if value < minimum:
+        raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    return value
+
+
+def default_data_dir() -> Path:
+    """Per-user data folder (e.g. ~/.local/share/donghanh on Linux)."""
+    return Path(platformdirs.user_data_dir("donghanh", appauthor=False))
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the process needs to know about its deployment."""
+
+    database_url: str | None = None
+    data_dir: Path = field(default_factory=default_data_dir)
+    host: str = "127.0.0.1"
+    port: int = 8080
+    public_url: str | None = None
+    secret_key: str = ""
+    previous_secret_keys: tuple[str, ...] = ()
+    link_ttl_s: int = 24 * 3600
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str = ""
+    turn_ttl_s: int = 3600
+    requeue_grace_s: int = 60
+    max_message_bytes: int = 64 * 1024
+    heartbeat_s: int = 20
+    secure_cookies: bool | None = None
+    log_level: str = "INFO"
+    default_lang: str = "vi"
+    session_ttl_s: int = 12 * 3600
+
+    @property
+    def base_url(self) -> str:
+        """The URL people reach this server at (links in SMS are built from it)."""
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::", "::1") else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def cookies_secure(self) -> bool:
+        if self.secure_cookies is not None:
+            return self.secure_cookies
+        return self.base_url.startswith("https://")
+
+    def masked(self) -> dict[str, str]:
+        """Effective values as text, secrets masked, for `donghanh config`."""
+        out: dict[str, str] = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name in ("secret_key", "turn_secret"):
+                text = "(unset)" if not value else "****" + ("" if len(value) < 12 else value[-2:])
+            elif f.name == "previous_secret_keys":
+                text = f"{len(value)} key(s)"
+            elif f.name == "database_url":
+                text = _mask_url(value) if value else "(embedded PostgreSQL)"
+            elif isinstance(value, tuple):
+                text = ",".join(value) or "(none)"
+            elif value is None:
+                text = "auto"
+            else:
+                text = str(value)
+            out[f.name] = text
+        out["base_url"] = self.base_url
+        return out
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read settings from the environment; raises ConfigError naming the bad variable."""
+        env = os.environ if env is None else env
+        data_dir = Path(env["DONGHANH_DATA_DIR"]).expanduser() if env.get("DONGHANH_DATA_DIR") else (
+            default_data_dir()
+        )
+        lang = env.get("DONGHANH_DEFAULT_LANG", "vi") or "vi"
+        if lang not in ("vi", "en"):
+            raise ConfigError(f"DONGHANH_DEFAULT_LANG: expected vi or en, got {lang!r}")
+        ttl_raw = env.get("DONGHANH_LINK_TTL", "24h") or "24h"
+        turn_ttl_raw = env.get("DONGHANH_TURN_TTL", "1h") or "1h"
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=data_dir,
+            host=env.get("DONGHANH_HOST", "127.0.0.1") or "127.0.0.1",
+            port=_int(env, "DONGHANH_PORT", 8080),
+            public_url=env.get("DONGHANH_PUBLIC_URL") or None,
+            secret_key=env.get("DONGHANH_SECRET_KEY", ""),
+            previous_secret_keys=_csv(env.get("DONGHANH_PREVIOUS_SECRET_KEYS", "")),
+            link_ttl_s=parse_duration(ttl_raw, name="DONGHANH_LINK_TTL"),
+            stun_urls=_csv(env.get("DONGHANH_STUN_URLS", "")),
+            turn_urls=_csv(env.get("DONGHANH_TURN_URLS", "")),
+            turn_secret=env.get("DONGHANH_TURN_SECRET", ""),
+            turn_ttl_s=parse_duration(turn_ttl_raw, name="DONGHANH_TURN_TTL"),
+            requeue_grace_s=_int(env, "DONGHANH_REQUEUE_GRACE", 60),
+            max_message_bytes=_int(env, "DONGHANH_MAX_MESSAGE_BYTES", 64 * 1024, minimum=4096),
+            heartbeat_s=_int(env, "DONGHANH_HEARTBEAT", 20),
+            secure_cookies=_bool_or_auto(env.get("DONGHANH_SECURE_COOKIES", "auto"),
+                                         name="DONGHANH_SECURE_COOKIES"),
+            log_level=(env.get("DONGHANH_LOG_LEVEL", "INFO") or "INFO").upper(),
+            default_lang=lang,
+        )
+
+    def with_secret(self) -> Settings:
+        """Return settings whose secret key is set: from config, or generated once and kept in the data dir."""
+        if self.secret_key:
+            return self
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        key_file = self.data_dir / "secret_key"
+        if not key_file.exists():
+            fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(secrets.token_urlsafe(48))
+        return dataclasses.replace(self, secret_key=key_file.read_text().strip())
+
+
+def _mask_url(url: str) -> str:
+    return re.sub(r"://([^:/@]+):([^@]*)@", r"://\1:****@", url)
+
+
+# Documented configuration: (variable, default, meaning). README and `donghanh config --help` use it.
+CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("DATABASE_URL", "(unset)", "PostgreSQL URL; unset starts an embedded PostgreSQL under the data dir"),
+    ("DONGHANH_DATA_DIR", "per-user data folder", "embedded database, generated secret key"),
+    ("DONGHANH_HOST", "127.0.0.1", "address to listen on (0.0.0.0 to reach it from phones on the LAN)"),
+    ("DONGHANH_PORT", "8080", "port to listen on"),
+    ("DONGHANH_PUBLIC_URL", "http://localhost:PORT", "URL patients reach; join links are built from it"),
+    ("DONGHANH_SECRET_KEY", "generated, kept in data dir", "HS256 key for join links"),
+    ("DONGHANH_PREVIOUS_SECRET_KEYS", "(none)", "comma-separated old keys still accepted (rotation)"),
+    ("DONGHANH_LINK_TTL", "24h", "default lifetime of a patient join link"),
+    ("DONGHANH_STUN_URLS", "(none)", "comma-separated stun: URLs given to browsers"),
+    ("DONGHANH_TURN_URLS", "(none)", "comma-separated turn:/turns: URLs"),
+    ("DONGHANH_TURN_SECRET", "(unset)", "coturn static-auth-secret; time-limited TURN credentials"),
+    ("DONGHANH_TURN_TTL", "1h", "lifetime of TURN credentials"),
+    ("DONGHANH_REQUEUE_GRACE", "60", "seconds before a patient whose doctor dropped goes back to the queue"),
+    ("DONGHANH_MAX_MESSAGE_BYTES", "65536", "largest websocket message accepted"),
+    ("DONGHANH_HEARTBEAT", "20", "websocket heartbeat interval in seconds"),
+    ("DONGHANH_SECURE_COOKIES", "auto", "Secure cookies: auto (when PUBLIC_URL is https), true, false"),
+    ("DONGHANH_LOG_LEVEL", "INFO", "log level"),
+    ("DONGHANH_DEFAULT_LANG", "vi", "default UI language (vi or en)"),
+)

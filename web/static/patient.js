@@ -1,0 +1,274 @@
+// The patient's page: device check → consent → check-in → waiting room → call → ended.
+// The server renders the starting step, so a reload (or a dropped network) resumes where it was.
+import { Signal, strings } from "./signal.js";
+import { Call, wireCallUi } from "./call.js";
+
+const t = strings();
+const $ = (id) => document.getElementById(id);
+const body = document.body;
+const token = body.dataset.token;
+let consented = body.dataset.consented === "true";
+let audioOnly = sessionStorage.getItem("dh_audio_only") === "1";
+let stream = null;
+let meterStop = null;
+let signal = null;
+let call = null;
+let ui = null;
+let room = null;
+
+function show(step) {
+  for (const section of document.querySelectorAll(".step")) section.hidden = section.id !== `step-${step}`;
+  body.dataset.current = step;
+  const heading = document.querySelector(`#step-${step} h1`);
+  if (heading) { heading.tabIndex = -1; heading.focus({ preventScroll: true }); }
+}
+
+function api(path, payload) {
+  return fetch(path, {
+    method: "POST",
+    headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: JSON.stringify(payload),
+  }).then(async (r) => {
+    const data = await r.json().catch(() => ({}));
+    if (!r.ok) {
+      if (r.status === 410 || r.status === 404) location.reload(); // link no longer usable: server explains
+      throw Object.assign(new Error((data.error && data.error.message) || r.statusText), { data });
+    }
+    return data;
+  });
+}
+
+// ---- 1. device check ---------------------------------------------------------------------------
+
+const VIDEO = { width: { ideal: 640 }, height: { ideal: 480 }, frameRate: { ideal: 15, max: 24 } };
+
+async function getMedia(wantVideo) {
+  if (!navigator.mediaDevices || !window.RTCPeerConnection) throw Object.assign(new Error(), { name: "Unsupported" });
+  return navigator.mediaDevices.getUserMedia({ audio: { echoCancellation: true, noiseSuppression: true },
+    video: wantVideo ? VIDEO : false });
+}
+
+function startMeter(s) {
+  const Ctx = window.AudioContext || window.webkitAudioContext;
+  if (!Ctx || !s.getAudioTracks().length) return () => {};
+  const ctx = new Ctx();
+  const analyser = ctx.createAnalyser();
+  analyser.fftSize = 512;
+  ctx.createMediaStreamSource(s).connect(analyser);
+  const data = new Uint8Array(analyser.fftSize);
+  let raf = 0;
+  const tick = () => {
+    analyser.getByteTimeDomainData(data);
+    let peak = 0;
+    for (const v of data) peak = Math.max(peak, Math.abs(v - 128));
+    $("mic-level").style.width = `${Math.min(100, Math.round((peak / 128) * 180))}%`;
+    raf = requestAnimationFrame(tick);
+  };
+  tick();
+  return () => { cancelAnimationFrame(raf); ctx.close(); };
+}
+
+async function deviceCheck() {
+  show("device");
+  $("device-retry").hidden = true;
+  try {
+    stream = await getMedia(true);
+    $("preview").srcObject = stream;
+    $("device-status").textContent = t("Camera and microphone work.");
+    $("device-ok").disabled = false;
+  } catch (err) {
+    $("device-ok").disabled = true;
+    $("device-retry").hidden = false;
+    $("device-status").textContent = err.name === "NotAllowedError" || err.name === "SecurityError"
+      ? t("Camera or microphone permission was denied. Allow it in your browser settings, or continue with audio only.")
+      : err.name === "Unsupported" ? t("Your browser cannot make video calls. Please open the link in Chrome.")
+        : t("No camera found. You can continue with audio only.");
+    try { stream = await getMedia(false); } catch { stream = null; }
+  }
+  if (stream) meterStop = startMeter(stream);
+}
+
+function leaveDeviceCheck(withVideo) {
+  audioOnly = !withVideo;
+  sessionStorage.setItem("dh_audio_only", audioOnly ? "1" : "0");
+  if (meterStop) meterStop();
+  if (stream && audioOnly) for (const tr of stream.getVideoTracks()) { tr.stop(); stream.removeTrack(tr); }
+  $("preview").srcObject = null;
+  if (consented) show("checkin"); else show("consent");
+}
+
+$("device-ok").addEventListener("click", () => leaveDeviceCheck(true));
+$("device-audio").addEventListener("click", () => leaveDeviceCheck(false));
+$("device-retry").addEventListener("click", () => { if (meterStop) meterStop(); deviceCheck(); });
+
+// ---- 2. consent --------------------------------------------------------------------------------
+
+$("consent-box").addEventListener("change", (e) => { $("consent-ok").disabled = !e.target.checked; });
+$("consent-ok").addEventListener("click", async () => {
+  $("consent-ok").disabled = true;
+  try {
+    await api("/api/p/consent", { version: body.dataset.consentVersion });
+    consented = true;
+    show("checkin");
+  } catch {
+    $("consent-ok").disabled = false;
+  }
+});
+
+// ---- 3. check-in -------------------------------------------------------------------------------
+
+function numberOrNull(id) {
+  const v = $(id).value.trim();
+  return v === "" ? null : Number(v);
+}
+
+$("checkin-form").addEventListener("submit", async (e) => {
+  e.preventDefault();
+  const err = $("checkin-error");
+  err.hidden = true;
+  const payload = {
+    reason: $("reason").value.trim(),
+    symptoms: [...document.querySelectorAll("input[name=symptoms]:checked")].map((c) => c.value),
+    days_ill: numberOrNull("days_ill"),
+    spo2: numberOrNull("spo2"),
+    systolic: numberOrNull("systolic"),
+    diastolic: numberOrNull("diastolic"),
+    audio_only: audioOnly,
+  };
+  for (const k of ["days_ill", "spo2", "systolic", "diastolic"]) {
+    if (payload[k] !== null && !Number.isInteger(payload[k])) {
+      err.textContent = t("Please check the numbers you entered.");
+      err.hidden = false;
+      return;
+    }
+  }
+  $("checkin-ok").disabled = true;
+  try {
+    const result = await api("/api/p/checkin", payload);
+    if (result.emergency) $("emergency").hidden = false;
+    enterWaiting();
+  } catch (e2) {
+    const field = e2.data && e2.data.error && e2.data.error.field;
+    err.textContent = field ? t("Please check the numbers you entered.") : t("Something went wrong. Please try again.");
+    err.hidden = false;
+    if (field && $(field)) $(field).focus();
+  } finally {
+    $("checkin-ok").disabled = false;
+  }
+});
+
+// ---- 4. waiting room and 5. call -----------------------------------------------------------------
+
+function connStatus(state) {
+  $("conn").textContent = state === "open" ? "" : state === "connecting" ? t("Connecting…") : t("Reconnecting…");
+  body.dataset.conn = state;
+}
+
+function enterWaiting() {
+  show("waiting");
+  if (!signal) {
+    signal = new Signal({ token, onMessage, onStatus: connStatus });
+    signal.connect();
+  }
+}
+
+function renderQueue(q) {
+  $("position").textContent = q.position === 1 ? t("You are next.") : t("You are number {position} in the queue.", { position: q.position });
+  $("position").dataset.position = String(q.position);
+  $("eta").textContent = q.eta_s === null ? t("No doctor is online right now. Please keep this page open; we will call you.")
+    : q.position === 1 ? "" : t("Expected wait: about {minutes} min.", { minutes: Math.max(1, Math.round(q.eta_s / 60)) });
+}
+
+async function enterCall(msg) {
+  room = msg.room;
+  show("call");
+  if (!stream || !stream.getTracks().some((tr) => tr.readyState === "live")) {
+    try { stream = await getMedia(!audioOnly); } catch { try { stream = await getMedia(false); } catch { stream = null; } }
+  }
+  $("local").srcObject = stream;
+  if (!call) {
+    call = new Call({ signal, room, polite: msg.polite, iceServers: iceServers, remoteVideo: $("remote") });
+    ui = wireCallUi({ call, signal, t, room, mySide: "patient", peerLabel: t("Doctor"), onHangup: () => {
+      signal.send({ type: "end", room });
+    } });
+    window.dhCall = call;
+  }
+  call.room = room;
+  call.setStream(stream);
+  if (audioOnly) { call.setAudioOnly(true); $("btn-audio-only").setAttribute("aria-pressed", "true"); }
+  ui.status(t("Waiting for the doctor to join…"));
+  signal.send({ type: "join", room });
+}
+
+function finish(text) {
+  if (call) call.destroy();
+  if (signal) signal.stop();
+  if (stream) for (const tr of stream.getTracks()) tr.stop();
+  if (text) $("ended-text").textContent = text;
+  show("ended");
+}
+
+let iceServers = [];
+
+function onMessage(msg) {
+  switch (msg.type) {
+    case "welcome":
+      iceServers = msg.ice_servers || [];
+      if (msg.state === "checkin") show(consented ? "checkin" : "consent");
+      break;
+    case "queue":
+      if (body.dataset.current !== "waiting") show("waiting");
+      renderQueue(msg);
+      break;
+    case "paired":
+      $("position").textContent = t("The doctor is ready. Joining the call…");
+      enterCall(msg);
+      break;
+    case "joined":
+      (msg.chat || []).forEach((m) => ui.addChat(m));
+      if (msg.peer_present) { ui.status(""); call.start(msg.peer_session); ui.peerMedia(msg.peer_media); }
+      break;
+    case "peer_joined":
+      ui.status("");
+      call.start(msg.peer_session);
+      ui.peerMedia(msg.peer_media);
+      break;
+    case "peer_left":
+      call.close();
+      ui.status(t("The doctor has left the call. Please wait…"));
+      break;
+    case "peer_media":
+      ui.peerMedia(msg);
+      break;
+    case "offer": case "answer":
+      if (call) call.onDescription(msg);
+      break;
+    case "ice":
+      if (call) call.onIce(msg);
+      break;
+    case "chat":
+      if (ui) ui.addChat(msg.message);
+      break;
+    case "requeued":
+      if (call) call.close();
+      show("waiting");
+      $("eta").textContent = t("The doctor was disconnected. You are back at the front of the queue.");
+      break;
+    case "ended":
+      finish(t("The consultation has ended. Thank you."));
+      break;
+    case "replaced":
+      finish(t("This page was opened in another tab or device."));
+      break;
+    case "error":
+      if (String(msg.code).startsWith("link_")) { signal.stop(); location.reload(); }
+      else console.warn("server error", msg.code, msg.message);
+      break;
+  }
+}
+
+// ---- start at the step the server chose -----------------------------------------------------------
+
+const start = body.dataset.step;
+if (start === "waiting" || start === "call") enterWaiting();
+else deviceCheck();

@@ -1,0 +1,260 @@
+// The doctor's call view: video + chat beside the consult note (autosaved drafts, signed versions).
+import { Signal, strings } from "./signal.js";
+import { Call, wireCallUi } from "./call.js";
+
+const t = strings();
+const $ = (id) => document.getElementById(id);
+const room = document.body.dataset.room;
+const csrf = (document.cookie.match(/(?:^|; )dh_csrf=([^;]+)/) || [])[1] || "";
+let call = null;
+let ui = null;
+let stream = null;
+let version = 0;
+let diagnoses = [];
+
+// ---- call -----------------------------------------------------------------------------------------
+
+async function media() {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } });
+  } catch {
+    try { return await navigator.mediaDevices.getUserMedia({ audio: true }); } catch { return null; }
+  }
+}
+
+const signal = new Signal({
+  onStatus: (s) => { $("conn").textContent = s === "open" ? "" : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
+  onMessage,
+});
+
+function onMessage(msg) {
+  switch (msg.type) {
+    case "welcome":
+      call.iceServers = msg.ice_servers || [];
+      signal.send({ type: "join", room });
+      break;
+    case "joined":
+      (msg.chat || []).forEach((m) => ui.addChat(m));
+      if (msg.peer_present) { ui.status(""); call.start(msg.peer_session); ui.peerMedia(msg.peer_media); }
+      else ui.status(t("Patient is not in the call yet…"));
+      break;
+    case "peer_joined":
+      ui.status("");
+      call.start(msg.peer_session);
+      ui.peerMedia(msg.peer_media);
+      break;
+    case "peer_left":
+      call.close();
+      ui.status(t("Patient left the call. Waiting for them to come back…"));
+      break;
+    case "peer_media": ui.peerMedia(msg); break;
+    case "offer": case "answer": call.onDescription(msg); break;
+    case "ice": call.onIce(msg); break;
+    case "chat": ui.addChat(msg.message); break;
+    case "ended":
+      call.destroy(); signal.stop();
+      ui.status(t("The consultation has ended."));
+      document.body.dataset.active = "false";
+      break;
+    case "requeued":
+      call.destroy(); signal.stop();
+      ui.status(t("The patient was put back in the queue because you were disconnected."));
+      break;
+    case "replaced":
+      call.destroy(); signal.stop();
+      ui.status(t("This page was opened in another tab."));
+      break;
+    case "error":
+      if (msg.code === "not_authenticated") location.assign("/staff/login");
+      else if (msg.code === "room_closed") { ui.status(t("The consultation has ended.")); signal.stop(); }
+      break;
+  }
+}
+
+// ---- note -----------------------------------------------------------------------------------------
+
+const form = $("note-form");
+const textFields = ["subjective", "objective", "assessment", "plan"];
+const vitalFields = ["systolic", "diastolic", "pulse", "temperature", "spo2", "weight"];
+
+function noteFromForm() {
+  const vitals = {};
+  for (const f of vitalFields) {
+    const v = form.elements[f].value.trim();
+    if (v !== "") vitals[f] = Number(v);
+  }
+  const note = { vitals, diagnoses: diagnoses.map((d) => d.code), follow_up_on: form.elements.follow_up_on.value || null };
+  for (const f of textFields) note[f] = form.elements[f].value;
+  return note;
+}
+
+function fillForm(note) {
+  for (const f of textFields) form.elements[f].value = note[f] || "";
+  for (const f of vitalFields) form.elements[f].value = note.vitals && note.vitals[f] !== undefined ? note.vitals[f] : "";
+  form.elements.follow_up_on.value = note.follow_up_on || "";
+  diagnoses = (note.diagnoses || []).map((d) => (typeof d === "string" ? { code: d, name: "" } : d));
+  renderDiagnoses();
+}
+
+function renderVersions(versions) {
+  const list = $("note-versions");
+  list.replaceChildren();
+  for (const v of versions) {
+    const li = document.createElement("li");
+    li.textContent = `v${v.version} · ${v.author} · ${new Date(v.signed_at).toLocaleString()} · ${v.note.diagnoses.join(", ")}`;
+    list.append(li);
+  }
+  $("note-version").textContent = version ? `(v${version})` : "";
+}
+
+async function request(method, path, payload) {
+  const r = await fetch(path, { method, headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+    body: payload === undefined ? undefined : JSON.stringify(payload) });
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw Object.assign(new Error((data.error && data.error.message) || r.statusText), { status: r.status, data });
+  return data;
+}
+
+async function loadNote() {
+  const data = await request("GET", `/api/c/${room}/note`);
+  const latest = data.versions[data.versions.length - 1];
+  version = latest ? latest.version : 0;
+  if (data.draft && data.draft.base_version === version) fillForm(data.draft.note);
+  else if (latest) fillForm(latest.note);
+  renderVersions(data.versions);
+}
+
+let saveTimer = null;
+function scheduleSave() {
+  clearTimeout(saveTimer);
+  $("note-status").textContent = t("Saving draft…");
+  saveTimer = setTimeout(async () => {
+    try {
+      const r = await request("PUT", `/api/c/${room}/note/draft`, { base_version: version, note: noteFromForm() });
+      $("note-status").textContent = t("Draft saved {time}", { time: new Date(r.saved_at).toLocaleTimeString() });
+    } catch {
+      $("note-status").textContent = t("Could not save the draft. Check your connection.");
+    }
+  }, 1200);
+}
+form.addEventListener("input", scheduleSave);
+
+form.addEventListener("submit", async (e) => {
+  e.preventDefault();
+  clearTimeout(saveTimer);
+  const err = $("note-error");
+  err.hidden = true;
+  $("note-sign").disabled = true;
+  try {
+    const signed = await request("POST", `/api/c/${room}/note/sign`, { expected_version: version, note: noteFromForm() });
+    version = signed.version;
+    $("note-status").textContent = t("Signed version {version}", { version: signed.version });
+    const data = await request("GET", `/api/c/${room}/note`);
+    renderVersions(data.versions);
+  } catch (e2) {
+    const field = e2.data && e2.data.error && e2.data.error.field;
+    const input = field && form.elements[field.replace("vitals.", "")];
+    const label = input && input.labels && input.labels[0] ? input.labels[0].textContent.trim() : field;
+    err.textContent = e2.status === 409 ? t("Someone signed a newer version. Reload to see it before editing.")
+      : field ? t("Please check this field: {field}", { field: label }) : t("Something went wrong. Please try again.");
+    if (input && input.focus) input.focus();
+    err.hidden = false;
+  } finally {
+    $("note-sign").disabled = false;
+  }
+});
+
+// ---- ICD-10 search (an accessible combobox) -------------------------------------------------------
+
+const search = $("icd-search");
+const results = $("icd-results");
+let options = [];
+let active = -1;
+let searchTimer = null;
+
+function renderDiagnoses() {
+  const ul = $("diagnoses");
+  ul.replaceChildren();
+  diagnoses.forEach((d, i) => {
+    const li = document.createElement("li");
+    li.className = "chip";
+    li.textContent = d.name ? `${d.code} ${d.name}` : d.code;
+    const x = document.createElement("button");
+    x.type = "button";
+    x.className = "link";
+    x.textContent = "×";
+    x.setAttribute("aria-label", `✕ ${d.code}`);
+    x.addEventListener("click", () => { diagnoses.splice(i, 1); renderDiagnoses(); scheduleSave(); });
+    li.append(" ", x);
+    ul.append(li);
+  });
+}
+
+function closeList() { results.hidden = true; search.setAttribute("aria-expanded", "false"); active = -1; }
+
+function choose(o) {
+  if (!diagnoses.some((d) => d.code === o.code)) diagnoses.push({ code: o.code, name: o.name });
+  renderDiagnoses();
+  search.value = "";
+  closeList();
+  scheduleSave();
+}
+
+function renderOptions() {
+  results.replaceChildren();
+  if (!options.length) {
+    const li = document.createElement("li");
+    li.textContent = t("No code or name matches.");
+    li.setAttribute("aria-disabled", "true");
+    results.append(li);
+  }
+  options.forEach((o, i) => {
+    const li = document.createElement("li");
+    li.id = `icd-opt-${i}`;
+    li.setAttribute("role", "option");
+    li.setAttribute("aria-selected", String(i === active));
+    li.textContent = `${o.code} — ${o.name}`;
+    li.addEventListener("mousedown", (e) => { e.preventDefault(); choose(o); });
+    results.append(li);
+  });
+  results.hidden = false;
+  search.setAttribute("aria-expanded", "true");
+  search.setAttribute("aria-activedescendant", active >= 0 ? `icd-opt-${active}` : "");
+}
+
+search.addEventListener("input", (e) => {
+  e.stopPropagation();
+  clearTimeout(searchTimer);
+  const q = search.value.trim();
+  if (!q) { closeList(); return; }
+  searchTimer = setTimeout(async () => {
+    const data = await request("GET", `/api/icd10?q=${encodeURIComponent(q)}`);
+    options = data.results;
+    active = options.length ? 0 : -1;
+    renderOptions();
+  }, 150);
+});
+search.addEventListener("keydown", (e) => {
+  if (e.key === "ArrowDown" && options.length) { active = (active + 1) % options.length; renderOptions(); e.preventDefault(); }
+  else if (e.key === "ArrowUp" && options.length) { active = (active - 1 + options.length) % options.length; renderOptions(); e.preventDefault(); }
+  else if (e.key === "Enter" && active >= 0) { choose(options[active]); e.preventDefault(); }
+  else if (e.key === "Escape") closeList();
+});
+search.addEventListener("blur", () => setTimeout(closeList, 100));
+
+// ---- start ----------------------------------------------------------------------------------------
+
+async function main() {
+  call = new Call({ signal, room, polite: false, iceServers: [], remoteVideo: $("remote") });
+  window.dhCall = call;
+  ui = wireCallUi({ call, signal, t, room, mySide: "staff", peerLabel: t("Patient"), onHangup: () => {
+    if (confirm(t("End the consultation for both of you?"))) signal.send({ type: "end", room });
+  } });
+  loadNote().catch(() => { $("note-status").textContent = t("Something went wrong. Please try again."); });
+  if (document.body.dataset.active !== "true") { ui.status(t("The consultation has ended.")); return; }
+  stream = await media();
+  $("local").srcObject = stream;
+  call.setStream(stream);
+  signal.connect();
+}
+main();

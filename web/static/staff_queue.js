@@ -1,0 +1,114 @@
+// The doctor's live queue: triage colour, wait, key groups, reason; claim next or a chosen patient.
+import { Signal, strings } from "./signal.js";
+
+const t = strings();
+const $ = (id) => document.getElementById(id);
+const labels = JSON.parse($("labels").textContent);
+const canClaim = document.body.dataset.canClaim === "true";
+let entries = [];
+let serverOffset = 0; // server clock − local clock, so waits are right on a phone with a wrong clock
+
+function minutesWaited(e) {
+  return Math.max(0, Math.floor((Date.now() + serverOffset - Date.parse(e.arrived_at)) / 60000));
+}
+
+function cell(text, cls) {
+  const td = document.createElement("td");
+  if (cls) td.className = cls;
+  if (text !== undefined) td.textContent = text;
+  return td;
+}
+
+function render() {
+  const tbody = $("queue-body");
+  tbody.replaceChildren();
+  $("empty").hidden = entries.length > 0;
+  for (const e of entries) {
+    const tr = document.createElement("tr");
+    tr.dataset.entry = e.entry;
+    tr.className = `level-${e.colour}`;
+    const level = cell(undefined);
+    const badge = document.createElement("span");
+    badge.className = `triage ${e.colour}`;
+    badge.textContent = e.level;
+    level.append(badge);
+    const who = cell(undefined);
+    const name = document.createElement("a");
+    name.href = `/staff/patients/${e.patient.id}`;
+    name.textContent = e.patient.name;
+    who.append(name);
+    const meta = [e.patient.age ? `${e.patient.age}` : null, e.facility].filter(Boolean).join(" · ");
+    if (meta) who.append(document.createTextNode(` (${meta})`));
+    for (const g of e.patient.key_groups) {
+      const flag = document.createElement("span");
+      flag.className = "flag";
+      flag.textContent = labels.key_groups[g] || g;
+      who.append(" ", flag);
+    }
+    if (!e.online) { const f = document.createElement("span"); f.className = "flag muted"; f.textContent = t("offline"); who.append(" ", f); }
+    const reason = cell(e.reason || "—");
+    if (e.danger_signs.length) {
+      const d = document.createElement("strong");
+      d.className = "danger-text";
+      d.textContent = " " + e.danger_signs.map((s) => labels.danger_signs[s] || s).join(", ");
+      reason.append(d);
+    }
+    if (e.audio_only) { const f = document.createElement("span"); f.className = "flag"; f.textContent = t("audio only"); reason.append(" ", f); }
+    const waited = cell(t("waiting {minutes} min", { minutes: minutesWaited(e) }));
+    if (e.requeued) { const f = document.createElement("span"); f.className = "flag"; f.textContent = t("back in queue"); waited.append(" ", f); }
+    const action = cell(undefined);
+    if (canClaim) {
+      const b = document.createElement("button");
+      b.className = "button secondary claim";
+      b.textContent = t("Claim");
+      b.setAttribute("aria-label", `${t("Claim")} ${e.patient.name}`);
+      b.addEventListener("click", () => claim(e.entry));
+      action.append(b);
+    }
+    tr.append(level, who, reason, waited, action);
+    tbody.append(tr);
+  }
+  $("total").textContent = `(${entries.length})`;
+}
+
+function claim(entry) {
+  $("claim-error").hidden = true;
+  signal.send(entry ? { type: "claim_next", entry } : { type: "claim_next" });
+}
+
+function alertBox(a) {
+  const div = document.createElement("div");
+  div.className = "emergency";
+  div.textContent = `${a.level} · ${a.patient_name}: ${t("DANGER SIGNS — call or advise 115 now")} (${a.danger_signs.map((s) => labels.danger_signs[s] || s).join(", ")})`;
+  $("alerts").append(div);
+}
+
+const signal = new Signal({
+  onStatus: (s) => { $("conn").textContent = s === "open" ? t("Connected") : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
+  onMessage: (msg) => {
+    switch (msg.type) {
+      case "queue_list":
+        serverOffset = Date.parse(msg.now) - Date.now();
+        entries = msg.entries;
+        render();
+        break;
+      case "alert":
+        alertBox(msg);
+        break;
+      case "paired":
+        location.assign(`/staff/c/${msg.room}`);
+        break;
+      case "error":
+        if (msg.code === "not_authenticated") { location.assign("/staff/login"); break; }
+        $("claim-error").textContent = msg.code === "queue_empty" ? t("Nobody is waiting.")
+          : msg.code === "doctor_busy" ? t("You already have an active consultation. End it first.")
+            : msg.code === "already_claimed" ? t("Another doctor has just taken this patient.")
+              : t("Something went wrong. Please try again.");
+        $("claim-error").hidden = false;
+        break;
+    }
+  },
+});
+signal.connect();
+if ($("claim-next")) $("claim-next").addEventListener("click", () => claim(null));
+setInterval(render, 30000);

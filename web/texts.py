@@ -1,0 +1,129 @@
+"""User-facing labels for codes (symptoms, danger signs, errors) and the strings page scripts need.
+
+Each is marked with N_ so the catalog test finds it; pages translate it with the request's language.
+"""
+
+from __future__ import annotations
+
+from care.triage import KeyGroup, Symptom
+from web.i18n import N_
+
+LINK_ERRORS: dict[str, str] = {
+    "link_invalid": N_("This link is not valid. Please check the message you received, or call your health station."),
+    "link_expired": N_("This link has expired. Please ask your health station for a new one."),
+    "link_revoked": N_("This link was cancelled by your health station. Please ask them for a new one."),
+    "link_finished": N_("This consultation has ended. Thank you. If you need more help, contact your health station."),
+}
+
+SYMPTOMS: dict[Symptom, str] = {
+    Symptom.fever: N_("Fever"),
+    Symptom.cough: N_("Cough"),
+    Symptom.sore_throat: N_("Sore throat"),
+    Symptom.runny_nose: N_("Runny nose"),
+    Symptom.headache: N_("Headache"),
+    Symptom.fatigue: N_("Tiredness"),
+    Symptom.diarrhoea: N_("Diarrhoea"),
+    Symptom.vomiting: N_("Vomiting"),
+    Symptom.loss_of_smell: N_("Loss of smell or taste"),
+    Symptom.mild_breathlessness: N_("Short of breath when active"),
+    Symptom.severe_breathlessness: N_("Very short of breath, even at rest"),
+    Symptom.chest_pain: N_("Chest pain or pressure"),
+    Symptom.confusion: N_("Confusion or very drowsy"),
+    Symptom.dizziness: N_("Dizziness"),
+    Symptom.blurred_vision: N_("Blurred vision"),
+    Symptom.one_sided_weakness: N_("Weakness or numbness on one side"),
+    Symptom.fainting: N_("Fainting"),
+    Symptom.bleeding: N_("Bleeding"),
+    Symptom.other: N_("Something else"),
+}
+
+KEY_GROUPS: dict[KeyGroup, str] = {
+    KeyGroup.elderly_alone: N_("Elderly, lives alone"),
+    KeyGroup.pregnant: N_("Pregnant"),
+    KeyGroup.dialysis: N_("Dialysis"),
+    KeyGroup.chemotherapy: N_("Chemotherapy"),
+    KeyGroup.hypertension: N_("Hypertension"),
+    KeyGroup.diabetes: N_("Diabetes"),
+    KeyGroup.tb: N_("TB on treatment"),
+}
+
+DANGER_SIGNS: dict[str, str] = {
+    "chest_pain": N_("Chest pain"),
+    "severe_breathlessness": N_("Severe breathlessness"),
+    "low_spo2": N_("SpO2 below 94%"),
+    "confusion": N_("Confusion"),
+    "hypertensive_emergency": N_("Very high blood pressure with symptoms"),
+    "one_sided_weakness": N_("One-sided weakness"),
+    "fainting": N_("Fainting"),
+}
+
+SEXES: dict[str, str] = {"female": N_("female"), "male": N_("male"), "other": N_("other")}
+
+# Strings the patient page's script shows (looked up by their English text).
+PATIENT_JS: list[str] = [
+    N_("Connecting…"),
+    N_("Connected"),
+    N_("Reconnecting…"),
+    N_("Camera and microphone work."),
+    N_("Camera or microphone permission was denied. Allow it in your browser settings, or continue with audio only."),
+    N_("No camera found. You can continue with audio only."),
+    N_("Your browser cannot make video calls. Please open the link in Chrome."),
+    N_("You are number {position} in the queue."),
+    N_("Expected wait: about {minutes} min."),
+    N_("You are next."),
+    N_("No doctor is online right now. Please keep this page open; we will call you."),
+    N_("The doctor is ready. Joining the call…"),
+    N_("Waiting for the doctor to join…"),
+    N_("The doctor has left the call. Please wait…"),
+    N_("The doctor was disconnected. You are back at the front of the queue."),
+    N_("The consultation has ended. Thank you."),
+    N_("This page was opened in another tab or device."),
+    N_("Call quality: good"),
+    N_("Call quality: fair"),
+    N_("Call quality: poor — try audio only"),
+    N_("Something went wrong. Please try again."),
+    N_("Please check the numbers you entered."),
+    N_("Sending…"),
+    N_("Doctor"),
+    N_("You"),
+    N_("Camera off"),
+    N_("Muted"),
+]
+
+# Strings the staff pages' scripts show.
+STAFF_JS: list[str] = [
+    N_("Connecting…"),
+    N_("Connected"),
+    N_("Reconnecting…"),
+    N_("Nobody is waiting."),
+    N_("waiting {minutes} min"),
+    N_("back in queue"),
+    N_("audio only"),
+    N_("offline"),
+    N_("Claim"),
+    N_("DANGER SIGNS — call or advise 115 now"),
+    N_("Patient is not in the call yet…"),
+    N_("Patient left the call. Waiting for them to come back…"),
+    N_("The consultation has ended."),
+    N_("Draft saved {time}"),
+    N_("Saving draft…"),
+    N_("Could not save the draft. Check your connection."),
+    N_("Signed version {version}"),
+    N_("Someone signed a newer version. Reload to see it before editing."),
+    N_("Call quality: good"),
+    N_("Call quality: fair"),
+    N_("Call quality: poor — try audio only"),
+    N_("This page was opened in another tab."),
+    N_("The patient was put back in the queue because you were disconnected."),
+    N_("Patient"),
+    N_("You"),
+    N_("Camera off"),
+    N_("Muted"),
+    N_("No code or name matches."),
+    N_("End the consultation for both of you?"),
+    N_("You already have an active consultation. End it first."),
+    N_("Another doctor has just taken this patient."),
+    N_("Please check this field: {field}"),
+    N_("Something went wrong. Please try again."),
+    N_("Please check the numbers you entered."),
+]

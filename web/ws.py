@@ -1,0 +1,57 @@
+"""`/ws`: one websocket per page. Thin: authenticate the staff cookie, then hand frames to the hub."""
+
+from __future__ import annotations
+
+import logging
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from signaling.errors import SignalingError
+from signaling.rooms import StaffIdentity
+from web.auth import staff_session
+from web.keys import hub_key, pool_key, settings_key, sockets_key
+
+log = logging.getLogger(__name__)
+
+
+def _same_origin(request: web.Request) -> bool:
+    """Browsers send Origin on websocket upgrades; refuse other sites (cross-site websocket hijacking)."""
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return True  # not a browser (CLI tools, load tests): cookies are not sent implicitly either
+    allowed = {f"{request.scheme}://{request.host}", request.app[settings_key].base_url}
+    return origin in allowed
+
+
+async def websocket(request: web.Request) -> web.WebSocketResponse:
+    settings = request.app[settings_key]
+    hub = request.app[hub_key]
+    if not _same_origin(request):
+        raise web.HTTPForbidden(reason="cross-origin websocket refused")
+    staff: StaffIdentity | None = None
+    async with request.app[pool_key].acquire() as con:
+        session = await staff_session(con, request)
+    if session is not None:
+        s = session.staff
+        staff = StaffIdentity(s.id, s.facility_id, s.name, s.role)
+    # Frames up to 4× the message limit are read and answered with `too_large`; beyond that aiohttp
+    # closes the socket with 1009 (a client sending megabytes is not making a mistake).
+    ws = web.WebSocketResponse(heartbeat=settings.heartbeat_s, max_msg_size=settings.max_message_bytes * 4)
+    await ws.prepare(request)
+    request.app[sockets_key].add(ws)
+    client = hub.connect(ws, staff)
+    try:
+        async for msg in ws:
+            if msg.type is WSMsgType.TEXT:
+                await hub.handle_raw(client, msg.data)
+            elif msg.type is WSMsgType.BINARY:
+                await client.send(SignalingError("bad_message", "binary frames are not part of the protocol")
+                                  .as_message())
+            elif msg.type is WSMsgType.ERROR:
+                log.info("websocket error", extra={"session": client.session, "error": str(ws.exception())})
+    finally:
+        await hub.disconnect(client)
+        request.app[sockets_key].discard(ws)
+        if not ws.closed:
+            await ws.close(code=WSCloseCode.OK)
+    return ws
