@@ -234,10 +234,6 @@ class Hub:
         room.members[side] = client
         client.rooms.add(msg.room)
         peer = room.members.get(other(side))
-        # The peer hears of us before we can send it anything, so it resets its connection first.
-        if peer is not None:
-            await peer.send({"type": "peer_joined", "room": str(msg.room), "peer_session": client.session,
-                             "peer_media": room.media.get(side)})
         async with self.pool.acquire() as con:
             history = await chat_db.history(con, msg.room)
             if client.staff is not None:
@@ -245,6 +241,9 @@ class Hub:
             if peer is not None and not room.call_marked:
                 await consultations_db.mark_in_call(con, msg.room)
                 room.call_marked = True
+        # Order matters: the joiner learns it is in before the peer hears of it, so the peer's first offer
+        # (sent on `peer_joined`) cannot overtake `joined`; and the joiner's own messages are handled only
+        # after this returns, so they cannot overtake `peer_joined`.
         await client.send({
             "type": "joined", "id": msg.id, "room": str(msg.room), "polite": side == "patient",
             "peer_present": peer is not None, "peer_session": peer.session if peer else None,
@@ -252,6 +251,9 @@ class Hub:
             "peer_name": c.doctor_name if side == "patient" else c.patient_name,
             "chat": [self._chat_view(m) for m in history],
         })
+        if peer is not None and room.members.get(other(side)) is peer:
+            await peer.send({"type": "peer_joined", "room": str(msg.room), "peer_session": client.session,
+                             "peer_media": room.media.get(side)})
 
     async def _leave(self, client: Client, room_id: uuid.UUID, *, reason: str) -> None:
         client.rooms.discard(room_id)

@@ -33,11 +33,13 @@ export class Call {
       return; // the signaling socket blipped; media is fine
     }
     this.close();
+    console.debug("call: new connection for peer", peerSession, "polite", this.polite);
     this.peerSession = peerSession;
     const pc = new RTCPeerConnection({ iceServers: this.iceServers });
     this.pc = pc;
     this.makingOffer = false;
     this.ignoreOffer = false;
+    pc.onicegatheringstatechange = () => console.debug("call: gathering", pc.iceGatheringState);
     pc.onnegotiationneeded = async () => {
       try {
         this.makingOffer = true;
@@ -50,6 +52,7 @@ export class Call {
       }
     };
     pc.onicecandidate = ({ candidate }) => {
+      console.debug("call: local candidate", candidate ? candidate.candidate.split(" ").slice(4, 8).join(" ") : "end");
       this.signal.send({ type: "ice", room: this.room, candidate: candidate ? candidate.toJSON() : null });
     };
     pc.ontrack = ({ track, streams }) => {
@@ -58,14 +61,28 @@ export class Call {
     };
     pc.oniceconnectionstatechange = () => {
       const state = pc.iceConnectionState;
+      console.debug("call: ice", state);
       this.onState(state);
       clearTimeout(this.iceTimer);
       if (state === "failed") pc.restartIce();
       if (state === "disconnected") this.iceTimer = setTimeout(() => this.restartIce(), 2000);
     };
-    if (this.stream) {
-      for (const track of this.stream.getTracks()) pc.addTrack(track, this.stream);
-    }
+    // The polite side waits for the first offer before adding its tracks, so the two sides do not
+    // both offer at once (glare) every time a call starts; collisions later are still handled.
+    this.tracksPending = true;
+    if (this.polite) this.trackTimer = setTimeout(() => this.addLocalTracks(), 3000);
+    else this.addLocalTracks();
+    // If ICE has not connected a while after the start, the impolite side restarts it.
+    if (!this.polite) this.watchdog = setTimeout(() => {
+      if (this.pc === pc && !["connected", "completed"].includes(pc.iceConnectionState)) pc.restartIce();
+    }, 8000);
+  }
+
+  addLocalTracks() {
+    clearTimeout(this.trackTimer);
+    if (!this.pc || !this.tracksPending) return;
+    this.tracksPending = false;
+    for (const track of this.stream ? this.stream.getTracks() : []) this.pc.addTrack(track, this.stream);
     if (this.audioOnly) this.applyAudioOnly();
   }
 
@@ -78,11 +95,13 @@ export class Call {
     if (!pc || (msg.from && this.peerSession && msg.from !== this.peerSession)) return; // stale
     const description = { type: msg.type, sdp: msg.sdp };
     const collision = msg.type === "offer" && (this.makingOffer || pc.signalingState !== "stable");
+    console.debug("call:", msg.type, "in", pc.signalingState, collision ? "(collision)" : "");
     this.ignoreOffer = !this.polite && collision;
     if (this.ignoreOffer) return;
     try {
       await pc.setRemoteDescription(description); // implicit rollback when polite
       if (msg.type === "offer") {
+        this.addLocalTracks(); // answer with our media in the transceivers the offer created
         await pc.setLocalDescription();
         this.signal.send({ type: "answer", room: this.room, sdp: pc.localDescription.sdp });
       }
@@ -93,6 +112,7 @@ export class Call {
 
   async onIce(msg) {
     const pc = this.pc;
+    console.debug("call: remote candidate", msg.candidate ? msg.candidate.candidate.split(" ").slice(4, 8).join(" ") : "end", pc && pc.signalingState);
     if (!pc || (msg.from && this.peerSession && msg.from !== this.peerSession)) return;
     try {
       await pc.addIceCandidate(msg.candidate || null);
@@ -155,6 +175,8 @@ export class Call {
 
   close() {
     clearTimeout(this.iceTimer);
+    clearTimeout(this.trackTimer);
+    clearTimeout(this.watchdog);
     if (this.pc) {
       this.pc.onnegotiationneeded = this.pc.onicecandidate = this.pc.ontrack = null;
       this.pc.oniceconnectionstatechange = null;
