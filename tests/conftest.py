@@ -94,7 +94,8 @@ async def pool(dsn: str) -> AsyncIterator[asyncpg.Pool]:
 
 
 def make_settings(dsn: str, data_dir: Path, **overrides: object) -> Settings:
-    values: dict[str, object] = {"database_url": dsn, "data_dir": data_dir, "secret_key": "test-secret-" + "x" * 32,
+    values: dict[str, object] = {"database_url": dsn, "data_dir": data_dir,
+                                 "secret_key": "test-secret-" + "x" * 32,
                                  "requeue_grace_s": 60}
     values.update(overrides)
     return Settings(**values)  # type: ignore[arg-type]
@@ -137,3 +138,18 @@ async def running_app(app_settings: Settings) -> AsyncIterator[RunningApp]:
 
 def new_id() -> str:
     return uuid.uuid4().hex[:8]
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """With DONGHANH_REQUIRE_E2E=1 (CI), a skipped or missing browser test fails the run."""
+    if os.environ.get("DONGHANH_REQUIRE_E2E") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    e2e_passed = [r for r in reporter.stats.get("passed", []) if "tests/e2e/" in r.nodeid]
+    e2e_skipped = [r for r in reporter.stats.get("skipped", []) if "tests/e2e/" in r.nodeid]
+    if e2e_skipped or not e2e_passed:
+        reporter.write_line(f"DONGHANH_REQUIRE_E2E: {len(e2e_skipped)} browser test(s) skipped, "
+                            f"{len(e2e_passed)} passed: browser tests must run", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
