@@ -20,7 +20,7 @@ ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
 
 
-class _Client(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, frozen=True, kw_only=True):
+class _Client(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
     id: MessageId = ""
 
 
@@ -99,6 +99,8 @@ CLIENT_TYPES: frozenset[str] = frozenset(
 )
 
 _json_decoder = msgspec.json.Decoder()
+# The hot path: valid messages decode straight into their struct in one pass.
+_typed_decoder = msgspec.json.Decoder(ClientMessage)
 _encoder = msgspec.json.Encoder()
 
 
@@ -122,9 +124,15 @@ def decode(raw: str | bytes, *, max_bytes: int) -> ClientMessage:
     if size > max_bytes:
         raise ProtocolError("too_large", f"message is {size} bytes; the limit is {max_bytes}")
     try:
+        return _typed_decoder.decode(raw)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass  # decode again, generically, to say precisely what is wrong and echo the message's id
+    try:
         obj = _json_decoder.decode(raw)
     except msgspec.DecodeError as exc:
         raise ProtocolError("bad_json", f"not valid JSON: {exc}") from None
+    except RecursionError:  # msgspec's answer to "[[[[…" a few thousand deep: fits in the size limit
+        raise ProtocolError("bad_json", "not valid JSON: nested too deeply") from None
     ref = _ref_of(obj)
     if not isinstance(obj, dict):
         raise ProtocolError("bad_message", "a message must be a JSON object", ref)

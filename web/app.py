@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import weakref
 from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Any
@@ -33,7 +32,6 @@ from web.keys import (
     static_key,
 )
 from web.middleware import error_middleware, language_middleware, security_middleware
-from web.rkeys import lang_rkey, t_rkey
 from web.settings import Settings
 from web.static import StaticFiles
 
@@ -72,7 +70,8 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _close_sockets(app: web.Application) -> None:
-    for socket in set(app[sockets_key]):
+    open_sockets: set[web.WebSocketResponse] = app[sockets_key]
+    for socket in list(open_sockets):
         await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
@@ -96,7 +95,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app[demo_key] = demo_data
     app[signer_key] = LinkSigner(settings.secret_key, settings.previous_secret_keys)
     app[catalogs_key] = Catalogs.load()
-    app[sockets_key] = weakref.WeakSet()
+    app[sockets_key] = set()  # each socket removes itself in its handler's finally
     static = StaticFiles(resources.files("web").joinpath("static"))
     app[static_key] = static
     aiohttp_jinja2.setup(

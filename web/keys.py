@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-
 import asyncpg
 from aiohttp import web
 
@@ -18,6 +16,6 @@ pool_key = web.AppKey("pool_key", asyncpg.Pool)
 hub_key = web.AppKey("hub_key", Hub)
 signer_key = web.AppKey("signer_key", LinkSigner)
 catalogs_key = web.AppKey("catalogs_key", Catalogs)
-sockets_key = web.AppKey("sockets_key", weakref.WeakSet[web.WebSocketResponse])
+sockets_key = web.AppKey("sockets_key", set[web.WebSocketResponse])
 demo_key = web.AppKey("demo_key", bool)
 static_key = web.AppKey("static_key", StaticFiles)

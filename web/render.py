@@ -29,4 +29,5 @@ def base_context(request: web.Request) -> dict[str, Any]:
 def render(request: web.Request, template: str, context: dict[str, Any], *, status: int = 200) -> web.Response:
     response = aiohttp_jinja2.render_template(template, request, {**base_context(request), **context},
                                               status=status)
+    response.enable_compression()  # pages travel over 3G; gzip when the browser accepts it
     return response

@@ -8,7 +8,7 @@ from aiohttp import WSCloseCode, WSMsgType, web
 
 from signaling.errors import SignalingError
 from signaling.rooms import StaffIdentity
-from web.auth import staff_session
+from web.auth import SESSION_COOKIE, staff_session
 from web.keys import hub_key, pool_key, settings_key, sockets_key
 
 log = logging.getLogger(__name__)
@@ -29,14 +29,18 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     if not _same_origin(request):
         raise web.HTTPForbidden(reason="cross-origin websocket refused")
     staff: StaffIdentity | None = None
-    async with request.app[pool_key].acquire() as con:
-        session = await staff_session(con, request)
+    session = None
+    if SESSION_COOKIE in request.cookies:  # patients have none: no pool connection for them
+        async with request.app[pool_key].acquire() as con:
+            session = await staff_session(con, request)
     if session is not None:
         s = session.staff
         staff = StaffIdentity(s.id, s.facility_id, s.name, s.role)
     # Frames up to 4× the message limit are read and answered with `too_large`; beyond that aiohttp
     # closes the socket with 1009 (a client sending megabytes is not making a mistake).
-    ws = web.WebSocketResponse(heartbeat=settings.heartbeat_s, max_msg_size=settings.max_message_bytes * 4)
+    # No permessage-deflate: signaling messages are small and deflate state costs ~100 KiB per socket.
+    ws = web.WebSocketResponse(heartbeat=settings.heartbeat_s, max_msg_size=settings.max_message_bytes * 4,
+                               compress=False)
     await ws.prepare(request)
     request.app[sockets_key].add(ws)
     client = hub.connect(ws, staff)

@@ -25,9 +25,13 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.e2e)
 
 
+def chromium_available() -> bool:
+    return shutil.which(CHROMIUM) is not None or os.path.exists(CHROMIUM)
+
+
 @pytest.fixture
 async def browser() -> AsyncIterator[Browser]:
-    if not shutil.which(CHROMIUM) and not os.path.exists(CHROMIUM):
+    if not chromium_available():
         pytest.skip(f"Chromium not found at {CHROMIUM} (apt-get install chromium)")
     async with async_playwright() as pw:
         b = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)

@@ -33,9 +33,9 @@ async def wait_for_decoded_video(page: Page, more_than: int = 0) -> int:
     return await wait_for_frames(page, lambda frames: frames > more_than)
 
 
-async def wait_for_frames(page: Page, done: Callable[[int], bool], timeout: float = 30.0) -> int:
+async def wait_for_frames(page: Page, done: Callable[[int], bool]) -> int:
     """Poll getStats (an async browser call, which wait_for_function cannot await) until `done(frames)`."""
-    async with asyncio.timeout(timeout):
+    async with asyncio.timeout(30):
         while True:
             frames: int = await page.evaluate(FRAMES_DECODED)
             if done(frames):
@@ -113,7 +113,8 @@ async def test_patient_and_doctor_see_each_other_chat_sign_a_note_and_survive_a_
         await doctor.fill("#plan", "Uống nhiều nước; tái khám đo huyết áp sau 1 tuần")
         await expect(doctor.locator("#note-status")).to_contain_text("nháp", timeout=10_000)
         if shots:
-            Path(shots).mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(Path(shots).mkdir, parents=True, exist_ok=True)
+            await doctor.evaluate("window.scrollTo(0, 0)")
             await doctor.screenshot(path=f"{shots}/doctor-call.png", full_page=False)
             await patient.set_viewport_size({"width": 400, "height": 860})
             await patient.screenshot(path=f"{shots}/patient-call.png")

@@ -1,0 +1,180 @@
+"""(Re)write BENCHMARKS.md at the repository root from bench/results/*.json.
+
+One section per result file: date, machine, method, the figures, the aim and whether it was met.
+Known benchmarks (relay_latency, page_weight, first_frame) get their own tables; any other result
+file gets its top-level numbers listed, so a new benchmark shows up before it has a formatter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+TARGET = REPO / "BENCHMARKS.md"
+ORDER = ("relay_latency", "page_weight", "first_frame")
+
+
+def _num(value: Any, digits: int = 2) -> str:
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,d}"
+    if isinstance(value, float):
+        return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
+    return str(value)
+
+
+def _verdict(met: bool | None) -> str:
+    return "not judged" if met is None else ("**met**" if met else "**not met**")
+
+
+def _header(name: str, title: str, data: dict[str, Any], path: Path) -> list[str]:
+    """Title, date, machine and method lines common to every section."""
+    written = datetime.fromtimestamp(path.stat().st_mtime, UTC).isoformat(timespec="seconds")
+    date = data.get("date") or f"{written} (time the result file was written)"
+    m = data.get("machine")
+    machine = (f"{m.get('cores', '?')} cores ({m.get('cpu', '?')}), Python {m.get('python', '?')}, "
+               f"aiohttp {m.get('aiohttp', '?')}" if isinstance(m, dict) else "not recorded")
+    lines = [f"## {title}", "", f"- Date: {date}", f"- Machine: {machine}"]
+    if "load_average_before" in data:
+        lines.append(f"- Machine load (1-min average) before/after: {data['load_average_before'][0]} / "
+                     f"{data.get('load_average_after', ['?'])[0]} (other work shares these cores)")
+    if data.get("command"):
+        lines.append(f"- Command: `{data['command']}`")
+    lines.append(f"- Result file: `bench/results/{path.name}`")
+    lines += ["", f"Method: {data.get('method', 'not recorded in the result file.')}", ""]
+    return lines
+
+
+def relay_latency(data: dict[str, Any]) -> list[str]:
+    p = data["params"]
+    frames = "permessage-deflate" if p.get("deflate") else "uncompressed frames"
+    lines = [f"{p['clients']:,d} clients ({p['clients'] // 2:,d} rooms), {p['rounds']} rounds at "
+             f"{p['rate']:g} messages/s per server, offers {data['offer_bytes']:,d} B and ICE candidates "
+             f"{data['ice_bytes']} B, {frames}.", "",
+             "| server | p50 ms | p90 ms | p99 ms | max ms | lost | connect+join s | server CPU ms/msg |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for key, label in (("ours", "Đồng Hành (real app)"), ("bare", "bare aiohttp relay")):
+        if key in data:
+            r, lat = data[key], data[key]["latency_ms"]["all"]
+            lines.append(f"| {label} | {_num(lat['p50'])} | {_num(lat['p90'])} | {_num(lat['p99'])} | "
+                         f"{_num(lat['max'])} | {r['lost']} | {_num(r['connect_join_s'])} | "
+                         f"{_num(r['server_cpu_ms_per_message'], 3)} |")
+    if "ratios" in data:
+        q = data["ratios"]
+        lines.append(f"| **ratio ours/bare** | {_num(q['p50'])} | {_num(q['p90'])} | {_num(q['p99'])} | "
+                     f"| | {_num(q['connect_join'])} | {_num(q.get('server_cpu_per_message', math.nan))} |")
+    ours = data.get("ours")
+    if ours:
+        lat = ours["latency_ms"]
+        by_kind = ", ".join(f"{k} p50 {_num(lat[k]['p50'])} / p99 {_num(lat[k]['p99'])}"
+                            for k in ("offer", "ice"))
+        lines += ["", f"Real app by message: {by_kind} ms. Server memory with every client connected: "
+                      f"{_num(ours['server_rss_mib'], 0)} MiB. Queue broadcasts after the connections "
+                      f"settled {_num(ours['queue_broadcast_settle_s'], 1)} s later; {ours['errors']} error "
+                      "messages."]
+        bare = data.get("bare", {})
+        cpu = [f"{label} all clients {_num(ours.get(key, math.nan))} s"
+               + (f" (bare relay {_num(bare[key])} s)" if key in bare else "")
+               for key, label in (("connect_server_cpu_s", "connecting"),
+                                  ("disconnect_server_cpu_s", "disconnecting"))]
+        lines += ["", f"Server CPU for {'; for '.join(cpu)}."]
+    aim = data.get("aim", {})
+    lines += ["", f"Aim: {aim.get('text', 'none recorded')} — {_verdict(aim.get('met'))}."]
+    return lines
+
+
+def page_weight(data: dict[str, Any]) -> list[str]:
+    lines = ["| resource | bytes | gzipped | note |", "|---|---:|---:|---|"]
+    for section in ("page", "favicon", "waiting_room"):
+        for r in data["resources"].get(section, []):
+            star = "" if r["server_gzipped"] else " *"
+            lines.append(f"| `{r['resource']}` | {r['bytes']:,d} | {r['gzip_bytes']:,d}{star} | "
+                         f"{r['note']} |")
+    t = data["totals"]
+    lines += [f"| **page and its assets** | **{t['page']['bytes']:,d}** | "
+              f"**{t['page']['gzip_bytes']:,d}** | |",
+              f"| **everything up to the waiting room** | **{t['all']['bytes']:,d}** | "
+              f"**{t['all']['gzip_bytes']:,d}** | |", "",
+              "\\* not gzipped by the server; the gzipped figure is a level-6 estimate (what a reverse proxy "
+              "would send), or the plain size where gzip would not help. As served by the app alone to a "
+              f"gzip-capable browser: {t['all']['as_served_bytes']:,d} bytes."]
+    aim = data.get("aim", {})
+    lines += ["", f"Aim: {aim.get('text', 'none recorded')} — {_verdict(aim.get('met'))} "
+                  f"({aim.get('measured_bytes', 0):,d} of {aim.get('bytes', 0):,d} bytes)."]
+    return lines
+
+
+def first_frame(data: dict[str, Any]) -> list[str]:
+    samples = data.get("samples_s") or []
+    lines = [f"{data.get('runs', len(samples))} runs: median {_num(data.get('median_s'), 2)} s, "
+             f"p90 {_num(data.get('p90_s'), 2)} s"
+             + (f", fastest {min(samples):.2f} s, slowest {max(samples):.2f} s" if samples else "") + "."]
+    aim_s = data.get("aim_s")
+    met = data.get("met")
+    if met is None and isinstance(aim_s, (int, float)) and isinstance(data.get("p90_s"), (int, float)):
+        met = data["p90_s"] < aim_s
+    lines += ["", f"Aim: first video frame in under {_num(aim_s)} s (judged on the p90) — {_verdict(met)}."]
+    return lines
+
+
+def generic(data: dict[str, Any]) -> list[str]:
+    shown = {k: v for k, v in data.items() if isinstance(v, (int, float, str, bool))
+             and k not in ("date", "method", "command", "benchmark")}
+    return [f"- {k}: {_num(v)}" for k, v in shown.items()] or ["(no scalar figures)"]
+
+
+FORMATTERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
+    "relay_latency": ("Signaling relay latency", relay_latency),
+    "page_weight": ("Patient page weight (link → waiting room)", page_weight),
+    "first_frame": ("Time to first video frame", first_frame),
+}
+
+
+def render(results: dict[str, tuple[Path, dict[str, Any]]]) -> str:
+    """The whole BENCHMARKS.md text for these result files."""
+    lines = ["# Benchmarks", "",
+             "Measured, not assumed. Written by `python bench/write_benchmarks.py` from "
+             "`bench/results/*.json`; do not edit by hand — rerun the benchmark and the writer (see "
+             "`bench/README.md`). Everything runs on loopback on a small shared machine, so read ratios "
+             "against the baseline measured in the same run rather than absolute times.", ""]
+    names = [n for n in ORDER if n in results] + sorted(n for n in results if n not in ORDER)
+    for name in names:
+        path, data = results[name]
+        title, formatter = FORMATTERS.get(name, (name.replace("_", " ").capitalize(), generic))
+        try:
+            body = formatter(data)
+        except (KeyError, TypeError, ValueError) as exc:
+            body = [f"(could not read this result file: {type(exc).__name__}: {exc})"] + generic(data)
+        lines += _header(name, title, data, path) + body + [""]
+    if not names:
+        lines += ["No results yet: run the benchmarks in `bench/` first.", ""]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Rewrite BENCHMARKS.md from bench/results/*.json.")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="folder of result files")
+    parser.add_argument("--output", type=Path, default=TARGET, help="file to write (default: BENCHMARKS.md)")
+    args = parser.parse_args(argv)
+    results: dict[str, tuple[Path, dict[str, Any]]] = {}
+    for path in sorted(args.results.glob("*.json")):
+        try:
+            results[path.stem] = (path, json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as exc:
+            print(f"skipping {path}: not JSON ({exc})", file=sys.stderr)
+    args.output.write_text(render(results), encoding="utf-8")
+    print(f"wrote {args.output} ({len(results)} benchmark(s): {', '.join(results) or 'none'})")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
