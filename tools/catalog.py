@@ -32,9 +32,18 @@ def used_messages() -> list[str]:
                               for s in found))
 
 
-def load(lang: str) -> Catalog:
-    with (TRANSLATIONS / lang / "LC_MESSAGES" / "messages.po").open("rb") as fh:
+def load(lang: str, name: str = "messages") -> Catalog:
+    with (TRANSLATIONS / lang / "LC_MESSAGES" / f"{name}.po").open("rb") as fh:
         return read_po(fh, locale=lang)
+
+
+def translated(lang: str) -> set[str]:
+    """Message ids with a translation in any of the language's .po files."""
+    found: set[str] = set()
+    for po in (TRANSLATIONS / lang / "LC_MESSAGES").glob("*.po"):
+        with po.open("rb") as fh:
+            found |= {str(m.id) for m in read_po(fh, locale=lang) if m.id and m.string}
+    return found
 
 
 def main() -> int:
@@ -46,13 +55,14 @@ def main() -> int:
     if args.update:
         for lang in ("vi", "en"):
             catalog = load(lang)
+            known = translated(lang) | {str(m.id) for m in catalog if m.id}
             for message in used:
-                if message not in catalog:
+                if message not in known:
                     catalog.add(message, "")
             with (TRANSLATIONS / lang / "LC_MESSAGES" / "messages.po").open("wb") as fh:
                 write_po(fh, catalog, width=120, sort_output=False)
-    vi = load("vi")
-    missing = [m for m in used if m not in vi or not vi[m].string]
+    vi = translated("vi")
+    missing = [m for m in used if m not in vi]
     for message in missing:
         print(f"missing Vietnamese: {message!r}")
     print(f"{len(used)} strings used, {len(missing)} without Vietnamese")

@@ -17,11 +17,13 @@ from db import demo
 from db.migrate import migrate
 from db.pool import create_pool
 from signaling.hub import Hub
-from web import patient_routes, staff_routes, ws
+from web import invitation_routes, patient_routes, registry_routes, staff_routes, ws
 from web.auth import LinkSigner, patient_identity, resolve_link, turn_credentials
 from web.database import database_dsn
 from web.i18n import Catalogs
+from web.clock import Clock
 from web.keys import (
+    clock_key,
     catalogs_key,
     demo_key,
     hub_key,
@@ -95,6 +97,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app[demo_key] = demo_data
     app[signer_key] = LinkSigner(settings.secret_key, settings.previous_secret_keys)
     app[catalogs_key] = Catalogs.load()
+    app[clock_key] = Clock()
     app[sockets_key] = set()  # each socket removes itself in its handler's finally
     static = StaticFiles(resources.files("web").joinpath("static"))
     app[static_key] = static
@@ -112,6 +115,8 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.router.add_get("/ws", ws.websocket)
     patient_routes.setup(app)
     staff_routes.setup(app)
+    registry_routes.setup(app)
+    invitation_routes.setup(app)
     return app
 
 

@@ -49,12 +49,15 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (overrides DONGHANH_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (overrides DONGHANH_PORT)")
 
+    # Every command that touches the database documents where it comes from (DATABASE_URL, data dir).
     sub.add_parser("migrate", help="apply pending database migrations and exit",
-                   description="Apply every pending numbered migration in db/migrations, in order.")
+                   description="Apply every pending numbered migration in db/migrations, in order.",
+                   epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
 
     link = sub.add_parser("link", help="print a join link for a patient",
                           description="Create a signed, expiring join link for a patient and print its URL "
-                                      "(send it by SMS or Zalo).")
+                                      "(send it by SMS or Zalo).",
+                          epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     link.add_argument("--patient", type=int, required=True, metavar="ID", help="patient id")
     link.add_argument("--ttl", default=None, metavar="DURATION",
                       help="how long the link works: 90m, 24h, 7d (default: DONGHANH_LINK_TTL, 24h)")

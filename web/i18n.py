@@ -32,10 +32,13 @@ class Catalogs:
         messages: dict[str, dict[str, str]] = {}
         root = resources.files("web").joinpath("translations")
         for lang in LANGUAGES:
-            po = root.joinpath(lang, "LC_MESSAGES", "messages.po")
-            with po.open("rb") as fh:
-                catalog = read_po(fh, locale=lang)
-            messages[lang] = {str(m.id): str(m.string) for m in catalog if m.id and m.string}
+            # One .po file per area (messages.po, registry.po, …), so translators and features don't collide.
+            messages[lang] = {}
+            folder = root.joinpath(lang, "LC_MESSAGES")
+            for po in sorted((e for e in folder.iterdir() if e.name.endswith(".po")), key=lambda e: e.name):
+                with po.open("rb") as fh:
+                    catalog = read_po(fh, locale=lang)
+                messages[lang].update({str(m.id): str(m.string) for m in catalog if m.id and m.string})
         return cls(messages)
 
     def gettext(self, lang: str, message: str) -> str:

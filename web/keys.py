@@ -7,6 +7,7 @@ from aiohttp import web
 
 from signaling.hub import Hub
 from web.auth import LinkSigner
+from web.clock import Clock
 from web.i18n import Catalogs
 from web.settings import Settings
 from web.static import StaticFiles
@@ -19,3 +20,4 @@ catalogs_key = web.AppKey("catalogs_key", Catalogs)
 sockets_key = web.AppKey("sockets_key", set[web.WebSocketResponse])
 demo_key = web.AppKey("demo_key", bool)
 static_key = web.AppKey("static_key", StaticFiles)
+clock_key = web.AppKey("clock_key", Clock)

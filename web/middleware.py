@@ -45,7 +45,15 @@ async def language_middleware(request: web.Request, handler: Handler) -> web.Str
 
 @web.middleware
 async def security_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as exc:  # redirects and bare HTTP errors are responses too
+        _secure(request, exc)
+        raise
+    return _secure(request, response)
+
+
+def _secure(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")

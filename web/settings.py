@@ -50,7 +50,8 @@ def _bool_or_auto(text: str, *, name: str) -> bool | None:
     raise ConfigError(f"{name}: expected auto, true or false, got {text!r}")
 
 
-def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1,
+         maximum: int | None = None) -> int:
     raw = env.get(name)
     if raw is None or raw.strip() == "":
         return default
@@ -60,6 +61,8 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
         raise ConfigError(f"{name}: expected a whole number, got {raw!r}") from None
     if value < minimum:
         raise ConfigError(f"{name}: must be at least {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ConfigError(f"{name}: must be at most {maximum}, got {value}")
     return value
 
 
@@ -143,7 +146,7 @@ class Settings:
             database_url=env.get("DATABASE_URL") or None,
             data_dir=data_dir,
             host=env.get("DONGHANH_HOST", "127.0.0.1") or "127.0.0.1",
-            port=_int(env, "DONGHANH_PORT", 8080),
+            port=_int(env, "DONGHANH_PORT", 8080, maximum=65535),
             public_url=env.get("DONGHANH_PUBLIC_URL") or None,
             secret_key=env.get("DONGHANH_SECRET_KEY", ""),
             previous_secret_keys=_csv(env.get("DONGHANH_PREVIOUS_SECRET_KEYS", "")),
@@ -175,7 +178,9 @@ class Settings:
 
 
 def _mask_url(url: str) -> str:
-    return re.sub(r"://([^:/@]+):([^@]*)@", r"://\1:****@", url)
+    # The password may be in the userinfo or (libpq/asyncpg style) in a `password=` query parameter.
+    url = re.sub(r"://([^:/@]+):([^@]*)@", r"://\1:****@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1****", url)
 
 
 # Documented configuration: (variable, default, meaning). README and `donghanh config --help` use it.

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from care import icd10
 from care.triage import TriageLevel
+from care.vitals import RANGES as VITALS_RANGES
 from care.vitals import Vitals, VitalsError
 from db import audit
 from db import consultations as consultations_db
@@ -184,6 +185,15 @@ async def call_page(request: web.Request) -> web.Response:
         "labels": _labels(t), "sexes": texts.SEXES})
 
 
+def _history_row(row: asyncpg.Record) -> dict[str, Any]:
+    """A row for the history page: every vital sign present (None when not measured), so the template's
+    `r.vitals.temperature` reads as empty instead of failing under StrictUndefined."""
+    out = dict(row)
+    if out["vitals"]:
+        out["vitals"] = {**dict.fromkeys(VITALS_RANGES), **out["vitals"]}
+    return out
+
+
 async def history_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     try:
@@ -196,7 +206,7 @@ async def history_page(request: web.Request) -> web.Response:
             raise web.HTTPNotFound()
         if not await consultations_db.is_doctor_in_scope(con, session.staff.facility_id, patient.facility_id):
             raise web.HTTPForbidden()
-        rows = await patients_db.consultations(con, patient_id)
+        rows = [_history_row(r) for r in await patients_db.consultations(con, patient_id)]
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
                            patient_id)
     t = request[t_rkey]

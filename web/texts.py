@@ -124,6 +124,7 @@ STAFF_JS: list[str] = [
     N_("You already have an active consultation. End it first."),
     N_("Another doctor has just taken this patient."),
     N_("Please check this field: {field}"),
+    N_("Change triage level for {name}"),
     N_("Something went wrong. Please try again."),
     N_("Please check the numbers you entered."),
 ]

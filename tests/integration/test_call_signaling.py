@@ -24,7 +24,8 @@ async def patient_link(app: RunningApp, patient_id: int, ttl_s: int = 3600) -> s
     return token
 
 
-async def check_in(http: aiohttp.ClientSession, app: RunningApp, token: str, **body: object) -> dict[str, object]:
+async def check_in(http: aiohttp.ClientSession, app: RunningApp, token: str,
+                   **body: object) -> dict[str, object]:
     headers = {"Authorization": f"Bearer {token}"}
     r = await http.post(f"{app.url}/api/p/consent", json={"version": "2026-11-v1"}, headers=headers)
     assert r.status == 200, await r.text()
@@ -40,7 +41,8 @@ async def staff_session(app: RunningApp, username: str = "bacsi.lan") -> aiohttp
     r = await http.get(f"{app.url}/staff/login")
     csrf = http.cookie_jar.filter_cookies(URL(app.url))["dh_csrf"].value
     r = await http.post(f"{app.url}/staff/login",
-                        data={"username": username, "password": "demo1234", "_csrf": csrf}, allow_redirects=False)
+                        data={"username": username, "password": "demo1234", "_csrf": csrf},
+                        allow_redirects=False)
     assert r.status == 303, await r.text()
     return http
 
@@ -93,8 +95,9 @@ async def test_patient_and_doctor_are_paired_and_relay_signaling(running_app: Ru
         assert offer["sdp"] == "v=0 offer" and offer["from"] == peer_joined["peer_session"]
         await patient.send(type="answer", room=room, sdp="v=0 answer")
         assert (await doctor.expect("answer"))["sdp"] == "v=0 answer"
-        await patient.send(type="ice", room=room, candidate={"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host",
-                                                             "sdpMid": "0", "sdpMLineIndex": 0})
+        await patient.send(type="ice", room=room,
+                           candidate={"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host",
+                                      "sdpMid": "0", "sdpMLineIndex": 0})
         ice = await doctor.expect("ice")
         assert ice["candidate"]["sdpMid"] == "0"
 
@@ -211,7 +214,8 @@ async def test_abusive_client_is_disconnected_with_policy_violation(
     assert ws.close_code == 1008
 
 
-async def test_expired_link_is_refused_on_the_socket(running_app: RunningApp, http: aiohttp.ClientSession) -> None:
+async def test_expired_link_is_refused_on_the_socket(running_app: RunningApp,
+                                                     http: aiohttp.ClientSession) -> None:
     token = await patient_link(running_app, 4)
     async with running_app.pool.acquire() as con:
         await con.execute("UPDATE join_link SET expires_at = now() - $1::interval", timedelta(minutes=1))

@@ -9,7 +9,6 @@ from typing import Any
 import aiohttp
 
 
-
 class WsClient:
     def __init__(self, ws: aiohttp.ClientWebSocketResponse) -> None:
         self.ws = ws
@@ -25,7 +24,7 @@ class WsClient:
     async def send_raw(self, raw: str) -> None:
         await self.ws.send_str(raw)
 
-    async def expect(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+    async def expect(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:  # noqa: ASYNC109
         """The next message of type `kind` (and matching fields); earlier other messages are kept."""
         for i, m in enumerate(self.inbox):
             if m["type"] == kind and all(m.get(k) == v for k, v in match.items()):

@@ -5,6 +5,7 @@ const t = strings();
 const $ = (id) => document.getElementById(id);
 const labels = JSON.parse($("labels").textContent);
 const canClaim = document.body.dataset.canClaim === "true";
+const csrf = (document.cookie.match(/(?:^|; )dh_csrf=([^;]+)/) || [])[1] || "";
 let entries = [];
 let serverOffset = 0; // server clock − local clock, so waits are right on a phone with a wrong clock
 
@@ -32,6 +33,7 @@ function render() {
     badge.className = `triage ${e.colour}`;
     badge.textContent = e.level;
     level.append(badge);
+    if (canClaim) level.append(" ", levelPicker(e));
     const who = cell(undefined);
     const name = document.createElement("a");
     name.href = `/staff/patients/${e.patient.id}`;
@@ -69,6 +71,26 @@ function render() {
     tbody.append(tr);
   }
   $("total").textContent = `(${entries.length})`;
+}
+
+// A doctor may change the suggested level (CLINICAL.md); the server audits the change.
+function levelPicker(e) {
+  const select = document.createElement("select");
+  select.className = "level-picker";
+  select.setAttribute("aria-label", t("Change triage level for {name}", { name: e.patient.name }));
+  for (const value of ["NC0", "NC1", "NC2", "NC3", "NC4"]) {
+    const option = document.createElement("option");
+    option.value = option.textContent = value;
+    option.selected = value === e.level;
+    select.append(option);
+  }
+  select.addEventListener("change", async () => {
+    const r = await fetch(`/api/queue/${e.entry}/level`, {
+      method: "POST", headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
+      body: JSON.stringify({ level: select.value }) });
+    if (!r.ok) { $("claim-error").textContent = t("Something went wrong. Please try again."); $("claim-error").hidden = false; }
+  });
+  return select;
 }
 
 function claim(entry) {
