@@ -33,6 +33,7 @@ STAFF: tuple[DemoStaff, ...] = (
     DemoStaff("bs.timmach", "BS.CKI Trần Quốc Hùng", "specialist", "district", ("cardiology",)),
     DemoStaff("bs.lao", "ThS.BS Phạm Thu Hà", "specialist", "province", ("tb", "pulmonology")),
     DemoStaff("dieuphoi", "Hoàng Văn Sơn", "coordinator", "district"),
+    DemoStaff("yta.hoa", "ĐD. Vàng Thị Hoa", "nurse", "commune"),
 )
 
 # (name, sex, birth_year, phone, key groups, history: "htn" | "tb" | None)
