@@ -244,6 +244,27 @@ export function wireCallUi({ call, signal, t, room, mySide, peerLabel, onHangup 
   };
   return {
     addChat,
+    // The room messages every call page handles alike; true when `msg` was one of them.
+    handle(msg, { absentText, peerLeftText }) {
+      switch (msg.type) {
+        case "joined":
+          (msg.chat || []).forEach(addChat);
+          if (msg.peer_present) { this.status(""); call.start(msg.peer_session); this.peerMedia(msg.peer_media); }
+          else this.status(absentText);
+          return true;
+        case "peer_joined":
+          this.status("");
+          call.start(msg.peer_session);
+          this.peerMedia(msg.peer_media);
+          return true;
+        case "peer_left": call.close(); this.status(peerLeftText); return true;
+        case "peer_media": this.peerMedia(msg); return true;
+        case "offer": case "answer": call.onDescription(msg); return true;
+        case "ice": call.onIce(msg); return true;
+        case "chat": addChat(msg.message); return true;
+        default: return false;
+      }
+    },
     status(text) { $("call-status").textContent = text || ""; $("call-status").hidden = !text; },
     peerMedia(m) {
       if (!m) return;

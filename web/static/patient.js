@@ -211,6 +211,8 @@ function finish(text) {
 let iceServers = [];
 
 function onMessage(msg) {
+  if (ui && ui.handle(msg, { absentText: t("Waiting for the doctor to join…"),
+    peerLeftText: t("The doctor has left the call. Please wait…") })) return;
   switch (msg.type) {
     case "welcome":
       iceServers = msg.ice_servers || [];
@@ -223,31 +225,6 @@ function onMessage(msg) {
     case "paired":
       $("position").textContent = t("The doctor is ready. Joining the call…");
       enterCall(msg);
-      break;
-    case "joined":
-      (msg.chat || []).forEach((m) => ui.addChat(m));
-      if (msg.peer_present) { ui.status(""); call.start(msg.peer_session); ui.peerMedia(msg.peer_media); }
-      break;
-    case "peer_joined":
-      ui.status("");
-      call.start(msg.peer_session);
-      ui.peerMedia(msg.peer_media);
-      break;
-    case "peer_left":
-      call.close();
-      ui.status(t("The doctor has left the call. Please wait…"));
-      break;
-    case "peer_media":
-      ui.peerMedia(msg);
-      break;
-    case "offer": case "answer":
-      if (call) call.onDescription(msg);
-      break;
-    case "ice":
-      if (call) call.onIce(msg);
-      break;
-    case "chat":
-      if (ui) ui.addChat(msg.message);
       break;
     case "requeued":
       if (call) call.close();

@@ -28,29 +28,13 @@ const signal = new Signal({
 });
 
 function onMessage(msg) {
+  if (ui.handle(msg, { absentText: t("Patient is not in the call yet…"),
+    peerLeftText: t("Patient left the call. Waiting for them to come back…") })) return;
   switch (msg.type) {
     case "welcome":
       call.iceServers = msg.ice_servers || [];
       signal.send({ type: "join", room });
       break;
-    case "joined":
-      (msg.chat || []).forEach((m) => ui.addChat(m));
-      if (msg.peer_present) { ui.status(""); call.start(msg.peer_session); ui.peerMedia(msg.peer_media); }
-      else ui.status(t("Patient is not in the call yet…"));
-      break;
-    case "peer_joined":
-      ui.status("");
-      call.start(msg.peer_session);
-      ui.peerMedia(msg.peer_media);
-      break;
-    case "peer_left":
-      call.close();
-      ui.status(t("Patient left the call. Waiting for them to come back…"));
-      break;
-    case "peer_media": ui.peerMedia(msg); break;
-    case "offer": case "answer": call.onDescription(msg); break;
-    case "ice": call.onIce(msg); break;
-    case "chat": ui.addChat(msg.message); break;
     case "ended":
       call.destroy(); signal.stop();
       ui.status(t("The consultation has ended."));
