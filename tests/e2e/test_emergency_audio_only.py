@@ -16,7 +16,10 @@ INBOUND = """async (kind) => {
   const report = await call.pc.getStats();
   let packets = 0, frames = 0;
   report.forEach((s) => {
-    if (s.type === "inbound-rtp" && s.kind === kind) { packets += s.packetsReceived || 0; frames += s.framesDecoded || 0; }
+    if (s.type === "inbound-rtp" && s.kind === kind) {
+      packets += s.packetsReceived || 0;
+      frames += s.framesDecoded || 0;
+    }
   });
   return { packets, frames };
 }"""
@@ -28,8 +31,11 @@ async def inbound(page: Page, kind: str) -> dict[str, int]:
 
 
 async def wait_for_audio(page: Page) -> None:
+    """Poll getStats until audio packets arrive (the browser has no event for it)."""
     async with asyncio.timeout(30):
-        while (await inbound(page, "audio"))["packets"] == 0:
+        while True:
+            if (await inbound(page, "audio"))["packets"] > 0:
+                return
             await asyncio.sleep(0.25)
 
 
