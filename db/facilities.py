@@ -14,3 +14,9 @@ async def parents(con: asyncpg.Connection) -> dict[int, int | None]:
 async def name(con: asyncpg.Connection, facility_id: int) -> str | None:
     value: str | None = await con.fetchval("SELECT name FROM facility WHERE id = $1", facility_id)
     return value
+
+
+async def location(con: asyncpg.Connection, facility_id: int) -> tuple[str | None, str | None]:
+    """(province code, commune code) of a facility: the default address for patients registered there."""
+    row = await con.fetchrow("SELECT province_code, commune_code FROM facility WHERE id = $1", facility_id)
+    return (row["province_code"], row["commune_code"]) if row else (None, None)

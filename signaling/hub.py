@@ -324,6 +324,11 @@ class Hub:
         assert c is not None
         await client.send({"type": "paired", "id": msg.id, "room": str(c.id), "polite": False,
                            "peer_name": c.patient_name, "entry": str(claim.entry_id)})
+        await self.claimed(c)
+
+    async def claimed(self, c: consultations_db.Consultation) -> None:
+        """A doctor took this patient (on the socket, or from a page such as the day's schedule): the
+        patient's open pages are told to join the call, and every queue is refreshed."""
         for patient_client in list(self.patients.get(c.patient_id, ())):
             await patient_client.send(self._paired_for_patient(c))
         self.queue_changed()

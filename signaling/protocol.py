@@ -124,7 +124,8 @@ def decode(raw: str | bytes, *, max_bytes: int) -> ClientMessage:
     if size > max_bytes:
         raise ProtocolError("too_large", f"message is {size} bytes; the limit is {max_bytes}")
     try:
-        return _typed_decoder.decode(raw)
+        typed: ClientMessage = _typed_decoder.decode(raw)
+        return typed
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass  # decode again, generically, to say precisely what is wrong and echo the message's id
     try:

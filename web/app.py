@@ -19,12 +19,12 @@ from db.pool import create_pool
 from signaling.hub import Hub
 from web import invitation_routes, patient_routes, registry_routes, staff_routes, ws
 from web.auth import LinkSigner, patient_identity, resolve_link, turn_credentials
+from web.clock import Clock
 from web.database import database_dsn
 from web.i18n import Catalogs
-from web.clock import Clock
 from web.keys import (
-    clock_key,
     catalogs_key,
+    clock_key,
     demo_key,
     hub_key,
     pool_key,

@@ -8,6 +8,7 @@ import hmac
 import secrets
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -95,6 +96,14 @@ async def issue_link(con: asyncpg.Connection, signer: LinkSigner, patient_id: in
     """Create the link row and its signed token: (token, expires_at)."""
     jti, expires_at = await links_db.create(con, patient_id, timedelta(seconds=ttl_s), created_by)
     return signer.sign(jti, expires_at), expires_at
+
+
+def join_url(signer: LinkSigner, base_url: str) -> Callable[[uuid.UUID, datetime], str]:
+    """Builds a link's URL from its row: `base_url/j/<token>`. HS256 signing is deterministic, so the
+    same link signed again (to re-send it, or to show it on the invitation page) is the same URL."""
+    def url(jti: uuid.UUID, expires_at: datetime) -> str:
+        return f"{base_url.rstrip('/')}/j/{signer.sign(jti, expires_at)}"
+    return url
 
 
 # ---- TURN REST credentials (coturn `use-auth-secret`) -------------------------------------------

@@ -21,6 +21,10 @@ STATUS: dict[str, int] = {
     "link_revoked": 410,
     "link_finished": 410,
     "consent_required": 409,
+    "too_early": 409,
+    "too_late": 410,
+    "slot_in_past": 400,
+    "slot_taken": 409,
 }
 
 

@@ -1,9 +1,389 @@
-"""Routes for the invitation area (issue 4); filled in by its feature work."""
+"""Staff pages for invitations: invite a patient (now or an appointment), the invitation with its link,
+QR code and SMS, the outbox, and the doctor's day. The message scheduler starts here too."""
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+import segno
 from aiohttp import web
+
+from care.appointments import FACILITY_TZ, attendance
+from care.phone import PhoneError, national, parse_mobile
+from care.phone import mask as mask_phone
+from care.sms import MessageKind, compose
+from db import consultations as consultations_db
+from db import invitations as invitations_db
+from db import messages as messages_db
+from db import patients as patients_db
+from db import queue as queue_db
+from db.errors import DbError
+from db.invitations import Booking, Invitation, InvitationKind, InvitationStatus, Policy
+from db.messages import MessageStatus
+from db.staff import Session
+from web import invitation_texts as labels
+from web.auth import check_csrf, join_url
+from web.errors import ApiError
+from web.keys import clock_key, hub_key, pool_key, settings_key, signer_key
+from web.render import render
+from web.rkeys import t_rkey
+from web.scheduler import scheduler_ctx
+from web.settings import Settings
+from web.staff_routes import require_page_session
+
+FormValues = dict[str, str]
+FieldErrors = dict[str, str]
+
+
+# ---- helpers -------------------------------------------------------------------------------------------
+
+def policy(settings: Settings) -> Policy:
+    return Policy(link_ttl=timedelta(seconds=settings.link_ttl_s), late=timedelta(seconds=settings.appointment_late_s))
+
+
+def link_url(app: web.Application) -> invitations_db.LinkUrl:
+    return join_url(app[signer_key], app[settings_key].base_url)
+
+
+def local(at: datetime | None, fmt: str = "%H:%M %d/%m/%Y") -> str:
+    """A time as the facility reads it (Asia/Ho_Chi_Minh)."""
+    return at.astimezone(FACILITY_TZ).strftime(fmt) if at else ""
+
+
+def _uuid(text: str) -> uuid.UUID:
+    try:
+        return uuid.UUID(text)
+    except ValueError:
+        raise web.HTTPNotFound() from None
+
+
+async def _require_csrf(request: web.Request) -> None:
+    if not await check_csrf(request):
+        raise ApiError("csrf", "missing or wrong CSRF token; reload the page")
+
+
+async def _form(request: web.Request) -> FormValues:
+    form = await request.post()
+    return {key: str(value)[:200].strip() for key, value in form.items() if isinstance(value, str)}
+
+
+async def _patient_in_scope(request: web.Request, session: Session, patient_id: int) -> patients_db.Patient:
+    async with request.app[pool_key].acquire() as con:
+        patient = await patients_db.get(con, patient_id)
+        if patient is None:
+            raise web.HTTPNotFound()
+        if not await consultations_db.is_doctor_in_scope(con, session.staff.facility_id, patient.facility_id):
+            raise web.HTTPForbidden()
+    return patient
+
+
+async def _invitation_in_scope(request: web.Request, session: Session) -> Invitation:
+    async with request.app[pool_key].acquire() as con:
+        invitation = await invitations_db.get(con, _uuid(request.match_info["iid"]))
+        if invitation is None:
+            raise web.HTTPNotFound()
+        if not await consultations_db.is_doctor_in_scope(con, session.staff.facility_id, invitation.facility_id):
+            raise web.HTTPForbidden()
+    return invitation
+
+
+def parse_slot(day_text: str, time_text: str) -> datetime | None:
+    """"2026-11-25" + "14:30" in the facility's zone → an aware UTC time; None if either is malformed."""
+    try:
+        day = date.fromisoformat(day_text)
+        at = time.fromisoformat(time_text)
+    except ValueError:
+        return None
+    return datetime.combine(day, at.replace(second=0, microsecond=0), FACILITY_TZ).astimezone(UTC)
+
+
+def parse_booking(values: Mapping[str, str], *, doctors: set[int], now: datetime,
+                  force_appointment: bool = False) -> tuple[Booking | None, FieldErrors]:
+    """The form → a Booking, or the errors by field (codes from invitation_texts.ERRORS)."""
+    errors: FieldErrors = {}
+    kind = InvitationKind.appointment if force_appointment or values.get("kind") == "appointment" else (
+        InvitationKind.walk_in)
+    lang = "en" if values.get("lang") == "en" else "vi"
+    phone: str | None = None
+    if "phone" in values and values["phone"]:
+        try:
+            phone = parse_mobile(values["phone"])
+        except PhoneError:
+            errors["phone"] = "bad_phone"
+    slot_at = doctor_id = service = None
+    if kind is InvitationKind.appointment:
+        slot_at = parse_slot(values.get("date", ""), values.get("time", ""))
+        if slot_at is None:
+            errors["date"] = "bad_date"
+        elif slot_at <= now:
+            errors["date"] = "slot_in_past"
+        if values.get("doctor"):
+            try:
+                doctor_id = int(values["doctor"])
+            except ValueError:
+                doctor_id = -1
+            if doctor_id not in doctors:
+                errors["doctor"] = "bad_doctor"
+        if values.get("service"):
+            service = values["service"]
+            if service not in labels.SERVICES:
+                errors["service"] = "bad_service"
+        if doctor_id is None and service is None:
+            errors["doctor"] = "need_doctor_or_service"
+    if errors:
+        return None, errors
+    return Booking(kind, slot_at, doctor_id, service, lang, phone), errors
+
+
+def _db_field(code: str) -> str:
+    return {"slot_in_past": "date", "slot_taken": "time", "no_phone": "phone"}.get(code, "form")
+
+
+def _default_slot(now: datetime) -> tuple[str, str]:
+    """Tomorrow's date and the next whole half-hour, as the form's starting values."""
+    at = now.astimezone(FACILITY_TZ) + timedelta(minutes=30)
+    at = at.replace(minute=0 if at.minute < 30 else 30, second=0, microsecond=0)
+    return (at.date() + timedelta(days=1)).isoformat(), at.strftime("%H:%M")
+
+
+def _page_context(me: Session) -> dict[str, Any]:
+    return {"me": me.staff, "labels": labels, "local": local, "mask_phone": mask_phone}
+
+
+# ---- invite --------------------------------------------------------------------------------------------
+
+async def _render_invite(request: web.Request, session: Session, patient: patients_db.Patient,
+                         values: FormValues, errors: FieldErrors, status: int = 200) -> web.Response:
+    async with request.app[pool_key].acquire() as con:
+        doctors = await invitations_db.bookable_doctors(con, patient.facility_id)
+        recent = await invitations_db.for_patient(con, patient.id, limit=10)
+    t = request[t_rkey]
+    return render(request, "invite.html", {
+        **_page_context(session), "patient": patient, "doctors": doctors, "values": values,
+        "errors": {field: t(labels.ERRORS.get(code, code)) for field, code in errors.items()},
+        "recent": recent}, status=status)
+
+
+async def invite_page(request: web.Request) -> web.Response:
+    session = await require_page_session(request)
+    patient = await _patient_in_scope(request, session, _int(request.match_info["pid"]))
+    day, at = _default_slot(request.app[clock_key].now())
+    values = {"kind": request.query.get("kind", "walk_in"), "date": day, "time": at, "doctor": "", "service": "",
+              "lang": request.app[settings_key].default_lang, "phone": national(patient.phone) if patient.phone else "",
+              "send": "1"}
+    return await _render_invite(request, session, patient, values, {})
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise web.HTTPNotFound() from None
+
+
+async def invite(request: web.Request) -> web.Response:
+    session = await require_page_session(request)
+    await _require_csrf(request)
+    patient = await _patient_in_scope(request, session, _int(request.match_info["pid"]))
+    values = await _form(request)
+    values.setdefault("send", "")
+    now = request.app[clock_key].now()
+    async with request.app[pool_key].acquire() as con:
+        doctors = {r["id"] for r in await invitations_db.bookable_doctors(con, patient.facility_id)}
+    booking, errors = parse_booking(values, doctors=doctors, now=now)
+    if booking is None:
+        return await _render_invite(request, session, patient, values, errors, status=400)
+    try:
+        async with request.app[pool_key].acquire() as con:
+            invitation = await invitations_db.create(
+                con, booking, patient_id=patient.id, created_by=session.staff.id, now=now,
+                policy=policy(request.app[settings_key]), link_url=link_url(request.app),
+                send=values.get("send") == "1" and booking.phone is not None)
+    except DbError as exc:
+        return await _render_invite(request, session, patient, values, {_db_field(exc.code): exc.code},
+                                    status=409 if exc.code == "slot_taken" else 400)
+    raise web.HTTPSeeOther(f"/staff/invitations/{invitation.id}")
+
+
+# ---- one invitation ------------------------------------------------------------------------------------
+
+def qr_svg(url: str, title: str) -> str:
+    """The link as an inline SVG QR code (medium error correction survives a smudged print-out)."""
+    return str(segno.make(url, error="m").svg_inline(scale=3, title=title, omitsize=False))
+
+
+def sms_previews(invitation: Invitation, url: str) -> list[dict[str, Any]]:
+    """The ready invitation SMS in both languages, with its segment count."""
+    out = []
+    for lang in ("vi", "en"):
+        sms = compose(MessageKind.invitation, lang, facility=invitation.facility_name, url=url,
+                      slot_at=invitation.slot_at)
+        out.append({"lang": lang, "text": sms.text, "segments": sms.segments, "encoding": sms.encoding.value,
+                    "chars": len(sms.text)})
+    return out
+
+
+async def _render_invitation(request: web.Request, session: Session, invitation: Invitation, *,
+                             values: FormValues | None = None, errors: FieldErrors | None = None,
+                             status: int = 200) -> web.Response:
+    async with request.app[pool_key].acquire() as con:
+        messages = await messages_db.for_invitation(con, invitation.id)
+        doctors = await invitations_db.bookable_doctors(con, invitation.facility_id)
+    url = link_url(request.app)(invitation.link_jti, invitation.link_expires_at)
+    t = request[t_rkey]
+    if values is None:
+        day, at = _default_slot(request.app[clock_key].now())
+        values = {"date": day, "time": at, "doctor": str(invitation.doctor_id or ""),
+                  "service": invitation.service or ""}
+    usable = invitation.status in (InvitationStatus.active, InvitationStatus.used)
+    return render(request, "invitation.html", {
+        **_page_context(session), "inv": invitation, "url": url if usable else None,
+        "qr": qr_svg(url, t("QR code of the patient's link")) if usable else None,
+        "previews": sms_previews(invitation, url), "messages": messages, "doctors": doctors, "values": values,
+        "errors": {field: t(labels.ERRORS.get(code, code)) for field, code in (errors or {}).items()},
+        "sent_before": any(m.kind == "invitation" for m in messages)}, status=status)
+
+
+async def invitation_page(request: web.Request) -> web.Response:
+    session = await require_page_session(request)
+    return await _render_invitation(request, session, await _invitation_in_scope(request, session))
+
+
+async def send(request: web.Request) -> web.Response:
+    """Send the invitation SMS, or send it again (same link)."""
+    session = await require_page_session(request)
+    await _require_csrf(request)
+    invitation = await _invitation_in_scope(request, session)
+    try:
+        async with request.app[pool_key].acquire() as con:
+            await invitations_db.resend(con, invitation.id, staff_id=session.staff.id,
+                                        now=request.app[clock_key].now(), link_url=link_url(request.app))
+    except DbError as exc:
+        return await _render_invitation(request, session, invitation, errors={"form": exc.code}, status=409)
+    raise web.HTTPSeeOther(f"/staff/invitations/{invitation.id}")
+
+
+async def revoke(request: web.Request) -> web.Response:
+    session = await require_page_session(request)
+    await _require_csrf(request)
+    invitation = await _invitation_in_scope(request, session)
+    try:
+        async with request.app[pool_key].acquire() as con:
+            await invitations_db.revoke(con, invitation.id, staff_id=session.staff.id,
+                                        now=request.app[clock_key].now())
+    except DbError as exc:
+        return await _render_invitation(request, session, invitation, errors={"form": exc.code}, status=409)
+    raise web.HTTPSeeOther(f"/staff/invitations/{invitation.id}")
+
+
+async def reschedule(request: web.Request) -> web.Response:
+    session = await require_page_session(request)
+    await _require_csrf(request)
+    invitation = await _invitation_in_scope(request, session)
+    values = await _form(request)
+    now = request.app[clock_key].now()
+    async with request.app[pool_key].acquire() as con:
+        doctors = {r["id"] for r in await invitations_db.bookable_doctors(con, invitation.facility_id)}
+    values_with_patient = {**values, "lang": invitation.lang}
+    booking, errors = parse_booking(values_with_patient, doctors=doctors, now=now, force_appointment=True)
+    if booking is None:
+        return await _render_invitation(request, session, invitation, values=values, errors=errors, status=400)
+    booking = Booking(booking.kind, booking.slot_at, booking.doctor_id, booking.service, invitation.lang,
+                      invitation.phone)
+    try:
+        async with request.app[pool_key].acquire() as con:
+            new = await invitations_db.reschedule(con, invitation.id, booking, staff_id=session.staff.id, now=now,
+                                                  policy=policy(request.app[settings_key]),
+                                                  link_url=link_url(request.app))
+    except DbError as exc:
+        return await _render_invitation(request, session, invitation, values=values,
+                                        errors={_db_field(exc.code): exc.code},
+                                        status=409 if exc.code in ("slot_taken", "not_active") else 400)
+    raise web.HTTPSeeOther(f"/staff/invitations/{new.id}")
+
+
+# ---- outbox --------------------------------------------------------------------------------------------
+
+async def outbox_page(request: web.Request) -> web.Response:
+    session = await require_page_session(request)
+    status = request.query.get("status") or None
+    if status not in {s.value for s in MessageStatus}:
+        status = None
+    async with request.app[pool_key].acquire() as con:
+        messages = await messages_db.outbox(con, session.staff.facility_id, status)
+    return render(request, "outbox.html", {
+        **_page_context(session), "messages": messages, "status": status, "statuses": list(MessageStatus),
+        "gateway": request.app[settings_key].sms_gateway})
+
+
+# ---- the doctor's day ----------------------------------------------------------------------------------
+
+async def _render_schedule(request: web.Request, session: Session, error: str | None = None,
+                           status: int = 200) -> web.Response:
+    now = request.app[clock_key].now()
+    try:
+        day = date.fromisoformat(request.query["day"]) if "day" in request.query else now.astimezone(
+            FACILITY_TZ).date()
+    except ValueError:
+        day = now.astimezone(FACILITY_TZ).date()
+    view = request.query.get("view") or ("mine" if session.staff.sees_patients else "facility")
+    if view not in ("mine", "facility"):
+        view = "facility"
+    start = datetime.combine(day, time(0), FACILITY_TZ)
+    async with request.app[pool_key].acquire() as con:
+        rows = await invitations_db.day(con, session.staff.facility_id, start, start + timedelta(days=1),
+                                        doctor_id=session.staff.id if view == "mine" else None)
+    items = [{**dict(r), "mark": attendance(slot_at=r["slot_at"], closes_at=r["closes_at"], now=now,
+                                            queue_status=r["entry_status"], revoked=r["status"] == "revoked").value}
+             for r in rows]
+    t = request[t_rkey]
+    return render(request, "schedule.html", {
+        **_page_context(session), "day": day, "view": view, "items": items,
+        "appointments": [i for i in items if i["kind"] == "appointment"],
+        "walk_ins": [i for i in items if i["kind"] == "walk_in"],
+        "prev_day": (day - timedelta(days=1)).isoformat(), "next_day": (day + timedelta(days=1)).isoformat(),
+        "error": t(labels.ERRORS.get(error, error)) if error else None}, status=status)
+
+
+async def schedule_page(request: web.Request) -> web.Response:
+    session = await require_page_session(request)
+    return await _render_schedule(request, session)
+
+
+async def start_call(request: web.Request) -> web.Response:
+    """"Start call" on the day's schedule: claim that patient's queue entry, tell the hub, open the call."""
+    session = await require_page_session(request)
+    await _require_csrf(request)
+    if not session.staff.sees_patients:
+        raise web.HTTPForbidden()
+    values = await _form(request)
+    try:
+        entry_id = uuid.UUID(values.get("entry", ""))
+    except ValueError:
+        return await _render_schedule(request, session, "not_found", status=404)
+    try:
+        async with request.app[pool_key].acquire() as con:
+            claim = await queue_db.claim_entry(con, session.staff.id, session.staff.facility_id, entry_id)
+            consultation = await consultations_db.get(con, claim.consultation_id)
+    except DbError as exc:
+        return await _render_schedule(request, session, exc.code, status=404 if exc.code == "not_found" else 409)
+    assert consultation is not None
+    await request.app[hub_key].claimed(consultation)
+    raise web.HTTPSeeOther(f"/staff/c/{consultation.id}")
 
 
 def setup(app: web.Application) -> None:
     """Register this area's routes (and background tasks, via app.cleanup_ctx) on the app."""
+    app.cleanup_ctx.append(scheduler_ctx)
+    app.router.add_get("/staff/patients/{pid}/invite", invite_page, name="invite")
+    app.router.add_post("/staff/patients/{pid}/invite", invite)
+    app.router.add_get("/staff/invitations/{iid}", invitation_page, name="invitation")
+    app.router.add_post("/staff/invitations/{iid}/send", send)
+    app.router.add_post("/staff/invitations/{iid}/revoke", revoke)
+    app.router.add_post("/staff/invitations/{iid}/reschedule", reschedule)
+    app.router.add_get("/staff/outbox", outbox_page, name="outbox")
+    app.router.add_get("/staff/schedule", schedule_page, name="schedule")
+    app.router.add_post("/staff/schedule/start", start_call)

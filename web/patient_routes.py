@@ -2,23 +2,28 @@
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, datetime
 from typing import Annotated, Any, TypeVar
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
+from care.appointments import FACILITY_TZ, WindowState
 from care.triage import CheckIn, CheckInError, KeyGroup, Symptom, assess
 from db import audit
 from db import consultations as consultations_db
+from db import invitations as invitations_db
 from db import links as links_db
 from db import patients as patients_db
 from db import queue as queue_db
+from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
 from web import texts
 from web.auth import LinkError, resolve_link
 from web.errors import ApiError
-from web.keys import hub_key, pool_key, signer_key
+from web.invitation_texts import SERVICES
+from web.keys import clock_key, hub_key, pool_key, signer_key
 from web.render import render
 from web.rkeys import lang_rkey, t_rkey
 
@@ -68,6 +73,33 @@ async def _link(request: web.Request, token: str) -> JoinLink:
             raise ApiError(exc.code, exc.message) from None
 
 
+def _window_context(request: web.Request, invitation: Invitation) -> dict[str, Any]:
+    """Times of an appointment in the facility's zone, and with whom, for the too-early/too-late pages."""
+    t = request[t_rkey]
+
+    def local(at: datetime) -> datetime:
+        return at.astimezone(FACILITY_TZ)
+
+    assert invitation.slot_at is not None
+    slot = local(invitation.slot_at)
+    who = invitation.doctor_name or t(SERVICES.get(invitation.service or "", "General consultation"))
+    return {"slot_time": slot.strftime("%H:%M"), "slot_date": slot.strftime("%d/%m/%Y"), "who": who,
+            "opens_time": local(invitation.opens_at).strftime("%H:%M"),
+            "opens_date": local(invitation.opens_at).strftime("%d/%m/%Y"),
+            "closes_time": local(invitation.closes_at).strftime("%H:%M"),
+            "facility_name": invitation.facility_name}
+
+
+async def _window(con: asyncpg.Connection, request: web.Request,
+                  link: JoinLink) -> tuple[WindowState, Invitation | None]:
+    """Where the link's appointment window stands now. Only an invitation not yet used is held to its window:
+    once the patient has checked in, a late doctor must not lock them out of the waiting room."""
+    invitation = await invitations_db.for_link(con, link.jti)
+    if invitation is None or not invitation.active or invitation.kind is not InvitationKind.appointment:
+        return WindowState.open, invitation
+    return invitation.window.state(request.app[clock_key].now()), invitation
+
+
 async def join_page(request: web.Request) -> web.Response:
     """`/j/<token>`: the patient's whole journey on one small page, starting at the right step."""
     token = request.match_info["token"]
@@ -80,6 +112,11 @@ async def join_page(request: web.Request) -> web.Response:
             response = render(request, "link_error.html", {"code": exc.code, "message": t(texts.LINK_ERRORS[exc.code])})
             response.set_status(410 if exc.code in ("link_expired", "link_revoked", "link_finished") else 404)
             return response
+        state, invitation = await _window(con, request, link)
+        if invitation is not None and state is not WindowState.open:
+            template = "too_early.html" if state is WindowState.too_early else "too_late.html"
+            return render(request, template, {"code": state.value, **_window_context(request, invitation)},
+                          status=200 if state is WindowState.too_early else 410)
         patient = await patients_db.get(con, link.patient_id)
         assert patient is not None
         consented = await links_db.consent_given(con, link.jti, CONSENT_VERSION)
@@ -132,6 +169,11 @@ async def checkin(request: web.Request) -> web.Response:
     body = decode_body(await request.read(), CheckInBody)
     pool = request.app[pool_key]
     async with pool.acquire() as con:
+        state, invitation = await _window(con, request, link)
+        if invitation is not None and state is WindowState.too_early:
+            raise ApiError("too_early", f"the appointment's link opens at {invitation.opens_at.isoformat()}")
+        if invitation is not None and state is WindowState.too_late:
+            raise ApiError("too_late", f"the appointment's link closed at {invitation.closes_at.isoformat()}")
         if not await links_db.consent_given(con, link.jti, CONSENT_VERSION):
             raise ApiError("consent_required", "consent to a remote consultation is needed first")
         patient = await patients_db.get(con, link.patient_id)
@@ -145,6 +187,8 @@ async def checkin(request: web.Request) -> web.Response:
                      "systolic": check.systolic, "diastolic": check.diastolic, "days_ill": check.days_ill,
                      "reasons": list(result.reasons)},
             audio_only=body.audio_only)
+        if invitation is not None:
+            await invitations_db.mark_used(con, link.jti, request.app[clock_key].now())
     alert = None
     if created and result.emergency:
         alert = {"type": "alert", "entry": str(entry.id), "level": result.level.value,

@@ -6,6 +6,7 @@ Defaults serve a laptop demo; production values are in docs/deploy.md.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import re
 import secrets
@@ -94,6 +95,14 @@ class Settings:
     log_level: str = "INFO"
     default_lang: str = "vi"
     session_ttl_s: int = 12 * 3600
+    sms_gateway: str = "outbox"
+    sms_url: str = ""
+    sms_auth_header: str = ""
+    sms_body: str = ""
+    sms_retries: int = 3
+    appointment_late_s: int = 3600
+    queue_near_minutes: int = 10
+    scheduler_interval_s: float = 1.0
 
     @property
     def base_url(self) -> str:
@@ -114,7 +123,7 @@ class Settings:
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("secret_key", "turn_secret"):
+            if f.name in ("secret_key", "turn_secret", "sms_auth_header"):
                 text = "(unset)" if not value else "****" + ("" if len(value) < 12 else value[-2:])
             elif f.name == "previous_secret_keys":
                 text = f"{len(value)} key(s)"
@@ -124,6 +133,8 @@ class Settings:
                 text = ",".join(value) or "(none)"
             elif value is None:
                 text = "auto"
+            elif value == "":
+                text = "(unset)"
             else:
                 text = str(value)
             out[f.name] = text
@@ -142,6 +153,20 @@ class Settings:
             raise ConfigError(f"DONGHANH_DEFAULT_LANG: expected vi or en, got {lang!r}")
         ttl_raw = env.get("DONGHANH_LINK_TTL", "24h") or "24h"
         turn_ttl_raw = env.get("DONGHANH_TURN_TTL", "1h") or "1h"
+        gateway = (env.get("DONGHANH_SMS_GATEWAY", "outbox") or "outbox").strip().lower()
+        if gateway not in ("outbox", "http"):
+            raise ConfigError(f"DONGHANH_SMS_GATEWAY: expected outbox or http, got {gateway!r}")
+        sms_url = env.get("DONGHANH_SMS_URL", "").strip()
+        if gateway == "http" and not sms_url.startswith(("http://", "https://")):
+            raise ConfigError("DONGHANH_SMS_URL: the http gateway needs an http:// or https:// URL")
+        sms_body = env.get("DONGHANH_SMS_BODY", "").strip()
+        if sms_body:
+            try:
+                json.loads(sms_body)
+            except ValueError:
+                raise ConfigError("DONGHANH_SMS_BODY: expected a JSON template such as "
+                                  '{"to": "{to}", "text": "{text}"}') from None
+        late_raw = env.get("DONGHANH_APPOINTMENT_LATE", "60m") or "60m"
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             data_dir=data_dir,
@@ -162,6 +187,13 @@ class Settings:
                                          name="DONGHANH_SECURE_COOKIES"),
             log_level=(env.get("DONGHANH_LOG_LEVEL", "INFO") or "INFO").upper(),
             default_lang=lang,
+            sms_gateway=gateway,
+            sms_url=sms_url,
+            sms_auth_header=env.get("DONGHANH_SMS_AUTH_HEADER", ""),
+            sms_body=sms_body,
+            sms_retries=_int(env, "DONGHANH_SMS_RETRIES", 3, minimum=0, maximum=10),
+            appointment_late_s=parse_duration(late_raw, name="DONGHANH_APPOINTMENT_LATE"),
+            queue_near_minutes=_int(env, "DONGHANH_QUEUE_NEAR_MINUTES", 10, maximum=240),
         )
 
     def with_secret(self) -> Settings:
@@ -203,4 +235,15 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_SECURE_COOKIES", "auto", "Secure cookies: auto (when PUBLIC_URL is https), true, false"),
     ("DONGHANH_LOG_LEVEL", "INFO", "log level"),
     ("DONGHANH_DEFAULT_LANG", "vi", "default UI language (vi or en)"),
+    ("DONGHANH_SMS_GATEWAY", "outbox", "outbox (messages stored and shown at /staff/outbox) or http (SMS gateway)"),
+    ("DONGHANH_SMS_URL", "(unset)", "http gateway: URL with {to} and {text} placeholders; a POST with a JSON body "
+                                    "when it has none"),
+    ("DONGHANH_SMS_AUTH_HEADER", "(unset)", "http gateway: header sent with each request, e.g. "
+                                            "'Authorization: Bearer …' (secret)"),
+    ("DONGHANH_SMS_BODY", "{\"to\",\"text\",\"reference\"}", "http gateway without placeholders in the URL: "
+                                                             "JSON body template with {to} {text} {reference}"),
+    ("DONGHANH_SMS_RETRIES", "3", "http gateway: retries after a 5xx, timeout or connection error"),
+    ("DONGHANH_APPOINTMENT_LATE", "60m", "how long after an appointment's time its link still works"),
+    ("DONGHANH_QUEUE_NEAR_MINUTES", "10", "SMS 'the doctor will see you in about N minutes' when the wait is "
+                                          "at most this"),
 )

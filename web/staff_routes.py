@@ -21,7 +21,7 @@ from db import patients as patients_db
 from db import queue as queue_db
 from db import staff as staff_db
 from db.staff import Session
-from web import texts
+from web import patient_view, texts
 from web.auth import CSRF_FIELD, SESSION_COOKIE, check_csrf, staff_session
 from web.errors import ApiError
 from web.keys import hub_key, pool_key, settings_key
@@ -206,13 +206,19 @@ async def history_page(request: web.Request) -> web.Response:
             raise web.HTTPNotFound()
         if not await consultations_db.is_doctor_in_scope(con, session.staff.facility_id, patient.facility_id):
             raise web.HTTPForbidden()
+        if patient.merged_into is not None:  # a merged record's history now lives with the one kept
+            raise web.HTTPSeeOther(f"/staff/patients/{patient.merged_into}")
         rows = [_history_row(r) for r in await patients_db.consultations(con, patient_id)]
+        t = request[t_rkey]
+        extras = await patient_view.page_extras(con, session.staff, patient, t, date.today())
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
                            patient_id)
-    t = request[t_rkey]
+    merged = request.query.get("merged", "")
     return render(request, "patient_history.html", {
         "me": session.staff, "patient": patient, "age": patient.age(date.today()), "rows": rows,
-        "labels": _labels(t), "icd": icd10.lookup})
+        "labels": _labels(t), "icd": icd10.lookup, **extras,
+        "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
+        else "merged" if merged.isdigit() else None, "merged_id": merged if merged.isdigit() else ""})
 
 
 # ---- JSON API ----------------------------------------------------------------------------------------
@@ -310,7 +316,7 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/staff/logout", logout)
     app.router.add_get("/staff", queue_page, name="staff_queue")
     app.router.add_get("/staff/c/{cid}", call_page, name="call")
-    app.router.add_get("/staff/patients/{pid}", history_page, name="history")
+    app.router.add_get(r"/staff/patients/{pid:\d+}", history_page, name="history")
     app.router.add_get("/api/icd10", icd10_search)
     app.router.add_get("/api/c/{cid}/note", note_get)
     app.router.add_put("/api/c/{cid}/note/draft", note_draft)

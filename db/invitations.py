@@ -1,0 +1,354 @@
+"""Invitations: how a patient gets a link — now (walk-in queue) or for an appointment at a slot.
+
+Every use case is one transaction with its audit event: the invitation, its join link, its messages
+(invitation SMS, reminders, reschedule/revoke notices) land together or not at all. The join link's
+token is signed by the caller (`LinkUrl`), so this module stays free of web code.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+import asyncpg
+
+from care.appointments import DEFAULT_LATE, OPENS_BEFORE, Window, appointment_window, reminder_times
+from care.sms import MessageKind, compose
+from db import audit, links
+from db import messages as messages_db
+from db.errors import Conflict, DbError, NotFound
+
+# Builds the patient's URL for a link: (jti, expires_at) → "https://…/j/<signed token>".
+LinkUrl = Callable[[uuid.UUID, datetime], str]
+
+SCOPE_CTE = """WITH RECURSIVE scope(id) AS (
+                   SELECT $1::bigint
+                   UNION SELECT f.id FROM facility f JOIN scope s ON f.parent_id = s.id)"""
+
+
+class InvitationKind(StrEnum):
+    walk_in = "walk_in"
+    appointment = "appointment"
+
+
+class InvitationStatus(StrEnum):
+    active = "active"
+    revoked = "revoked"
+    rescheduled = "rescheduled"
+    used = "used"
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How long links work: walk-ins for `link_ttl`; appointments from `before` the slot to `late` after."""
+
+    link_ttl: timedelta = timedelta(hours=24)
+    late: timedelta = DEFAULT_LATE
+    before: timedelta = OPENS_BEFORE
+
+
+@dataclass(frozen=True)
+class Booking:
+    """What the staff member asked for (already parsed; phone in E.164 or None)."""
+
+    kind: InvitationKind
+    slot_at: datetime | None = None
+    doctor_id: int | None = None
+    service: str | None = None
+    lang: str = "vi"
+    phone: str | None = None
+
+
+@dataclass(frozen=True)
+class Invitation:
+    id: uuid.UUID
+    patient_id: int
+    patient_name: str
+    facility_id: int
+    facility_name: str
+    kind: InvitationKind
+    slot_at: datetime | None
+    doctor_id: int | None
+    doctor_name: str | None
+    service: str | None
+    lang: str
+    phone: str | None
+    opens_at: datetime
+    closes_at: datetime
+    status: InvitationStatus
+    link_jti: uuid.UUID
+    link_expires_at: datetime
+    created_by: int | None
+    created_at: datetime
+    used_at: datetime | None
+    revoked_at: datetime | None
+    replaced_by: uuid.UUID | None
+
+    @property
+    def window(self) -> Window:
+        return Window(self.opens_at, self.closes_at)
+
+    @property
+    def active(self) -> bool:
+        return self.status is InvitationStatus.active
+
+
+_SELECT = """SELECT i.*, p.name AS patient_name, f.name AS facility_name, s.name AS doctor_name,
+                    l.expires_at AS link_expires_at
+             FROM invitation i JOIN patient p ON p.id = i.patient_id JOIN facility f ON f.id = i.facility_id
+             JOIN join_link l ON l.jti = i.link_jti LEFT JOIN staff s ON s.id = i.doctor_id"""
+
+
+def _invitation(r: asyncpg.Record) -> Invitation:
+    return Invitation(r["id"], r["patient_id"], r["patient_name"], r["facility_id"], r["facility_name"],
+                      InvitationKind(r["kind"]), r["slot_at"], r["doctor_id"], r["doctor_name"], r["service"],
+                      r["lang"], r["phone"], r["opens_at"], r["closes_at"], InvitationStatus(r["status"]),
+                      r["link_jti"], r["link_expires_at"], r["created_by"], r["created_at"], r["used_at"],
+                      r["revoked_at"], r["replaced_by"])
+
+
+async def get(con: asyncpg.Connection, invitation_id: uuid.UUID) -> Invitation | None:
+    row = await con.fetchrow(_SELECT + " WHERE i.id = $1", invitation_id)
+    return _invitation(row) if row else None
+
+
+async def for_link(con: asyncpg.Connection, jti: uuid.UUID) -> Invitation | None:
+    """The invitation a join link was issued for (None for links made otherwise, e.g. `donghanh link`)."""
+    row = await con.fetchrow(_SELECT + " WHERE i.link_jti = $1", jti)
+    return _invitation(row) if row else None
+
+
+async def for_patient(con: asyncpg.Connection, patient_id: int, limit: int = 20) -> list[Invitation]:
+    rows = await con.fetch(_SELECT + " WHERE i.patient_id = $1 ORDER BY i.created_at DESC LIMIT $2",
+                           patient_id, limit)
+    return [_invitation(r) for r in rows]
+
+
+async def mark_used(con: asyncpg.Connection, jti: uuid.UUID, at: datetime) -> bool:
+    """The patient checked in with this link: the invitation is used (its slot stays taken)."""
+    status = await con.execute(
+        "UPDATE invitation SET status = 'used', used_at = $2 WHERE link_jti = $1 AND status = 'active'", jti, at)
+    return bool(status.endswith(" 1"))
+
+
+async def bookable_doctors(con: asyncpg.Connection, patient_facility_id: int) -> list[asyncpg.Record]:
+    """Doctors and specialists who serve the patient's facility (it or a facility above it)."""
+    rows: list[asyncpg.Record] = await con.fetch(
+        """WITH RECURSIVE up(id, parent_id) AS (
+               SELECT id, parent_id FROM facility WHERE id = $1
+               UNION SELECT f.id, f.parent_id FROM facility f JOIN up ON f.id = up.parent_id)
+           SELECT s.id, s.name, s.role, f.name AS facility_name
+           FROM staff s JOIN facility f ON f.id = s.facility_id
+           WHERE s.facility_id IN (SELECT id FROM up) AND s.active AND s.role IN ('doctor', 'specialist')
+           ORDER BY (s.facility_id = $1) DESC, s.name""", patient_facility_id)
+    return rows
+
+
+# ---- use cases ---------------------------------------------------------------------------------------
+
+async def _locked(con: asyncpg.Connection, invitation_id: uuid.UUID) -> Invitation:
+    """The invitation, row-locked for a change; Conflict unless it is still active."""
+    status = await con.fetchval("SELECT status FROM invitation WHERE id = $1 FOR UPDATE", invitation_id)
+    if status is None:
+        raise NotFound("invitation", invitation_id)
+    if status != InvitationStatus.active:
+        raise Conflict("not_active", f"cannot change invitation in state \"{status}\"")
+    invitation = await get(con, invitation_id)
+    assert invitation is not None
+    return invitation
+
+
+async def _check_booking(con: asyncpg.Connection, booking: Booking, patient_facility_id: int,
+                         now: datetime) -> None:
+    if booking.kind is InvitationKind.walk_in:
+        if booking.slot_at is not None:
+            raise DbError("invalid", "a walk-in invitation has no slot")
+        return
+    if booking.slot_at is None:
+        raise DbError("invalid", "an appointment needs a date and time")
+    if booking.slot_at <= now:
+        raise DbError("slot_in_past", f"the appointment time {booking.slot_at.isoformat()} is in the past")
+    if booking.doctor_id is None and not booking.service:
+        raise DbError("invalid", "an appointment needs a doctor or a service")
+    if booking.doctor_id is not None and not await con.fetchval(
+            """WITH RECURSIVE up(id, parent_id) AS (
+                   SELECT id, parent_id FROM facility WHERE id = $1
+                   UNION SELECT f.id, f.parent_id FROM facility f JOIN up ON f.id = up.parent_id)
+               SELECT 1 FROM staff s WHERE s.id = $2 AND s.facility_id IN (SELECT id FROM up) AND s.active
+                 AND s.role IN ('doctor', 'specialist')""", patient_facility_id, booking.doctor_id):
+        raise DbError("invalid", f"staff member {booking.doctor_id} is not a doctor serving this patient")
+
+
+async def _insert(con: asyncpg.Connection, booking: Booking, *, patient_id: int, created_by: int | None,
+                  now: datetime, policy: Policy, link_url: LinkUrl) -> tuple[Invitation, str]:
+    """Create the link and the invitation row (inside the caller's transaction): (invitation, url)."""
+    facility_id = await con.fetchval("SELECT facility_id FROM patient WHERE id = $1", patient_id)
+    if facility_id is None:
+        raise NotFound("patient", patient_id)
+    await _check_booking(con, booking, facility_id, now)
+    if booking.slot_at is not None:
+        window = appointment_window(booking.slot_at, before=policy.before, after=policy.late)
+    else:
+        window = Window(now, now + policy.link_ttl)
+    # The link expires when the window closes. links.create counts from the database's now(), which is
+    # fixed for the whole transaction, so subtracting it here gives exactly `closes_at`.
+    db_now: datetime = await con.fetchval("SELECT now()")
+    jti, expires_at = await links.create(con, patient_id, max(window.closes_at - db_now, timedelta(seconds=1)),
+                                         created_by)
+    try:
+        async with con.transaction():  # savepoint: the unique indexes tell us the slot is taken
+            invitation_id = await con.fetchval(
+                """INSERT INTO invitation (patient_id, facility_id, kind, slot_at, doctor_id, service, lang, phone,
+                                           opens_at, closes_at, link_jti, created_by, created_at)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) RETURNING id""",
+                patient_id, facility_id, booking.kind.value, booking.slot_at, booking.doctor_id,
+                booking.service if booking.kind is InvitationKind.appointment else None, booking.lang,
+                booking.phone, window.opens_at, window.closes_at, jti, created_by, now)
+    except asyncpg.UniqueViolationError as exc:
+        if exc.constraint_name not in ("invitation_doctor_slot", "invitation_service_slot"):
+            raise
+        who = "this doctor" if booking.doctor_id is not None else "this service"
+        raise Conflict("slot_taken", f"{who} already has an appointment at {booking.slot_at}") from None
+    invitation = await get(con, invitation_id)
+    assert invitation is not None
+    return invitation, link_url(jti, expires_at)
+
+
+async def _schedule(con: asyncpg.Connection, invitation: Invitation, kind: MessageKind, dedupe_key: str,
+                    due_at: datetime, url: str = "") -> int | None:
+    """One message of this invitation (nothing when the patient has no phone number)."""
+    if invitation.phone is None:
+        return None
+    sms = compose(kind, invitation.lang, facility=invitation.facility_name, url=url, slot_at=invitation.slot_at)
+    return await messages_db.schedule(con, invitation_id=invitation.id, patient_id=invitation.patient_id,
+                                      to_phone=invitation.phone, lang=invitation.lang, kind=kind.value,
+                                      body=sms.text, dedupe_key=dedupe_key, due_at=due_at)
+
+
+async def _schedule_reminders(con: asyncpg.Connection, invitation: Invitation, url: str, now: datetime) -> int:
+    if invitation.slot_at is None:
+        return 0
+    count = 0
+    for kind, due_at in reminder_times(invitation.slot_at, now):
+        if await _schedule(con, invitation, MessageKind(kind.value), f"{kind.value}:{invitation.id}", due_at, url):
+            count += 1
+    return count
+
+
+async def _sends(con: asyncpg.Connection, invitation_id: uuid.UUID) -> int:
+    count: int = await con.fetchval(
+        "SELECT count(*) FROM outbound_message WHERE invitation_id = $1 AND kind = 'invitation'", invitation_id)
+    return count
+
+
+async def _send_invitation(con: asyncpg.Connection, invitation: Invitation, url: str, now: datetime) -> int | None:
+    n = await _sends(con, invitation.id) + 1
+    return await _schedule(con, invitation, MessageKind.invitation, f"invitation:{invitation.id}:{n}", now, url)
+
+
+def _details(invitation: Invitation) -> dict[str, object]:
+    # Ids and times only: no phone numbers or names in the audit trail's details.
+    return {"kind": invitation.kind.value, "patient": invitation.patient_id,
+            "slot": invitation.slot_at.isoformat() if invitation.slot_at else None,
+            "doctor": invitation.doctor_id, "service": invitation.service, "sms": invitation.phone is not None}
+
+
+async def create(con: asyncpg.Connection, booking: Booking, *, patient_id: int, created_by: int, now: datetime,
+                 policy: Policy, link_url: LinkUrl, send: bool = True) -> Invitation:
+    """Invite a patient: the link, the invitation, its SMS (if `send`) and reminders, audited.
+
+    DbError `slot_in_past` for an appointment not in the future, Conflict `slot_taken` when the doctor (or
+    service) is already booked at that time; nothing is saved then.
+    """
+    async with con.transaction():
+        invitation, url = await _insert(con, booking, patient_id=patient_id, created_by=created_by, now=now,
+                                        policy=policy, link_url=link_url)
+        sent = await _send_invitation(con, invitation, url, now) if send else None
+        reminders = await _schedule_reminders(con, invitation, url, now)
+        await audit.record(con, audit.Actor.staff(created_by), "invitation.create", "invitation", invitation.id,
+                           {**_details(invitation), "message": sent, "reminders": reminders})
+    return invitation
+
+
+async def resend(con: asyncpg.Connection, invitation_id: uuid.UUID, *, staff_id: int, now: datetime,
+                 link_url: LinkUrl) -> int:
+    """Send the invitation SMS (again), with the same link; returns the new message's id."""
+    async with con.transaction():
+        invitation = await _locked(con, invitation_id)
+        if invitation.phone is None:
+            raise DbError("no_phone", "this invitation has no phone number to send to")
+        first = await _sends(con, invitation_id) == 0
+        message_id = await _send_invitation(con, invitation, link_url(invitation.link_jti,
+                                                                      invitation.link_expires_at), now)
+        assert message_id is not None
+        await audit.record(con, audit.Actor.staff(staff_id), "invitation.send" if first else "invitation.resend",
+                           "invitation", invitation_id, {"message": message_id})
+    return message_id
+
+
+async def revoke(con: asyncpg.Connection, invitation_id: uuid.UUID, *, staff_id: int, now: datetime) -> Invitation:
+    """Cancel: the link stops working, pending reminders are cancelled and the patient is told."""
+    async with con.transaction():
+        invitation = await _locked(con, invitation_id)
+        await con.execute("UPDATE invitation SET status = 'revoked', revoked_at = $2 WHERE id = $1",
+                          invitation_id, now)
+        await links.revoke(con, invitation.link_jti)
+        cancelled = await messages_db.cancel_pending(con, invitation_id)
+        told = await _schedule(con, invitation, MessageKind.revoked, f"revoked:{invitation_id}", now)
+        await audit.record(con, audit.Actor.staff(staff_id), "invitation.revoke", "invitation", invitation_id,
+                           {**_details(invitation), "cancelled_messages": cancelled, "message": told})
+        revoked = await get(con, invitation_id)
+    assert revoked is not None
+    return revoked
+
+
+async def reschedule(con: asyncpg.Connection, invitation_id: uuid.UUID, booking: Booking, *, staff_id: int,
+                     now: datetime, policy: Policy, link_url: LinkUrl) -> Invitation:
+    """Move to a new slot: a new invitation and link; the old one is `rescheduled`, its link revoked and
+    its reminders cancelled; the patient gets the new time and link. Returns the new invitation."""
+    async with con.transaction():
+        old = await _locked(con, invitation_id)
+        # Free the old slot first, so moving to another time with the same doctor is not a double booking.
+        await con.execute("UPDATE invitation SET status = 'rescheduled', revoked_at = $2 WHERE id = $1",
+                          invitation_id, now)
+        await links.revoke(con, old.link_jti)
+        cancelled = await messages_db.cancel_pending(con, invitation_id)
+        new, url = await _insert(con, booking, patient_id=old.patient_id, created_by=staff_id, now=now,
+                                 policy=policy, link_url=link_url)
+        await con.execute("UPDATE invitation SET replaced_by = $2 WHERE id = $1", invitation_id, new.id)
+        told = await _schedule(con, new, MessageKind.rescheduled, f"rescheduled:{new.id}", now, url)
+        reminders = await _schedule_reminders(con, new, url, now)
+        await audit.record(con, audit.Actor.staff(staff_id), "invitation.reschedule", "invitation", invitation_id,
+                           {**_details(new), "from_slot": old.slot_at.isoformat() if old.slot_at else None,
+                            "new_invitation": str(new.id), "cancelled_messages": cancelled, "message": told,
+                            "reminders": reminders})
+    return new
+
+
+# ---- the doctor's day --------------------------------------------------------------------------------
+
+async def day(con: asyncpg.Connection, staff_facility_id: int, start: datetime, end: datetime,
+              doctor_id: int | None = None) -> list[asyncpg.Record]:
+    """Appointments with a slot in [start, end) and walk-ins created then, in the staff member's scope,
+    with the latest queue entry of each link. With `doctor_id`: that doctor's appointments and those
+    without a named doctor (service appointments, walk-ins)."""
+    rows: list[asyncpg.Record] = await con.fetch(
+        SCOPE_CTE + """
+        SELECT i.id, i.kind, i.slot_at, i.created_at, i.opens_at, i.closes_at, i.status, i.service,
+               i.doctor_id, s.name AS doctor_name, p.id AS patient_id, p.name AS patient_name,
+               q.id AS entry_id, q.status AS entry_status, q.arrived_at
+        FROM invitation i
+        JOIN patient p ON p.id = i.patient_id
+        LEFT JOIN staff s ON s.id = i.doctor_id
+        LEFT JOIN LATERAL (SELECT q.id, q.status, q.arrived_at FROM queue_entry q WHERE q.link_jti = i.link_jti
+                           ORDER BY q.arrived_at DESC LIMIT 1) q ON true
+        WHERE i.facility_id IN (SELECT id FROM scope)
+          AND i.status IN ('active', 'used', 'revoked')
+          AND coalesce(i.slot_at, i.created_at) >= $2 AND coalesce(i.slot_at, i.created_at) < $3
+          AND ($4::bigint IS NULL OR i.doctor_id = $4 OR i.doctor_id IS NULL)
+        ORDER BY coalesce(i.slot_at, i.created_at), i.created_at""",
+        staff_facility_id, start, end, doctor_id)
+    return rows
