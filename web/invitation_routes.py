@@ -4,10 +4,11 @@ QR code and SMS, the outbox, and the doctor's day. The message scheduler starts 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+import asyncpg
 import segno
 from aiohttp import web
 
@@ -252,31 +253,31 @@ async def invitation_page(request: web.Request) -> web.Response:
     return await _render_invitation(request, session, await _invitation_in_scope(request, session))
 
 
-async def send(request: web.Request) -> web.Response:
-    """Send the invitation SMS, or send it again (same link)."""
+async def _act(request: web.Request,
+               action: Callable[[asyncpg.Connection, Invitation, int, datetime], Awaitable[object]]) -> web.Response:
+    """The shape of every button on the invitation page: check, act in one transaction, back to the page."""
     session = await require_page_session(request)
     await _require_csrf(request)
     invitation = await _invitation_in_scope(request, session)
     try:
         async with request.app[pool_key].acquire() as con:
-            await invitations_db.resend(con, invitation.id, staff_id=session.staff.id,
-                                        now=request.app[clock_key].now(), link_url=link_url(request.app))
+            await action(con, invitation, session.staff.id, request.app[clock_key].now())
     except DbError as exc:
         return await _render_invitation(request, session, invitation, errors={"form": exc.code}, status=409)
     raise web.HTTPSeeOther(f"/staff/invitations/{invitation.id}")
+
+
+async def send(request: web.Request) -> web.Response:
+    """Send the invitation SMS, or send it again (same link)."""
+    url = link_url(request.app)
+    return await _act(request, lambda con, inv, staff_id, now: invitations_db.resend(
+        con, inv.id, staff_id=staff_id, now=now, link_url=url))
 
 
 async def revoke(request: web.Request) -> web.Response:
-    session = await require_page_session(request)
-    await _require_csrf(request)
-    invitation = await _invitation_in_scope(request, session)
-    try:
-        async with request.app[pool_key].acquire() as con:
-            await invitations_db.revoke(con, invitation.id, staff_id=session.staff.id,
-                                        now=request.app[clock_key].now())
-    except DbError as exc:
-        return await _render_invitation(request, session, invitation, errors={"form": exc.code}, status=409)
-    raise web.HTTPSeeOther(f"/staff/invitations/{invitation.id}")
+    """Cancel the invitation: its link stops working and the patient is told."""
+    return await _act(request, lambda con, inv, staff_id, now: invitations_db.revoke(
+        con, inv.id, staff_id=staff_id, now=now))
 
 
 async def reschedule(request: web.Request) -> web.Response:
