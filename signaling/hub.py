@@ -379,12 +379,13 @@ class Hub:
             parents = await facilities_db.parents(con)
             places = await queue_db.waiting_places(con)
             mean_s = await queue_db.mean_consultation_seconds(con)
-            lists: dict[int, dict[str, Any]] = {}
+            # Each facility's list is built and encoded once, however many staff sockets show it.
+            lists: dict[int, tuple[str, str]] = {}
             for c in staff_clients:
                 assert c.staff is not None
                 if c.staff.facility_id not in lists:
-                    lists[c.staff.facility_id] = await queue_view.staff_list(con, c.staff.facility_id,
-                                                                             self.patients.keys())
+                    view = await queue_view.staff_list(con, c.staff.facility_id, self.patients.keys())
+                    lists[c.staff.facility_id] = (queue_view.list_digest(view), p.encode(view))
         # One count per doctor, however many tabs they have open.
         doctor_facilities = list({c.staff.staff_id: c.staff.facility_id
                                   for c in staff_clients if c.staff and c.staff.may_claim}.values())
@@ -397,7 +398,10 @@ class Hub:
                 await client.send_text(text)
         for c in staff_clients:
             assert c.staff is not None
-            await c.send(lists[c.staff.facility_id])
+            digest, text = lists[c.staff.facility_id]
+            if c.last_list_digest != digest:  # an unchanged list is not sent again to the same socket
+                c.last_list_digest = digest
+                await c.send_text(text)
             for alert in alerts:
                 if queue_view.serves(c.staff.facility_id, alert["facility_id"], parents):
                     await c.send({k: v for k, v in alert.items() if k != "facility_id"})

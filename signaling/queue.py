@@ -5,6 +5,7 @@ Changes are coalesced: many joins or claims within a few milliseconds cause one 
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Iterable, Mapping
 from datetime import UTC, date, datetime
@@ -14,6 +15,7 @@ import asyncpg
 
 from care.triage import TriageLevel
 from db import queue as queue_db
+from signaling.protocol import encode
 
 # The longest list sent to a doctor's screen; the total is sent too.
 MAX_LISTED = 200
@@ -80,6 +82,12 @@ async def staff_list(con: asyncpg.Connection, facility_id: int,
     online = set(online_patients)
     return {"type": "queue_list", "total": len(rows), "now": now.isoformat(),
             "entries": [entry_view(r, now, online) for r in rows[:MAX_LISTED]]}
+
+
+def list_digest(view: dict[str, Any]) -> str:
+    """What a doctor's screen shows, minus the clock (`now`, `waited_s`): equal digests, nothing new to show."""
+    shown = [{k: v for k, v in e.items() if k != "waited_s"} for e in view["entries"]]
+    return hashlib.sha256(encode({"total": view["total"], "entries": shown}).encode()).hexdigest()
 
 
 def patient_view(place: int, facility_id: int, doctor_facilities: Iterable[int],

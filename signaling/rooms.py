@@ -66,6 +66,7 @@ class Client:
         self.greeted = False
         self.session = secrets.token_hex(8)
         self.rooms: set[uuid.UUID] = set()
+        self.last_list_digest: str | None = None  # the last queue_list this (staff) socket was sent
         self._errors: deque[float] = deque()
 
     @property
