@@ -17,8 +17,8 @@ from db import demo
 from db.migrate import migrate
 from db.pool import create_pool
 from signaling.hub import Hub
-from web import invitation_routes, patient_routes, registry_routes, staff_routes, ws
-from web.auth import LinkSigner, patient_identity, resolve_link, turn_credentials
+from web import echo_routes, invitation_routes, patient_routes, registry_routes, staff_routes, ws
+from web.auth import LinkSigner, ice_servers, patient_identity, resolve_link
 from web.clock import Clock
 from web.database import database_dsn
 from web.i18n import Catalogs
@@ -77,17 +77,6 @@ async def _close_sockets(app: web.Application) -> None:
         await socket.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 
-def ice_servers(settings: Settings) -> list[dict[str, Any]]:
-    """STUN/TURN servers for browsers, with fresh time-limited TURN credentials."""
-    servers: list[dict[str, Any]] = []
-    if settings.stun_urls:
-        servers.append({"urls": list(settings.stun_urls)})
-    if settings.turn_urls and settings.turn_secret:
-        username, credential = turn_credentials(settings.turn_secret, settings.turn_ttl_s)
-        servers.append({"urls": list(settings.turn_urls), "username": username, "credential": credential})
-    return servers
-
-
 def create_app(settings: Settings, *, demo_data: bool = False) -> web.Application:
     """Build the application: pages, JSON API and /ws over one PostgreSQL pool."""
     settings = settings.with_secret()
@@ -117,6 +106,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     staff_routes.setup(app)
     registry_routes.setup(app)
     invitation_routes.setup(app)
+    echo_routes.setup(app)
     return app
 
 

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import asyncpg
 import jwt
@@ -22,6 +23,7 @@ from db.links import LinkState
 from signaling.errors import SignalingError
 from signaling.rooms import PatientIdentity
 from web.rkeys import csrf_rkey
+from web.settings import Settings
 
 LINK_AUDIENCE = "donghanh:join"
 SESSION_COOKIE = "dh_session"
@@ -114,6 +116,17 @@ def turn_credentials(secret: str, ttl_s: int, now: float | None = None) -> tuple
     username = f"{expiry}:{secrets.token_hex(4)}"
     digest = hmac.new(secret.encode(), username.encode(), hashlib.sha1).digest()
     return username, base64.b64encode(digest).decode()
+
+
+def ice_servers(settings: Settings) -> list[dict[str, Any]]:
+    """STUN/TURN servers for browsers (and the server's own echo peer), with fresh TURN credentials."""
+    servers: list[dict[str, Any]] = []
+    if settings.stun_urls:
+        servers.append({"urls": list(settings.stun_urls)})
+    if settings.turn_urls and settings.turn_secret:
+        username, credential = turn_credentials(settings.turn_secret, settings.turn_ttl_s)
+        servers.append({"urls": list(settings.turn_urls), "username": username, "credential": credential})
+    return servers
 
 
 # ---- CSRF: double-submit cookie, compared in constant time --------------------------------------

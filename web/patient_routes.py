@@ -20,10 +20,10 @@ from db import queue as queue_db
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
 from web import texts
-from web.auth import LinkError, resolve_link
+from web.auth import LinkError, ice_servers, resolve_link
 from web.errors import ApiError
 from web.invitation_texts import SERVICES
-from web.keys import clock_key, hub_key, pool_key, signer_key
+from web.keys import clock_key, hub_key, pool_key, settings_key, signer_key
 from web.render import render
 from web.rkeys import lang_rkey, t_rkey
 
@@ -71,6 +71,11 @@ async def _link(request: web.Request, token: str) -> JoinLink:
             return await resolve_link(con, request.app[signer_key], token)
         except LinkError as exc:
             raise ApiError(exc.code, exc.message) from None
+
+
+async def bearer_link(request: web.Request) -> JoinLink:
+    """The usable join link whose token came as `Authorization: Bearer …`; ApiError otherwise."""
+    return await _link(request, _bearer(request))
 
 
 def _window_context(request: web.Request, invitation: Invitation) -> dict[str, Any]:
@@ -131,6 +136,7 @@ async def join_page(request: web.Request) -> web.Response:
         "patient_name": patient.name,
         "symptoms": [(s.value, t(texts.SYMPTOMS[s])) for s in Symptom],
         "js_strings": t.json(texts.PATIENT_JS),
+        "ice_servers": ice_servers(request.app[settings_key]),
         "emergency": bool(entry and entry.danger_signs),
     }
     return render(request, "patient.html", context)

@@ -88,6 +88,11 @@ PATIENT_JS: list[str] = [
     N_("You"),
     N_("Camera off"),
     N_("Muted"),
+    N_("Testing the connection…"),
+    N_("Connection: {rtt} ms round trip, {loss}% lost, {kbps} kbps sent. Video should work."),
+    N_("Connection: {rtt} ms round trip, {loss}% lost, {kbps} kbps sent. The network is weak: audio only is better."),
+    N_("The connection test could not reach the server. The call may still work; you can try audio only."),
+    N_("The server is busy testing other connections. You can continue without the test."),
 ]
 
 # Strings the staff pages' scripts show.

@@ -76,6 +76,7 @@ async function deviceCheck() {
     $("preview").srcObject = stream;
     $("device-status").textContent = t("Camera and microphone work.");
     $("device-ok").disabled = false;
+    $("device-test").disabled = false;
   } catch (err) {
     $("device-ok").disabled = true;
     $("device-retry").hidden = false;
@@ -87,6 +88,66 @@ async function deviceCheck() {
   }
   if (stream) meterStop = startMeter(stream);
 }
+
+// ---- optional connection test: our media to the server's echo peer and back ------------------------
+
+const ICE = JSON.parse(($("ice-servers") || { textContent: "[]" }).textContent);
+const TEST_SECONDS = 8;
+
+function testApi(method, path, payload) {
+  return fetch(path, { method, headers: { "Content-Type": "application/json", Authorization: `Bearer ${token}` },
+    body: payload === undefined ? undefined : JSON.stringify(payload) }).then(async (r) => {
+    const data = r.status === 204 ? {} : await r.json().catch(() => ({}));
+    if (!r.ok) throw Object.assign(new Error(r.statusText), { status: r.status, data });
+    return data;
+  });
+}
+
+function gathered(pc) {
+  // The server's peer does not trickle: send the offer with every candidate in it (or after 3 s).
+  return new Promise((resolve) => {
+    if (pc.iceGatheringState === "complete") return resolve();
+    const done = () => { if (pc.iceGatheringState === "complete") resolve(); };
+    pc.addEventListener("icegatheringstatechange", done);
+    setTimeout(resolve, 3000);
+  });
+}
+
+async function connectionTest() {
+  const out = $("device-test-result");
+  const button = $("device-test");
+  button.disabled = true;
+  out.textContent = t("Testing the connection…");
+  const pc = new RTCPeerConnection({ iceServers: ICE });
+  let test = null;
+  try {
+    for (const track of stream.getTracks()) pc.addTrack(track, stream);
+    await pc.setLocalDescription(await pc.createOffer());
+    await gathered(pc);
+    const answer = await testApi("POST", "/api/p/connection-test", { type: "offer", sdp: pc.localDescription.sdp });
+    test = answer.test;
+    await pc.setRemoteDescription({ type: "answer", sdp: answer.sdp });
+    await new Promise((resolve) => setTimeout(resolve, TEST_SECONDS * 1000));
+    const s = await testApi("GET", `/api/p/connection-test/${test}`);
+    const values = { rtt: s.rtt_ms ?? "–", loss: s.loss_pct ?? 0, kbps: s.kbps_up ?? 0 };
+    const weak = (s.loss_pct || 0) > 5 || (s.rtt_ms || 0) > 500 || (s.kbps_up || 0) < 150;
+    out.textContent = weak
+      ? t("Connection: {rtt} ms round trip, {loss}% lost, {kbps} kbps sent. The network is weak: audio only is better.", values)
+      : t("Connection: {rtt} ms round trip, {loss}% lost, {kbps} kbps sent. Video should work.", values);
+    out.dataset.result = weak ? "weak" : "good";
+  } catch (err) {
+    out.textContent = err.status === 503
+      ? t("The server is busy testing other connections. You can continue without the test.")
+      : t("The connection test could not reach the server. The call may still work; you can try audio only.");
+    out.dataset.result = "failed";
+  } finally {
+    pc.close();
+    if (test) testApi("DELETE", `/api/p/connection-test/${test}`).catch(() => {});
+    button.disabled = false;
+  }
+}
+
+$("device-test").addEventListener("click", connectionTest);
 
 function leaveDeviceCheck(withVideo) {
   audioOnly = !withVideo;
