@@ -289,14 +289,21 @@ async def resend(con: asyncpg.Connection, invitation_id: uuid.UUID, *, staff_id:
     return message_id
 
 
+async def _retire(con: asyncpg.Connection, invitation: Invitation, status: str, now: datetime) -> int:
+    """End an invitation (revoked or rescheduled): its link stops working and pending reminders are
+    cancelled. Returns how many messages were cancelled."""
+    await con.execute("UPDATE invitation SET status = $2, revoked_at = $3 WHERE id = $1",
+                      invitation.id, status, now)
+    await links.revoke(con, invitation.link_jti)
+    cancelled: int = await messages_db.cancel_pending(con, invitation.id)
+    return cancelled
+
+
 async def revoke(con: asyncpg.Connection, invitation_id: uuid.UUID, *, staff_id: int, now: datetime) -> Invitation:
     """Cancel: the link stops working, pending reminders are cancelled and the patient is told."""
     async with con.transaction():
         invitation = await _locked(con, invitation_id)
-        await con.execute("UPDATE invitation SET status = 'revoked', revoked_at = $2 WHERE id = $1",
-                          invitation_id, now)
-        await links.revoke(con, invitation.link_jti)
-        cancelled = await messages_db.cancel_pending(con, invitation_id)
+        cancelled = await _retire(con, invitation, "revoked", now)
         told = await _schedule(con, invitation, MessageKind.revoked, f"revoked:{invitation_id}", now)
         await audit.record(con, audit.Actor.staff(staff_id), "invitation.revoke", "invitation", invitation_id,
                            {**_details(invitation), "cancelled_messages": cancelled, "message": told})
@@ -312,10 +319,7 @@ async def reschedule(con: asyncpg.Connection, invitation_id: uuid.UUID, booking:
     async with con.transaction():
         old = await _locked(con, invitation_id)
         # Free the old slot first, so moving to another time with the same doctor is not a double booking.
-        await con.execute("UPDATE invitation SET status = 'rescheduled', revoked_at = $2 WHERE id = $1",
-                          invitation_id, now)
-        await links.revoke(con, old.link_jti)
-        cancelled = await messages_db.cancel_pending(con, invitation_id)
+        cancelled = await _retire(con, old, "rescheduled", now)
         new, url = await _insert(con, booking, patient_id=old.patient_id, created_by=staff_id, now=now,
                                  policy=policy, link_url=link_url)
         await con.execute("UPDATE invitation SET replaced_by = $2 WHERE id = $1", invitation_id, new.id)

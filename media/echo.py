@@ -419,6 +419,10 @@ class EchoPeers:
     def __len__(self) -> int:
         return len(self._peers)
 
+    def is_live(self, peer_id: str) -> bool:
+        """Whether a peer with this id is still running (closed peers leave by themselves)."""
+        return peer_id in self._peers
+
     def get(self, peer_id: str) -> EchoPeer:
         """The live peer with this id; :class:`MediaError` ``not_found`` otherwise."""
         peer = self._peers.get(peer_id)

@@ -66,20 +66,9 @@ async def start(request: web.Request) -> web.Response:
         peer, answer = await tests.peers.open({"type": offer.type, "sdp": offer.sdp})
     except MediaError as exc:
         raise _api_error(exc) from None
-    tests.owners = {k: v for k, v in tests.owners.items() if k in _live(tests)}
+    tests.owners = {k: v for k, v in tests.owners.items() if tests.peers.is_live(k)}  # forget ended tests
     tests.owners[peer.id] = link.jti
     return web.json_response({"test": peer.id, "type": answer["type"], "sdp": answer["sdp"]}, status=201)
-
-
-def _live(tests: ConnectionTests) -> set[str]:
-    live: set[str] = set()
-    for peer_id in tests.owners:
-        try:
-            tests.peers.get(peer_id)
-        except MediaError:
-            continue
-        live.add(peer_id)
-    return live
 
 
 async def _own_peer(request: web.Request) -> tuple[ConnectionTests, str]:
