@@ -16,6 +16,8 @@ from pathlib import Path
 
 import platformdirs
 
+from web import masking
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
@@ -119,16 +121,22 @@ class Settings:
         return self.base_url.startswith("https://")
 
     def masked(self) -> dict[str, str]:
-        """Effective values as text, secrets masked, for `donghanh config`."""
+        """Effective values as text, every credential-like part masked, for `donghanh config`."""
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if f.name in ("secret_key", "turn_secret", "sms_auth_header"):
-                text = "(unset)" if not value else "****" + ("" if len(value) < 12 else value[-2:])
+                text = masking.mask_secret(value)
             elif f.name == "previous_secret_keys":
                 text = f"{len(value)} key(s)"
             elif f.name == "database_url":
-                text = _mask_url(value) if value else "(embedded PostgreSQL)"
+                text = masking.mask_url(value) if value else "(embedded PostgreSQL)"
+            elif f.name in ("sms_url", "public_url") and value:
+                text = masking.mask_url(value)
+            elif f.name == "sms_body" and value:
+                text = masking.mask_json_template(value)
+            elif f.name in ("stun_urls", "turn_urls"):
+                text = ",".join(masking.mask_url(url) for url in value) or "(none)"
             elif isinstance(value, tuple):
                 text = ",".join(value) or "(none)"
             elif value is None:
@@ -138,7 +146,7 @@ class Settings:
             else:
                 text = str(value)
             out[f.name] = text
-        out["base_url"] = self.base_url
+        out["base_url"] = masking.mask_url(self.base_url)
         return out
 
     @classmethod
@@ -207,12 +215,6 @@ class Settings:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(48))
         return dataclasses.replace(self, secret_key=key_file.read_text().strip())
-
-
-def _mask_url(url: str) -> str:
-    # The password may be in the userinfo or (libpq/asyncpg style) in a `password=` query parameter.
-    url = re.sub(r"://([^:/@]+):([^@]*)@", r"://\1:****@", url)
-    return re.sub(r"([?&]password=)[^&]*", r"\1****", url)
 
 
 # Documented configuration: (variable, default, meaning). README and `donghanh config --help` use it.

@@ -75,6 +75,18 @@ async def test_config_masks_the_secret_key(base_env: dict[str, str]) -> None:
     assert SECRET not in run.out and SECRET[:16] not in run.out and "Mk-2026" not in run.out
 
 
+async def test_config_masks_credentials_inside_urls(base_env: dict[str, str]) -> None:
+    env = {**base_env, "DATABASE_URL": "postgresql://dh@db/dh?sslmode=require&sslpassword=Mk-2026",
+           "DONGHANH_SMS_GATEWAY": "http",
+           "DONGHANH_SMS_URL": "https://sms.example.vn/send?to={to}&text={text}&apikey=Mk-2026"}
+    run = await donghanh("config", env=env)
+    assert run.code == 0, run.err
+    lines = dict(line.split(None, 1) for line in run.out.splitlines())
+    assert lines["database_url"] == "postgresql://dh@db/dh?sslmode=require&sslpassword=****"
+    assert lines["sms_url"] == "https://sms.example.vn/send?to={to}&text={text}&apikey=****"
+    assert "Mk-2026" not in run.out
+
+
 @pytest.fixture
 async def patient_dsn(dsn: str, pool: asyncpg.Pool, network: Network) -> tuple[str, int]:
     """The test database with one patient; (dsn, patient id)."""
