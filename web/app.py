@@ -16,9 +16,11 @@ from aiohttp import WSCloseCode, web
 from db import demo
 from db.migrate import migrate
 from db.pool import create_pool
+from db.staff import Session
 from signaling.hub import Hub
 from web import echo_routes, invitation_routes, patient_routes, registry_routes, staff_routes, ws
-from web.auth import LinkSigner, ice_servers, patient_identity, resolve_link
+from web.auth import SESSION_COOKIE, LinkSigner, ice_servers, patient_identity, resolve_link, staff_session
+from web.client import client_address, is_loopback
 from web.clock import Clock
 from web.database import database_dsn
 from web.i18n import Catalogs
@@ -33,7 +35,7 @@ from web.keys import (
     sockets_key,
     static_key,
 )
-from web.middleware import error_middleware, language_middleware, security_middleware
+from web.middleware import error_middleware, hide_server_version, language_middleware, security_middleware
 from web.settings import Settings
 from web.static import StaticFiles
 
@@ -99,6 +101,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_hub)
     app.on_shutdown.append(_close_sockets)
+    app.on_response_prepare.append(hide_server_version)
     app.router.add_get("/static/{name}", static.handle, name="static")
     app.router.add_get("/healthz", health)
     app.router.add_get("/ws", ws.websocket)
@@ -111,14 +114,35 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
 
 
 async def health(request: web.Request) -> web.Response:
-    """Liveness and database state, as JSON; 503 when the database does not answer."""
+    """Liveness as JSON: `ok` (200) or `degraded` (503 when the database does not answer). Details
+    (PostgreSQL version, migration, pool, socket and room counts) only for a signed-in admin or a
+    client on this machine (the container's health check, an operator's curl)."""
     from db.pool import database_state
 
     try:
         state = await asyncio.wait_for(database_state(request.app[pool_key]), timeout=5)
     except (OSError, asyncpg.PostgresError, TimeoutError) as exc:
+        if not await _sees_health_details(request):
+            return web.json_response({"status": "degraded"}, status=503)
         return web.json_response({"status": "degraded", "database": {"status": "down", "error": type(exc).__name__}},
                                  status=503)
+    if not await _sees_health_details(request):
+        return web.json_response({"status": "ok"})
     hub = request.app[hub_key]
     return web.json_response({"status": "ok", "database": state,
                               "sockets": len(hub.clients), "rooms": len(hub.rooms)})
+
+
+async def _sees_health_details(request: web.Request) -> bool:
+    if is_loopback(client_address(request, request.app[settings_key].trusted_proxies)):
+        return True
+    if SESSION_COOKIE not in request.cookies:
+        return False
+    async def lookup() -> Session | None:
+        async with request.app[pool_key].acquire() as con:
+            return await staff_session(con, request)
+    try:
+        session = await asyncio.wait_for(lookup(), timeout=5)
+    except (OSError, asyncpg.PostgresError, TimeoutError):
+        return False
+    return session is not None and session.staff.role == "admin"

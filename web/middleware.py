@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 
-from aiohttp import web
+from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
+from yarl import URL
 
 from db.errors import DbError
 from signaling.errors import SignalingError
@@ -16,14 +18,47 @@ from web.i18n import LANGUAGES
 from web.keys import catalogs_key, settings_key
 from web.render import render
 from web.rkeys import csrf_rkey, lang_rkey, t_rkey
+from web.settings import Settings
 
 log = logging.getLogger(__name__)
 
 LANG_COOKIE = "dh_lang"
 
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-       "media-src 'self' blob:; connect-src 'self' ws: wss:; frame-ancestors 'none'; base-uri 'none'; "
+       "media-src 'self' blob:; connect-src {connect}; frame-ancestors 'none'; base-uri 'none'; "
        "form-action 'self'")
+
+# What a Host header may look like before it is written into a header of ours (no `;`, spaces, quotes).
+_HOST = re.compile(r"^(?:[A-Za-z0-9.-]+|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$")
+
+# aiohttp announces "Python/3.x aiohttp/3.y" unless a Server header is already set.
+SERVER_HEADER = "donghanh"
+
+
+def socket_origin(settings: Settings, request: web.Request) -> str | None:
+    """The websocket origin of this app (`wss://kham.example.vn`): from the public URL when configured,
+    else from the request's own host; None when the Host header is not a plain host[:port]."""
+    if settings.public_url:
+        url = URL(settings.public_url)
+        scheme, host = url.scheme, url.raw_authority
+    else:
+        scheme, host = request.scheme, request.host
+    if not host or not _HOST.match(host) or scheme not in ("http", "https"):
+        return None
+    return f"{'wss' if scheme == 'https' else 'ws'}://{host}"
+
+
+def content_security_policy(settings: Settings, request: web.Request) -> str:
+    """Scripts, styles and connections from this origin only; the socket to this app's own ws(s) origin
+    ('self' alone does not cover ws: in every browser patients use)."""
+    origin = socket_origin(settings, request)
+    return CSP.format(connect="'self'" + (f" {origin}" if origin else ""))
+
+
+async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:
+    """on_response_prepare: every response the app sends (pages, static files, the socket upgrade)
+    names the software without its version."""
+    response.headers[hdrs.SERVER] = SERVER_HEADER
 
 
 @web.middleware
@@ -55,7 +90,7 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
 
 def _secure(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
     headers = response.headers
-    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("Content-Security-Policy", content_security_policy(request.app[settings_key], request))
     headers.setdefault("X-Content-Type-Options", "nosniff")
     # The join token is in the path: never send it on as a referrer.
     headers.setdefault("Referrer-Policy", "no-referrer")

@@ -17,6 +17,7 @@ from pathlib import Path
 import platformdirs
 
 from web import masking
+from web.client import parse_networks
 
 
 class ConfigError(ValueError):
@@ -105,6 +106,8 @@ class Settings:
     appointment_late_s: int = 3600
     queue_near_minutes: int = 10
     scheduler_interval_s: float = 1.0
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
+    signin_throttle: bool = True
 
     @property
     def base_url(self) -> str:
@@ -175,6 +178,12 @@ class Settings:
                 raise ConfigError("DONGHANH_SMS_BODY: expected a JSON template such as "
                                   '{"to": "{to}", "text": "{text}"}') from None
         late_raw = env.get("DONGHANH_APPOINTMENT_LATE", "60m") or "60m"
+        proxies = _csv(env.get("DONGHANH_TRUSTED_PROXIES", "127.0.0.1,::1"))
+        try:
+            parse_networks(proxies)
+        except ValueError as exc:
+            raise ConfigError(f"DONGHANH_TRUSTED_PROXIES: {exc}") from None
+        throttle = _bool_or_auto(env.get("DONGHANH_SIGNIN_THROTTLE", "true"), name="DONGHANH_SIGNIN_THROTTLE")
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             data_dir=data_dir,
@@ -202,6 +211,8 @@ class Settings:
             sms_retries=_int(env, "DONGHANH_SMS_RETRIES", 3, minimum=0, maximum=10),
             appointment_late_s=parse_duration(late_raw, name="DONGHANH_APPOINTMENT_LATE"),
             queue_near_minutes=_int(env, "DONGHANH_QUEUE_NEAR_MINUTES", 10, maximum=240),
+            trusted_proxies=proxies,
+            signin_throttle=throttle is not False,
         )
 
     def with_secret(self) -> Settings:
@@ -246,6 +257,10 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
                                                              "JSON body template with {to} {text} {reference}"),
     ("DONGHANH_SMS_RETRIES", "3", "http gateway: retries after a 5xx, timeout or connection error"),
     ("DONGHANH_APPOINTMENT_LATE", "60m", "how long after an appointment's time its link still works"),
+    ("DONGHANH_TRUSTED_PROXIES", "127.0.0.1,::1", "comma-separated addresses/networks of reverse proxies whose "
+                                                  "X-Forwarded-For names the client (sign-in throttling)"),
+    ("DONGHANH_SIGNIN_THROTTLE", "true", "slow down and temporarily lock repeated failed sign-ins (false only "
+                                         "for benchmarks)"),
     ("DONGHANH_QUEUE_NEAR_MINUTES", "10", "SMS 'the doctor will see you in about N minutes' when the wait is "
                                           "at most this"),
 )

@@ -181,12 +181,13 @@ async def test_every_response_carries_the_security_headers(running_app: RunningA
                                                            http: aiohttp.ClientSession,
                                                            subtests: pytest.Subtests) -> None:
     assert "frame-ancestors 'none'" in CSP and "script-src 'self'" in CSP
+    expected_csp = CSP.format(connect=f"'self' {running_app.url.replace('http://', 'ws://')}")
     token = await new_link(running_app)
     paths = (f"/j/{token}", "/j/not-a-real-token", "/staff/login", "/staff", "/healthz", "/api/icd10?q=I10")
     for path in paths:
         with subtests.test(path=path):
             r = await http.get(f"{running_app.url}{path}", allow_redirects=False)
-            assert r.headers["Content-Security-Policy"] == CSP
+            assert r.headers["Content-Security-Policy"] == expected_csp
             assert r.headers["Referrer-Policy"] == "no-referrer"
             assert r.headers["X-Content-Type-Options"] == "nosniff"
             assert r.headers["X-Frame-Options"] == "DENY"
