@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import secrets
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -34,6 +36,11 @@ def verify_password(password: str, stored: str) -> bool:
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
+
+
+async def hash_off_loop(password: str, executor: Executor | None = None) -> str:
+    """`hash_password` in a worker thread: scrypt holds a core for ~50 ms and must not stall the loop."""
+    return await asyncio.get_running_loop().run_in_executor(executor, hash_password, password)
 
 
 # A real hash of an unguessable password, checked when the username is unknown so timing tells nothing.
@@ -66,14 +73,33 @@ def _member(row: asyncpg.Record) -> StaffMember:
                        row["role"], tuple(row["specialties"]), row["on_duty"])
 
 
-async def authenticate(con: asyncpg.Connection, username: str, password: str) -> StaffMember | None:
-    """The active staff member with these credentials, or None (same work either way)."""
+@dataclass(frozen=True)
+class Credentials:
+    """An account as sign-in sees it: the member, the stored hash, and whether it may sign in."""
+
+    staff: StaffMember
+    password_hash: str
+    active: bool
+
+
+async def credentials(con: asyncpg.Connection, username: str) -> Credentials | None:
+    """The account with this (normalised) username, active or not; None when there is none."""
     row = await con.fetchrow(
-        _SELECT.replace("s.on_duty", "s.on_duty, s.password_hash") + " WHERE s.username = $1 AND s.active",
-        username.strip().lower(),
+        _SELECT.replace("s.on_duty", "s.on_duty, s.password_hash, s.active") + " WHERE s.username = $1",
+        normalise_username(username),
     )
-    ok = verify_password(password, row["password_hash"] if row else _DUMMY_HASH)
-    return _member(row) if row and ok else None
+    return Credentials(_member(row), row["password_hash"], row["active"]) if row else None
+
+
+def normalise_username(username: str) -> str:
+    return username.strip().lower()
+
+
+def check_password(password: str, account: Credentials | None) -> bool:
+    """True for the right password of an active account. CPU-bound (scrypt): call it in a thread pool.
+    An unknown account is checked against a dummy hash, so the time taken tells nothing."""
+    ok = verify_password(password, account.password_hash if account else _DUMMY_HASH)
+    return ok and account is not None and account.active
 
 
 async def get(con: asyncpg.Connection, staff_id: int) -> StaffMember | None:
@@ -124,6 +150,6 @@ async def create(con: asyncpg.Connection, *, facility_id: int, username: str, na
     staff_id: int = await con.fetchval(
         """INSERT INTO staff (facility_id, username, name, role, specialties, password_hash, on_duty)
            VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id""",
-        facility_id, username, name, role, list(specialties), hash_password(password), on_duty,
+        facility_id, username, name, role, list(specialties), await hash_off_loop(password), on_duty,
     )
     return staff_id

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 from importlib import resources
 from typing import Any
 
@@ -32,11 +35,13 @@ from web.keys import (
     pool_key,
     settings_key,
     signer_key,
+    signin_key,
     sockets_key,
     static_key,
 )
 from web.middleware import error_middleware, hide_server_version, language_middleware, security_middleware
 from web.settings import Settings
+from web.signin import SignIn
 from web.static import StaticFiles
 
 log = logging.getLogger(__name__)
@@ -54,6 +59,17 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
             yield
         finally:
             await pool.close()
+
+
+async def _signin(app: web.Application) -> AsyncIterator[None]:
+    """The sign-in use case and the threads that check passwords (scrypt never runs on the event loop)."""
+    settings = app[settings_key]
+    executor = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="donghanh-password")
+    app[signin_key] = SignIn(app[pool_key], executor, app[clock_key], secret=settings.secret_key,
+                             session_ttl=timedelta(seconds=settings.session_ttl_s),
+                             throttled=settings.signin_throttle)
+    yield
+    executor.shutdown(wait=True, cancel_futures=True)
 
 
 async def _hub(app: web.Application) -> AsyncIterator[None]:
@@ -99,6 +115,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
         undefined=jinja2.StrictUndefined,
     )
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(_signin)
     app.cleanup_ctx.append(_hub)
     app.on_shutdown.append(_close_sockets)
     app.on_response_prepare.append(hide_server_version)

@@ -22,7 +22,7 @@ from db import staff as staff_db
 from db.links import LinkState
 from signaling.errors import SignalingError
 from signaling.rooms import PatientIdentity
-from web.rkeys import csrf_rkey
+from web.rkeys import csrf_rkey, session_rkey
 from web.settings import Settings
 
 LINK_AUDIENCE = "donghanh:join"
@@ -129,10 +129,14 @@ def ice_servers(settings: Settings) -> list[dict[str, Any]]:
     return servers
 
 
-# ---- CSRF: double-submit cookie, compared in constant time --------------------------------------
+# ---- CSRF ----------------------------------------------------------------------------------------
+# Before sign-in (the sign-in form): a double-submit cookie, compared in constant time. Signed in: the
+# token is the session's own (`staff_session.csrf_token`, new at each sign-in), so a token known from
+# before sign-in, or planted in the cookie, or taken from another session, is refused.
 
 def csrf_token(request: web.Request) -> str:
-    """The CSRF token for this browser (set as a cookie by the middleware if new)."""
+    """The CSRF token pages embed: the session's once signed in, else this browser's pre-login token
+    (set as a cookie by the middleware if new)."""
     token = request.get(csrf_rkey)
     if isinstance(token, str):
         return token
@@ -142,17 +146,35 @@ def csrf_token(request: web.Request) -> str:
 
 
 async def check_csrf(request: web.Request) -> bool:
-    expected = request.cookies.get(CSRF_COOKIE)
-    if not expected:
-        return False
     supplied = request.headers.get(CSRF_HEADER)
     if supplied is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
         form = await request.post()
         value = form.get(CSRF_FIELD)
         supplied = value if isinstance(value, str) else None
-    return supplied is not None and hmac.compare_digest(supplied, expected)
+    if not supplied:
+        return False
+    session = await request_session(request)
+    expected = session.csrf_token if session is not None else request.cookies.get(CSRF_COOKIE)
+    return bool(expected) and hmac.compare_digest(supplied.encode(), (expected or "").encode())
 
 
 async def staff_session(con: asyncpg.Connection, request: web.Request) -> staff_db.Session | None:
+    """The signed-in staff session of this request (looked up once per request), or None."""
+    if session_rkey in request:
+        return request[session_rkey]
     token = request.cookies.get(SESSION_COOKIE)
-    return await staff_db.session(con, token) if token else None
+    session = await staff_db.session(con, token) if token else None
+    request[session_rkey] = session
+    if session is not None:
+        request[csrf_rkey] = session.csrf_token
+    return session
+
+
+async def request_session(request: web.Request) -> staff_db.Session | None:
+    """`staff_session` with a connection of the app's pool (none taken without a session cookie)."""
+    if session_rkey in request or SESSION_COOKIE not in request.cookies:
+        return request.get(session_rkey)
+    from web.keys import pool_key  # web.keys imports this module
+
+    async with request.app[pool_key].acquire() as con:
+        return await staff_session(con, request)

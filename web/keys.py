@@ -10,6 +10,7 @@ from web.auth import LinkSigner
 from web.clock import Clock
 from web.i18n import Catalogs
 from web.settings import Settings
+from web.signin import SignIn
 from web.static import StaticFiles
 
 settings_key = web.AppKey("settings_key", Settings)
@@ -21,3 +22,4 @@ sockets_key = web.AppKey("sockets_key", set[web.WebSocketResponse])
 demo_key = web.AppKey("demo_key", bool)
 static_key = web.AppKey("static_key", StaticFiles)
 clock_key = web.AppKey("clock_key", Clock)
+signin_key = web.AppKey("signin_key", SignIn)

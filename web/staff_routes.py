@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
+import secrets
 import uuid
-from datetime import date, timedelta
+from datetime import date
 from typing import Annotated, Any
 
 import asyncpg
@@ -11,6 +13,7 @@ import msgspec
 from aiohttp import web
 
 from care import icd10
+from care.appointments import FACILITY_TZ
 from care.triage import TriageLevel
 from care.vitals import RANGES as VITALS_RANGES
 from care.vitals import Vitals, VitalsError
@@ -21,13 +24,15 @@ from db import patients as patients_db
 from db import queue as queue_db
 from db import staff as staff_db
 from db.staff import Session
-from web import patient_view, texts
-from web.auth import CSRF_FIELD, SESSION_COOKIE, check_csrf, staff_session
+from web import patient_view, signin, texts
+from web.auth import CSRF_FIELD, SESSION_COOKIE, check_csrf, request_session
+from web.client import client_address
 from web.errors import ApiError
-from web.keys import hub_key, pool_key, settings_key
+from web.i18n import N_, Translator
+from web.keys import clock_key, hub_key, pool_key, settings_key, signin_key
 from web.patient_routes import decode_body
 from web.render import render
-from web.rkeys import lang_rkey, t_rkey
+from web.rkeys import csrf_rkey, lang_rkey, t_rkey
 
 TEXT = Annotated[str, msgspec.Meta(max_length=10_000)]
 
@@ -68,8 +73,7 @@ class LevelBody(msgspec.Struct, forbid_unknown_fields=True):
 # ---- session helpers ---------------------------------------------------------------------------------
 
 async def _session(request: web.Request) -> Session | None:
-    async with request.app[pool_key].acquire() as con:
-        return await staff_session(con, request)
+    return await request_session(request)
 
 
 async def require_page_session(request: web.Request) -> Session:
@@ -113,16 +117,35 @@ async def login(request: web.Request) -> web.Response:
     if not await check_csrf(request):
         return refuse(t("Your session form expired. Please try again."), 403)
     settings = request.app[settings_key]
-    async with request.app[pool_key].acquire() as con:
-        member = await staff_db.authenticate(con, username, password)
-        if member is None:
-            return refuse(t("Wrong username or password."), 401)
-        token, _ = await staff_db.open_session(con, member.id, timedelta(seconds=settings.session_ttl_s))
-        await audit.record(con, audit.Actor.staff(member.id), "staff.sign_in", "staff", member.id)
+    outcome = await request.app[signin_key].attempt(signin.Attempt(
+        username, password, client_address(request, settings.trusted_proxies),
+        request.cookies.get(signin.DEVICE_COOKIE)))
+    if isinstance(outcome, signin.Throttled):
+        response = refuse(throttled_message(t, outcome), 429)
+        wait_s = (outcome.retry_at - request.app[clock_key].now()).total_seconds()
+        response.headers["Retry-After"] = str(max(1, math.ceil(wait_s)))
+        return response
+    if not isinstance(outcome, signin.SignedIn):
+        return refuse(t("Wrong username or password."), 401)
+    request[csrf_rkey] = outcome.csrf_token  # rotated: the pre-login token no longer works (middleware sets it)
     response = web.HTTPSeeOther(next_url)
-    response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax", secure=settings.cookies_secure,
-                        max_age=settings.session_ttl_s, path="/")
+    response.set_cookie(SESSION_COOKIE, outcome.session_token, httponly=True, samesite="Lax",
+                        secure=settings.cookies_secure, max_age=settings.session_ttl_s, path="/")
+    response.set_cookie(signin.DEVICE_COOKIE, outcome.device_cookie, httponly=True, samesite="Strict",
+                        secure=settings.cookies_secure, max_age=signin.DEVICE_COOKIE_MAX_AGE_S, path="/staff/login")
     raise response
+
+
+SIGN_IN_WAIT = N_("Too many failed sign-ins. Please wait until {time} before trying again.")
+SIGN_IN_LOCKED = N_("Too many failed sign-ins: signing in is locked until {time}.")
+
+
+def throttled_message(t: Translator, outcome: signin.Throttled) -> str:
+    """When to try again, in the facility's time: a short wait to the second, a lock to the minute."""
+    local = outcome.retry_at.astimezone(FACILITY_TZ)
+    if outcome.locked:
+        return t(SIGN_IN_LOCKED, time=local.strftime("%H:%M"))
+    return t(SIGN_IN_WAIT, time=local.strftime("%H:%M:%S"))
 
 
 async def logout(request: web.Request) -> web.Response:
@@ -132,6 +155,7 @@ async def logout(request: web.Request) -> web.Response:
     if token:
         async with request.app[pool_key].acquire() as con:
             await staff_db.close_session(con, token)
+    request[csrf_rkey] = secrets.token_urlsafe(24)  # a fresh pre-login token for whoever signs in next
     response = web.HTTPSeeOther("/staff/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
