@@ -173,10 +173,13 @@ async def _serve_async(kind: str, options: dict[str, Any], ready: Connection) ->
     from aiohttp import web
 
     if kind == "app":
+        import dataclasses
+
         from web.app import create_app
 
-        app = create_app(app_settings(options["dsn"], Path(options["data_dir"])),
-                         demo_data=bool(options.get("demo_data")))
+        settings = dataclasses.replace(app_settings(options["dsn"], Path(options["data_dir"])),
+                                       **options.get("settings", {}))
+        app = create_app(settings, demo_data=bool(options.get("demo_data")))
     elif kind == "bare":
         from bench.bare_relay import create_app as create_bare_app
 

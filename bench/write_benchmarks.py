@@ -136,6 +136,7 @@ FORMATTERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "relay_latency": ("Signaling relay latency", relay_latency),
     "page_weight": ("Patient page weight (link → waiting room)", page_weight),
     "first_frame": ("Time to first video frame", first_frame),
+    "signin": ("Sign-in attempts per account, throttling off and on", generic),
 }
 
 
