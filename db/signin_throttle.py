@@ -55,8 +55,12 @@ async def forget(con: asyncpg.Connection, subject: Subject) -> None:
 
 
 async def prune(con: asyncpg.Connection, quiet_since: datetime, now: datetime) -> int:
-    """Drop counters with no failure since `quiet_since` and no lock still running; returns how many."""
+    """Drop counters with no failure since `quiet_since` and no lock still running; returns how many.
+    Rows another sign-in holds are skipped (left for next time), so pruning never waits or deadlocks."""
     result: str = await con.execute(
-        "DELETE FROM signin_throttle WHERE last_failure_at < $1 AND (blocked_until IS NULL OR blocked_until < $2)",
+        """DELETE FROM signin_throttle WHERE (kind, subject) IN (
+               SELECT kind, subject FROM signin_throttle
+               WHERE last_failure_at < $1 AND (blocked_until IS NULL OR blocked_until < $2)
+               LIMIT 1000 FOR UPDATE SKIP LOCKED)""",
         quiet_since, now)
     return int(result.rsplit(" ", 1)[-1])

@@ -196,8 +196,8 @@ class SignIn:
         }
         if account is None:
             details["account"] = self.account_subject(attempt.username)
-        object_id = account.staff.id if account is not None else ""
-        await audit.record(con, audit.SYSTEM, "staff.sign_in_failed", "staff", object_id, details)
-        if self.throttled:
+        if self.throttled:  # forgotten counters go here, before the audit lock is taken
             now = self.clock.now()
             await throttle_db.prune(con, now - max(r.forget_after for r in self.rules.values()), now)
+        object_id = account.staff.id if account is not None else ""
+        await audit.record(con, audit.SYSTEM, "staff.sign_in_failed", "staff", object_id, details)

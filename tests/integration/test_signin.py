@@ -184,6 +184,20 @@ async def test_throttling_holds_across_processes(running_app: RunningApp, app_se
         await server.close()
 
 
+async def test_the_count_is_forgotten_after_a_quiet_hour_and_its_row_pruned(running_app: RunningApp,
+                                                                          http: aiohttp.ClientSession) -> None:
+    for _ in range(ACCOUNT.free + 1):
+        assert (await attempt(http, running_app, "bacsi.lan", "wrong")).status == 401
+    running_app.app[clock_key].advance(ACCOUNT.forget_after + timedelta(minutes=1))
+    # Another failure elsewhere prunes the forgotten counters (Lan's account, the station's address).
+    assert (await attempt(http, running_app, "bacsi.minh", "wrong", ELSEWHERE)).status == 401
+    async with running_app.pool.acquire() as con:
+        kinds = sorted(r["kind"] for r in await con.fetch("SELECT kind FROM signin_throttle"))
+    assert kinds == ["account", "address"]  # Minh's and ELSEWHERE's only
+    for _ in range(ACCOUNT.free + 1):
+        assert (await attempt(http, running_app, "bacsi.lan", "wrong")).status == 401
+
+
 # ---- audit -------------------------------------------------------------------------------------------
 
 async def sign_in_events(app: RunningApp, action: str) -> list[dict[str, Any]]:
