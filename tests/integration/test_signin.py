@@ -223,14 +223,14 @@ async def test_failed_sign_ins_are_audited_with_the_staff_id_and_address_only(
         assert secret not in all_audit
 
 
-async def test_sign_in_opens_the_session_and_audits_it_together(running_app: RunningApp,
-                                                                http: aiohttp.ClientSession) -> None:
+async def test_sign_in_opens_the_session_and_audits_it_with_the_address(running_app: RunningApp,
+                                                                       http: aiohttp.ClientSession) -> None:
     assert (await attempt(http, running_app, "bacsi.lan", DEMO_PASSWORD)).status == 303
     (event,) = await sign_in_events(running_app, "staff.sign_in")
     async with running_app.pool.acquire() as con:
         session_at = await con.fetchval("SELECT created_at FROM staff_session")
     assert event["details"] == {"address": STATION}
-    assert event["at"] >= session_at  # written in the session's transaction, after its insert
+    assert event["at"] >= session_at  # written after the session's insert (one transaction: web.signin)
 
 
 # ---- CSRF bound to the session ------------------------------------------------------------------------
