@@ -8,7 +8,7 @@ import hashlib
 import hmac
 import secrets
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 import asyncpg
@@ -78,8 +78,8 @@ class Credentials:
     """An account as sign-in sees it: the member, the stored hash, and whether it may sign in."""
 
     staff: StaffMember
-    password_hash: str
-    active: bool
+    password_hash: str = field(repr=False)
+    active: bool = True
 
 
 async def credentials(con: asyncpg.Connection, username: str) -> Credentials | None:

@@ -20,7 +20,7 @@ import hmac
 import logging
 import secrets
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import asyncpg
@@ -92,9 +92,9 @@ class DeviceCookies:
 @dataclass(frozen=True)
 class Attempt:
     username: str          # as typed; never stored
-    password: str
-    address: str           # the client's address (web.client)
-    device_cookie: str | None
+    password: str = field(repr=False)  # never in a log line or a traceback's repr
+    address: str = ""      # the client's address (web.client)
+    device_cookie: str | None = None
 
 
 class SignIn:
