@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-from playwright.async_api import Browser, Page, expect
+from playwright.async_api import Browser, Dialog, Page, expect
 
 from tests.conftest import RunningApp
 from tests.e2e.conftest import new_page
@@ -183,10 +183,28 @@ async def test_arrivals_alert_the_doctor_answers_are_shown_and_the_next_patient_
         await expect(doctor.locator("#next-waiting")).to_contain_text("2")
         await expect(doctor.locator("#note-sign")).to_be_enabled()
         await screenshot(doctor, "after-call")
+        # Not signed yet: the doctor is asked first, and staying keeps the page.
+        first_room = doctor.url
+        asked: list[str] = []
+
+        async def stay(dialog: Dialog) -> None:
+            asked.append(dialog.message)
+            await dialog.dismiss()
+
+        doctor.once("dialog", stay)
+        await doctor.click("#next-patient")  # returns once the question is answered
+        assert len(asked) == 1 and "chưa được ký" in asked[0]
+        # A reload of the ended call comes back closed, with the draft kept.
+        await expect(doctor.locator("#note-status")).to_contain_text("Đã lưu bản nháp")
+        await doctor.reload()
+        await expect(doctor.locator("#after-call")).to_be_visible()
+        await expect(doctor.locator(".videos")).to_be_hidden()
+        await expect(doctor.locator("#subjective")).to_have_value("Đau ngực trái 1 giờ, SpO2 92 %")
+        await expect(doctor.locator("#next-waiting")).to_contain_text("2")
         await doctor.fill("#plan", "Chuyển viện cấp cứu")
         await doctor.click("#note-sign")
         await expect(doctor.locator("#note-versions li")).to_have_count(1)
-        first_room = doctor.url
+        assert doctor.url == first_room
         await doctor.click("#next-patient")  # signed: no question asked
         await doctor.wait_for_url(lambda url: url != first_room and "/staff/c/" in url)
         uuid.UUID(doctor.url.rsplit("/", 1)[1])
