@@ -15,7 +15,7 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
@@ -33,6 +33,7 @@ __all__ = [
     "TriageResult",
     "TriageThresholds",
     "assess",
+    "evidence",
 ]
 
 
@@ -350,3 +351,56 @@ def assess(checkin: CheckIn, thresholds: TriageThresholds = DEFAULT_THRESHOLDS) 
         danger_signs=tuple(rule.code for rule in fired if rule.danger_sign),
         reasons=tuple(rule.code for rule in fired),
     )
+
+
+# Which check-in answers each rule reads, so a screen can highlight the values that raised the level.
+# Keys: "symptoms.<symptom>", "spo2", "bp", "days_ill", "age", "key_groups". Two rules read more than
+# their own answers and are completed in evidence(): hypertensive_emergency (the target-organ symptoms
+# the patient has) and has_symptoms (every symptom).
+_EVIDENCE: dict[str, tuple[str, ...]] = {
+    "chest_pain": ("symptoms.chest_pain",),
+    "severe_breathlessness": ("symptoms.severe_breathlessness",),
+    "low_spo2": ("spo2",),
+    "confusion": ("symptoms.confusion",),
+    "hypertensive_emergency": ("bp",),
+    "one_sided_weakness": ("symptoms.one_sided_weakness",),
+    "fainting": ("symptoms.fainting",),
+    "hypertensive_urgency": ("bp",),
+    "borderline_spo2": ("spo2",),
+    "mild_breathlessness": ("symptoms.mild_breathlessness",),
+    "prolonged_fever": ("symptoms.fever", "days_ill"),
+    "high_bp": ("bp",),
+    "key_group_with_symptoms": ("key_groups",),
+    "elderly_with_symptoms": ("age",),
+    "has_symptoms": (),
+}
+
+Highlight = Literal["danger", "raised"]
+
+
+def evidence(reasons: Iterable[str], symptoms: Iterable[str],
+             thresholds: TriageThresholds = DEFAULT_THRESHOLDS) -> dict[str, Highlight]:
+    """The answers that raised a check-in's suggested level: answer key → "danger" (a danger sign's) or
+    "raised". ``reasons`` are :attr:`TriageResult.reasons` as stored with the check-in; codes this
+    version does not know are ignored.
+
+    Any symptom lifts NC0 to NC1 (``has_symptoms``); the symptoms are highlighted for it only when no
+    other rule fired, so that at NC2 and above the answers that made the difference stand out.
+
+    >>> evidence(["hypertensive_emergency", "hypertensive_urgency", "has_symptoms"], ["headache", "cough"])
+    {'bp': 'danger', 'symptoms.headache': 'danger'}
+    """
+    fired = [code for code in reasons if code in _EVIDENCE]
+    had = [s for s in symptoms if s in Symptom.__members__]
+    out: dict[str, Highlight] = {}
+    for code in fired:
+        keys = list(_EVIDENCE[code])
+        if code == "hypertensive_emergency":
+            keys += [f"symptoms.{s}" for s in had if Symptom(s) in thresholds.bp_emergency_symptoms]
+        elif code == "has_symptoms" and len(fired) == 1:
+            keys = [f"symptoms.{s}" for s in had]
+        mark: Highlight = "danger" if code in DANGER_SIGN_CODES else "raised"
+        for key in keys:
+            if out.get(key) != "danger":
+                out[key] = mark
+    return out

@@ -29,6 +29,7 @@ class Consultation:
     reason: str
     danger_signs: tuple[str, ...]
     patient_facility_id: int
+    doctor_facility: str = ""  # the doctor's facility, named to the patient beside the doctor's name
 
     @property
     def active(self) -> bool:
@@ -36,8 +37,9 @@ class Consultation:
 
 
 _SELECT = """SELECT c.*, s.name AS doctor_name, p.name AS patient_name, q.link_jti, q.triage_level,
-                    q.reason, q.danger_signs, p.facility_id AS patient_facility_id
+                    q.reason, q.danger_signs, p.facility_id AS patient_facility_id, sf.name AS doctor_facility
              FROM consultation c JOIN staff s ON s.id = c.doctor_id JOIN patient p ON p.id = c.patient_id
+             JOIN facility sf ON sf.id = s.facility_id
              JOIN queue_entry q ON q.id = c.queue_entry_id"""
 
 
@@ -45,7 +47,7 @@ def _consultation(r: asyncpg.Record) -> Consultation:
     return Consultation(r["id"], r["queue_entry_id"], r["patient_id"], r["doctor_id"], r["doctor_name"],
                         r["patient_name"], r["status"], r["modality"], r["started_at"], r["ended_at"],
                         r["link_jti"], r["triage_level"], r["reason"], tuple(r["danger_signs"]),
-                        r["patient_facility_id"])
+                        r["patient_facility_id"], r["doctor_facility"])
 
 
 async def get(con: asyncpg.Connection, consultation_id: uuid.UUID) -> Consultation | None:

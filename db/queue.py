@@ -8,7 +8,7 @@ doctors each get a different patient and never wait on each other.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,12 +37,15 @@ class QueueEntry:
     arrived_at: datetime
     consultation_id: uuid.UUID | None
     audio_only: bool
+    suggested_level: int | None = None
+    # What the patient answered at check-in (symptoms, readings, the rules that fired, connection test).
+    checkin: dict[str, Any] = field(default_factory=dict)
 
 
 def _entry(row: asyncpg.Record) -> QueueEntry:
     return QueueEntry(row["id"], row["patient_id"], row["facility_id"], row["triage_level"],
                       tuple(row["danger_signs"]), row["reason"], row["status"], row["arrived_at"],
-                      row["consultation_id"], row["audio_only"])
+                      row["consultation_id"], row["audio_only"], row["suggested_level"], row["checkin"] or {})
 
 
 _ENTRY_SELECT = """SELECT q.*, c.id AS consultation_id
@@ -88,7 +91,7 @@ async def waiting_list(con: asyncpg.Connection, facility_id: int) -> list[asyncp
     rows: list[asyncpg.Record] = await con.fetch(
         SCOPE_CTE + f"""
         SELECT q.id, q.triage_level, q.danger_signs, q.reason, q.arrived_at, q.requeued_at, q.audio_only,
-               q.facility_id, f.name AS facility_name,
+               q.checkin, q.facility_id, f.name AS facility_name,
                p.id AS patient_id, p.name AS patient_name, p.sex, p.birth_year, p.key_groups
         FROM queue_entry q JOIN patient p ON p.id = q.patient_id JOIN facility f ON f.id = q.facility_id
         WHERE q.status = 'waiting' AND q.facility_id IN (SELECT id FROM scope)

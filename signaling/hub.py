@@ -200,7 +200,8 @@ class Hub:
 
     @staticmethod
     def _paired_for_patient(c: consultations_db.Consultation) -> dict[str, Any]:
-        return {"type": "paired", "room": str(c.id), "polite": True, "peer_name": c.doctor_name}
+        return {"type": "paired", "room": str(c.id), "polite": True, "peer_name": c.doctor_name,
+                "peer_facility": c.doctor_facility}
 
     # ---- rooms -----------------------------------------------------------------------------------
 
@@ -249,6 +250,7 @@ class Hub:
             "peer_present": peer is not None, "peer_session": peer.session if peer else None,
             "peer_media": room.media.get(other(side)), "modality": c.modality,
             "peer_name": c.doctor_name if side == "patient" else c.patient_name,
+            **({"peer_facility": c.doctor_facility} if side == "patient" else {}),
             "chat": [self._chat_view(m) for m in history],
         })
         if peer is not None and room.members.get(other(side)) is peer:

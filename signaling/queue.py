@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from care.triage import TriageLevel
+from care.triage import TriageLevel, evidence
 from db import queue as queue_db
 from signaling.protocol import encode
 
@@ -49,6 +49,19 @@ def level_name(rank: int) -> str:
     return f"NC{rank}"
 
 
+def answers_view(checkin: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What the patient said at check-in, for the doctor's screens, with `highlight`: the answers that raised
+    the suggested level (answer key → "danger" or "raised", see `care.triage.evidence`). Entries queued
+    without a check-in form (older rows, other paths) show no answers."""
+    c = checkin or {}
+    symptoms = [s for s in c.get("symptoms") or [] if isinstance(s, str)]
+    reasons = [r for r in c.get("reasons") or [] if isinstance(r, str)]
+    return {"symptoms": symptoms, "days_ill": c.get("days_ill"), "spo2": c.get("spo2"),
+            "systolic": c.get("systolic"), "diastolic": c.get("diastolic"),
+            "connection_test": c.get("connection_test"), "reasons": reasons,
+            "highlight": evidence(reasons, symptoms)}
+
+
 def entry_view(row: asyncpg.Record, now: datetime, online_patients: Iterable[int]) -> dict[str, Any]:
     """What a doctor's queue screen shows for one waiting patient."""
     level = TriageLevel(level_name(row["triage_level"]))
@@ -63,6 +76,7 @@ def entry_view(row: asyncpg.Record, now: datetime, online_patients: Iterable[int
         "waited_s": int((now - row["arrived_at"]).total_seconds()),
         "requeued": row["requeued_at"] is not None,
         "audio_only": row["audio_only"],
+        "checkin": answers_view(row["checkin"]),
         "facility": row["facility_name"],
         "online": row["patient_id"] in online_patients,
         "patient": {

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
 import asyncpg
 import msgspec
@@ -19,7 +19,7 @@ from db import patients as patients_db
 from db import queue as queue_db
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
-from web import texts
+from web import day_texts, texts
 from web.auth import LinkError, ice_servers, resolve_link
 from web.errors import ApiError
 from web.invitation_texts import SERVICES
@@ -35,6 +35,16 @@ class ConsentBody(msgspec.Struct, forbid_unknown_fields=True):
     version: Annotated[str, msgspec.Meta(max_length=40)]
 
 
+class ConnectionTestResult(msgspec.Struct, forbid_unknown_fields=True):
+    """What the device check's connection test showed the patient (the numbers are the server's own
+    measurement, read back by the page): kept with the check-in for the doctor."""
+
+    verdict: Literal["good", "weak", "failed"]
+    rtt_ms: Annotated[int, msgspec.Meta(ge=0, le=600_000)] | None = None
+    loss_pct: Annotated[float, msgspec.Meta(ge=0, le=100)] | None = None
+    kbps_up: Annotated[int, msgspec.Meta(ge=0, le=1_000_000)] | None = None
+
+
 class CheckInBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
     symptoms: Annotated[list[str], msgspec.Meta(max_length=30)] = []
@@ -43,6 +53,7 @@ class CheckInBody(msgspec.Struct, forbid_unknown_fields=True):
     diastolic: int | None = None
     days_ill: int | None = None
     audio_only: bool = False
+    connection_test: ConnectionTestResult | None = None
 
 
 T = TypeVar("T")
@@ -135,7 +146,7 @@ async def join_page(request: web.Request) -> web.Response:
         "consent_version": CONSENT_VERSION,
         "patient_name": patient.name,
         "symptoms": [(s.value, t(texts.SYMPTOMS[s])) for s in Symptom],
-        "js_strings": t.json(texts.PATIENT_JS),
+        "js_strings": t.json(texts.PATIENT_JS + day_texts.PATIENT_JS),
         "ice_servers": ice_servers(request.app[settings_key]),
         "emergency": bool(entry and entry.danger_signs),
     }
@@ -191,7 +202,8 @@ async def checkin(request: web.Request) -> web.Response:
             level=result.level.rank, danger_signs=result.danger_signs, reason=body.reason.strip(),
             checkin={"symptoms": sorted(s.value for s in check.symptoms), "spo2": check.spo2,
                      "systolic": check.systolic, "diastolic": check.diastolic, "days_ill": check.days_ill,
-                     "reasons": list(result.reasons)},
+                     "reasons": list(result.reasons),
+                     "connection_test": msgspec.to_builtins(body.connection_test)},
             audio_only=body.audio_only)
         if invitation is not None:
             await invitations_db.mark_used(con, link.jti, request.app[clock_key].now())

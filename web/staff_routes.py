@@ -24,7 +24,8 @@ from db import patients as patients_db
 from db import queue as queue_db
 from db import staff as staff_db
 from db.staff import Session
-from web import patient_view, signin, texts
+from signaling import queue as queue_view
+from web import day_texts, patient_view, signin, texts
 from web.auth import CSRF_FIELD, SESSION_COOKIE, check_csrf, request_session
 from web.client import client_address
 from web.errors import ApiError
@@ -165,7 +166,10 @@ async def logout(request: web.Request) -> web.Response:
 
 def _labels(t: Any) -> dict[str, dict[str, str]]:
     return {"key_groups": {k.value: t(v) for k, v in texts.KEY_GROUPS.items()},
-            "danger_signs": {k: t(v) for k, v in texts.DANGER_SIGNS.items()}}
+            "danger_signs": {k: t(v) for k, v in texts.DANGER_SIGNS.items()},
+            "symptoms": {k.value: t(v) for k, v in texts.SYMPTOMS.items()},
+            "reasons": {k: t(v) for k, v in day_texts.REASONS.items()},
+            "verdicts": {k: t(v) for k, v in day_texts.CONNECTION_VERDICTS.items()}}
 
 
 async def queue_page(request: web.Request) -> web.Response:
@@ -174,7 +178,7 @@ async def queue_page(request: web.Request) -> web.Response:
         active = await consultations_db.active_for_doctor(con, session.staff.id)
     t = request[t_rkey]
     return render(request, "staff_queue.html", {
-        "me": session.staff, "active": active, "js_strings": t.json(texts.STAFF_JS),
+        "me": session.staff, "active": active, "js_strings": t.json(texts.STAFF_JS + day_texts.QUEUE_JS),
         "labels": _labels(t)})
 
 
@@ -205,8 +209,9 @@ async def call_page(request: web.Request) -> web.Response:
     t = request[t_rkey]
     return render(request, "staff_call.html", {
         "me": session.staff, "c": c, "patient": patient, "entry": entry, "age": patient.age(date.today()),
-        "level": TriageLevel(f"NC{c.triage_level}"), "js_strings": t.json(texts.STAFF_JS),
-        "labels": _labels(t), "sexes": texts.SEXES})
+        "level": TriageLevel(f"NC{c.triage_level}"), "js_strings": t.json(texts.STAFF_JS + day_texts.CALL_JS),
+        "labels": _labels(t), "sexes": texts.SEXES, "answers": queue_view.answers_view(entry.checkin),
+        "suggested": None if entry.suggested_level is None else TriageLevel(f"NC{entry.suggested_level}")})
 
 
 def _history_row(row: asyncpg.Record) -> dict[str, Any]:

@@ -135,16 +135,27 @@ async function connectionTest() {
       ? t("Connection: {rtt} ms round trip, {loss}% lost, {kbps} kbps sent. The network is weak: audio only is better.", values)
       : t("Connection: {rtt} ms round trip, {loss}% lost, {kbps} kbps sent. Video should work.", values);
     out.dataset.result = weak ? "weak" : "good";
+    keepTest({ verdict: out.dataset.result, rtt_ms: s.rtt_ms ?? null, loss_pct: s.loss_pct ?? null, kbps_up: s.kbps_up ?? null });
   } catch (err) {
     out.textContent = err.status === 503
       ? t("The server is busy testing other connections. You can continue without the test.")
       : t("The connection test could not reach the server. The call may still work; you can try audio only.");
     out.dataset.result = "failed";
+    if (err.status !== 503) keepTest({ verdict: "failed" }); // busy says nothing about the patient's network
   } finally {
     pc.close();
     if (test) testApi("DELETE", `/api/p/connection-test/${test}`).catch(() => {});
     button.disabled = false;
   }
+}
+
+// The verdict goes to the doctor with the check-in answers.
+function keepTest(result) { sessionStorage.setItem("dh_connection_test", JSON.stringify(result)); }
+function keptTest() {
+  try {
+    const kept = JSON.parse(sessionStorage.getItem("dh_connection_test"));
+    return kept && ["good", "weak", "failed"].includes(kept.verdict) ? kept : null;
+  } catch { return null; }
 }
 
 $("device-test").addEventListener("click", connectionTest);
@@ -195,6 +206,7 @@ $("checkin-form").addEventListener("submit", async (e) => {
     systolic: numberOrNull("systolic"),
     diastolic: numberOrNull("diastolic"),
     audio_only: audioOnly,
+    connection_test: keptTest(),
   };
   for (const k of ["days_ill", "spo2", "systolic", "diastolic"]) {
     if (payload[k] !== null && !Number.isInteger(payload[k])) {
@@ -240,6 +252,15 @@ function renderQueue(q) {
     : q.position === 1 ? "" : t("Expected wait: about {minutes} min.", { minutes: Math.max(1, Math.round(q.eta_s / 60)) });
 }
 
+// Who the patient talks to: the doctor's name and facility, from `paired` and `joined`.
+function showDoctor(msg) {
+  if (!msg.peer_name) return;
+  const values = { name: msg.peer_name, facility: msg.peer_facility || "" };
+  $("doctor-waiting").textContent = t("Your doctor: {name}, {facility}.", values);
+  $("doctor-call").textContent = t("You are talking with {name}, {facility}.", values);
+  $("doctor-waiting").hidden = $("doctor-call").hidden = false;
+}
+
 async function enterCall(msg) {
   room = msg.room;
   show("call");
@@ -272,6 +293,8 @@ function finish(text) {
 let iceServers = [];
 
 function onMessage(msg) {
+  if (msg.type === "paired" || msg.type === "joined") showDoctor(msg);
+  else if (msg.type === "requeued") $("doctor-waiting").hidden = $("doctor-call").hidden = true;
   if (ui && ui.handle(msg, { absentText: t("Waiting for the doctor to join…"),
     peerLeftText: t("The doctor has left the call. Please wait…") })) return;
   switch (msg.type) {

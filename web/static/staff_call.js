@@ -11,6 +11,7 @@ let ui = null;
 let stream = null;
 let version = 0;
 let diagnoses = [];
+let noteDirty = false; // edited since the last signature
 
 // ---- call -----------------------------------------------------------------------------------------
 
@@ -33,16 +34,19 @@ function onMessage(msg) {
   switch (msg.type) {
     case "welcome":
       call.iceServers = msg.ice_servers || [];
-      signal.send({ type: "join", room });
+      if (document.body.dataset.active === "true") signal.send({ type: "join", room });
       break;
     case "ended":
-      call.destroy(); signal.stop();
-      ui.status(t("The consultation has ended."));
-      document.body.dataset.active = "false";
+      closeCall();
       break;
     case "requeued":
-      call.destroy(); signal.stop();
-      ui.status(t("The patient was put back in the queue because you were disconnected."));
+      closeCall(t("The patient was put back in the queue because you were disconnected."));
+      break;
+    case "queue_list":
+      $("next-waiting").textContent = msg.total ? `(${t("Patients waiting: {count}", { count: msg.total })})` : "";
+      break;
+    case "paired":
+      location.assign(`/staff/c/${msg.room}`);
       break;
     case "replaced":
       call.destroy(); signal.stop();
@@ -50,10 +54,34 @@ function onMessage(msg) {
       break;
     case "error":
       if (msg.code === "not_authenticated") location.assign("/staff/login");
-      else if (msg.code === "room_closed") { ui.status(t("The consultation has ended.")); signal.stop(); }
+      else if (msg.code === "room_closed") closeCall();
+      else if (document.body.dataset.ended === "true") {
+        $("next-error").textContent = msg.code === "queue_empty" ? t("Nobody is waiting.")
+          : msg.code === "doctor_busy" ? t("You already have an active consultation. End it first.")
+            : t("Something went wrong. Please try again.");
+        $("next-error").hidden = false;
+      }
       break;
   }
 }
+
+// ---- after the call: media and controls closed, the note open to finish, one click to the next patient ----
+
+function closeCall(text) {
+  call.destroy();
+  if (stream) for (const track of stream.getTracks()) track.stop();
+  document.body.dataset.active = "false";
+  document.body.dataset.ended = "true";
+  if (text) $("after-call-text").textContent = text;
+  $("after-call").hidden = false;
+}
+
+$("next-patient").addEventListener("click", async () => {
+  $("next-error").hidden = true;
+  if ((version === 0 || noteDirty) && !confirm(t("The note is not signed yet. Take the next patient anyway? Your draft is kept."))) return;
+  await flushDraft();
+  signal.send({ type: "claim_next" });
+});
 
 // ---- note -----------------------------------------------------------------------------------------
 
@@ -103,35 +131,46 @@ async function loadNote() {
   const data = await request("GET", `/api/c/${room}/note`);
   const latest = data.versions[data.versions.length - 1];
   version = latest ? latest.version : 0;
-  if (data.draft && data.draft.base_version === version) fillForm(data.draft.note);
+  if (data.draft && data.draft.base_version === version) { fillForm(data.draft.note); noteDirty = true; }
   else if (latest) fillForm(latest.note);
   renderVersions(data.versions);
 }
 
 let saveTimer = null;
+async function saveDraft() {
+  saveTimer = null;
+  try {
+    const r = await request("PUT", `/api/c/${room}/note/draft`, { base_version: version, note: noteFromForm() });
+    $("note-status").textContent = t("Draft saved {time}", { time: new Date(r.saved_at).toLocaleTimeString() });
+  } catch {
+    $("note-status").textContent = t("Could not save the draft. Check your connection.");
+  }
+}
 function scheduleSave() {
+  noteDirty = true;
   clearTimeout(saveTimer);
   $("note-status").textContent = t("Saving draft…");
-  saveTimer = setTimeout(async () => {
-    try {
-      const r = await request("PUT", `/api/c/${room}/note/draft`, { base_version: version, note: noteFromForm() });
-      $("note-status").textContent = t("Draft saved {time}", { time: new Date(r.saved_at).toLocaleTimeString() });
-    } catch {
-      $("note-status").textContent = t("Could not save the draft. Check your connection.");
-    }
-  }, 1200);
+  saveTimer = setTimeout(saveDraft, 1200);
+}
+// Save a pending draft now (before leaving the page for the next patient).
+async function flushDraft() {
+  if (saveTimer === null) return;
+  clearTimeout(saveTimer);
+  await saveDraft();
 }
 form.addEventListener("input", scheduleSave);
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
   clearTimeout(saveTimer);
+  saveTimer = null;
   const err = $("note-error");
   err.hidden = true;
   $("note-sign").disabled = true;
   try {
     const signed = await request("POST", `/api/c/${room}/note/sign`, { expected_version: version, note: noteFromForm() });
     version = signed.version;
+    noteDirty = false;
     $("note-status").textContent = t("Signed version {version}", { version: signed.version });
     const data = await request("GET", `/api/c/${room}/note`);
     renderVersions(data.versions);
@@ -235,7 +274,7 @@ async function main() {
     if (confirm(t("End the consultation for both of you?"))) signal.send({ type: "end", room });
   } });
   loadNote().catch(() => { $("note-status").textContent = t("Something went wrong. Please try again."); });
-  if (document.body.dataset.active !== "true") { ui.status(t("The consultation has ended.")); return; }
+  if (document.body.dataset.active !== "true") { closeCall(); signal.connect(); return; }
   stream = await media();
   $("local").srcObject = stream;
   call.setStream(stream);

@@ -1,5 +1,6 @@
 // The doctor's live queue: triage colour, wait, key groups, reason; claim next or a chosen patient.
 import { Signal, strings } from "./signal.js";
+import { ArrivalAlerts } from "./arrival.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -11,6 +12,42 @@ let serverOffset = 0; // server clock − local clock, so waits are right on a p
 
 function minutesWaited(e) {
   return Math.max(0, Math.floor((Date.now() + serverOffset - Date.parse(e.arrived_at)) / 60000));
+}
+
+// `text`, marked when the answer `key` raised the triage level ("danger" or "raised", from the server).
+function marked(e, text, key) {
+  const mark = e.checkin.highlight[key];
+  if (!mark) return document.createTextNode(text);
+  const m = document.createElement("mark");
+  m.className = `hl-${mark}`;
+  m.title = t("raised the triage level");
+  m.textContent = text;
+  return m;
+}
+
+// What the patient said at check-in, in one line; the answers that raised the level are marked.
+function answers(e) {
+  const a = e.checkin;
+  const p = document.createElement("p");
+  p.className = "answers";
+  const parts = [];
+  const part = (text, key) => marked(e, text, key);
+  if (a.symptoms.length) {
+    const span = document.createElement("span");
+    a.symptoms.forEach((s, i) => { if (i) span.append(", "); span.append(part(labels.symptoms[s] || s, `symptoms.${s}`)); });
+    parts.push(span);
+  }
+  if (a.days_ill !== null && a.days_ill !== undefined) parts.push(part(t("{days} days ill", { days: a.days_ill }), "days_ill"));
+  if (a.spo2 !== null && a.spo2 !== undefined) parts.push(part(t("SpO2 {value}%", { value: a.spo2 }), "spo2"));
+  if (a.systolic !== null && a.systolic !== undefined) parts.push(part(t("BP {systolic}/{diastolic}", { systolic: a.systolic, diastolic: a.diastolic }), "bp"));
+  if (a.connection_test) {
+    const span = document.createElement("span");
+    span.className = `conn-test conn-${a.connection_test.verdict}`;
+    span.textContent = t("connection: {verdict}", { verdict: labels.verdicts[a.connection_test.verdict] || a.connection_test.verdict });
+    parts.push(span);
+  }
+  parts.forEach((node, i) => { if (i) p.append(" · "); p.append(node); });
+  return parts.length ? p : null;
 }
 
 function cell(text, cls) {
@@ -28,19 +65,19 @@ function render() {
     const tr = document.createElement("tr");
     tr.dataset.entry = e.entry;
     tr.className = `level-${e.colour}`;
-    const level = cell(undefined);
+    const level = cell(undefined, "c-level");
     const badge = document.createElement("span");
     badge.className = `triage ${e.colour}`;
     badge.textContent = e.level;
     level.append(badge);
     if (canClaim) level.append(" ", levelPicker(e));
-    const who = cell(undefined);
+    const who = cell(undefined, "c-who");
     const name = document.createElement("a");
     name.href = `/staff/patients/${e.patient.id}`;
     name.textContent = e.patient.name;
     who.append(name);
-    const meta = [e.patient.age ? `${e.patient.age}` : null, e.facility].filter(Boolean).join(" · ");
-    if (meta) who.append(document.createTextNode(` (${meta})`));
+    const meta = [e.patient.age ? marked(e, `${e.patient.age}`, "age") : null, e.facility].filter(Boolean);
+    if (meta.length) { who.append(" ("); meta.forEach((m, i) => who.append(...(i ? [" · ", m] : [m]))); who.append(")"); }
     for (const g of e.patient.key_groups) {
       const flag = document.createElement("span");
       flag.className = "flag";
@@ -48,7 +85,7 @@ function render() {
       who.append(" ", flag);
     }
     if (!e.online) { const f = document.createElement("span"); f.className = "flag muted"; f.textContent = t("offline"); who.append(" ", f); }
-    const reason = cell(e.reason || "—");
+    const reason = cell(e.reason || "—", "c-reason");
     if (e.danger_signs.length) {
       const d = document.createElement("strong");
       d.className = "danger-text";
@@ -56,9 +93,11 @@ function render() {
       reason.append(d);
     }
     if (e.audio_only) { const f = document.createElement("span"); f.className = "flag"; f.textContent = t("audio only"); reason.append(" ", f); }
-    const waited = cell(t("waiting {minutes} min", { minutes: minutesWaited(e) }));
+    const said = answers(e);
+    if (said) reason.append(said);
+    const waited = cell(t("waiting {minutes} min", { minutes: minutesWaited(e) }), "c-waited");
     if (e.requeued) { const f = document.createElement("span"); f.className = "flag"; f.textContent = t("back in queue"); waited.append(" ", f); }
-    const action = cell(undefined);
+    const action = cell(undefined, "c-action");
     if (canClaim) {
       const b = document.createElement("button");
       b.className = "button secondary claim";
@@ -105,6 +144,8 @@ function alertBox(a) {
   $("alerts").append(div);
 }
 
+const alerts = new ArrivalAlerts({ t, checkbox: $("arrival-alerts"), state: $("notify-state"), allow: $("notify-allow") });
+
 const signal = new Signal({
   onStatus: (s) => { $("conn").textContent = s === "open" ? t("Connected") : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
   onMessage: (msg) => {
@@ -113,6 +154,7 @@ const signal = new Signal({
         serverOffset = Date.parse(msg.now) - Date.now();
         entries = msg.entries;
         render();
+        alerts.update(entries, msg.total);
         break;
       case "alert":
         alertBox(msg);
