@@ -16,6 +16,8 @@ from pathlib import Path
 
 import platformdirs
 
+from web.client_address import parse_networks
+
 
 class ConfigError(ValueError):
     """A configuration value that cannot be used; the message names the variable."""
@@ -103,6 +105,7 @@ class Settings:
     appointment_late_s: int = 3600
     queue_near_minutes: int = 10
     scheduler_interval_s: float = 1.0
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
 
     @property
     def base_url(self) -> str:
@@ -167,6 +170,11 @@ class Settings:
                 raise ConfigError("DONGHANH_SMS_BODY: expected a JSON template such as "
                                   '{"to": "{to}", "text": "{text}"}') from None
         late_raw = env.get("DONGHANH_APPOINTMENT_LATE", "60m") or "60m"
+        proxies = _csv(env.get("DONGHANH_TRUSTED_PROXIES", "127.0.0.1,::1"))
+        try:
+            parse_networks(",".join(proxies))
+        except ValueError as exc:
+            raise ConfigError(f"DONGHANH_TRUSTED_PROXIES: {exc}") from None
         return cls(
             database_url=env.get("DATABASE_URL") or None,
             data_dir=data_dir,
@@ -194,6 +202,7 @@ class Settings:
             sms_retries=_int(env, "DONGHANH_SMS_RETRIES", 3, minimum=0, maximum=10),
             appointment_late_s=parse_duration(late_raw, name="DONGHANH_APPOINTMENT_LATE"),
             queue_near_minutes=_int(env, "DONGHANH_QUEUE_NEAR_MINUTES", 10, maximum=240),
+            trusted_proxies=proxies,
         )
 
     def with_secret(self) -> Settings:
@@ -246,4 +255,6 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_APPOINTMENT_LATE", "60m", "how long after an appointment's time its link still works"),
     ("DONGHANH_QUEUE_NEAR_MINUTES", "10", "SMS 'the doctor will see you in about N minutes' when the wait is "
                                           "at most this"),
+    ("DONGHANH_TRUSTED_PROXIES", "127.0.0.1,::1", "reverse proxies whose X-Forwarded-For is believed (addresses "
+                                                  "or networks), for per-client limits"),
 )
