@@ -49,11 +49,6 @@ def link_url(app: web.Application) -> invitations_db.LinkUrl:
     return join_url(app[signer_key], app[settings_key].base_url)
 
 
-def local(at: datetime | None, fmt: str = "%H:%M %d/%m/%Y") -> str:
-    """A time as the facility reads it (Asia/Ho_Chi_Minh)."""
-    return at.astimezone(FACILITY_TZ).strftime(fmt) if at else ""
-
-
 def _uuid(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
@@ -151,7 +146,7 @@ def _default_slot(now: datetime) -> tuple[str, str]:
 
 
 def _page_context(me: Session) -> dict[str, Any]:
-    return {"me": me.staff, "labels": labels, "local": local, "mask_phone": mask_phone}
+    return {"me": me.staff, "labels": labels, "mask_phone": mask_phone}
 
 
 # ---- invite --------------------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from web import patient_view, summaries, texts
 from web.auth import CSRF_FIELD, SESSION_COOKIE, LinkUrl, check_csrf, join_url, staff_session
 from web.errors import ApiError
 from web.keys import clock_key, hub_key, pool_key, settings_key, signer_key
-from web.localtime import facility_today
+from web.localtime import facility_today, localtime
 from web.patient_routes import decode_body
 from web.render import render
 from web.rkeys import lang_rkey, t_rkey
@@ -211,7 +211,7 @@ async def call_page(request: web.Request) -> web.Response:
     assert patient is not None and entry is not None
     t = request[t_rkey]
     return render(request, "staff_call.html", {
-        "me": session.staff, "c": c, "patient": patient, "entry": entry, "age": patient.age(date.today()),
+        "me": session.staff, "c": c, "patient": patient, "entry": entry, "age": patient.age(facility_today(request)),
         "level": TriageLevel(f"NC{c.triage_level}"), "js_strings": t.json(texts.STAFF_JS),
         "labels": _labels(t), "sexes": texts.SEXES})
 
@@ -241,12 +241,12 @@ async def history_page(request: web.Request) -> web.Response:
             raise web.HTTPSeeOther(f"/staff/patients/{patient.merged_into}")
         rows = [_history_row(r) for r in await patients_db.consultations(con, patient_id)]
         t = request[t_rkey]
-        extras = await patient_view.page_extras(con, session.staff, patient, t, date.today())
+        extras = await patient_view.page_extras(con, session.staff, patient, t, facility_today(request))
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
                            patient_id)
     merged = request.query.get("merged", "")
     return render(request, "patient_history.html", {
-        "me": session.staff, "patient": patient, "age": patient.age(date.today()), "rows": rows,
+        "me": session.staff, "patient": patient, "age": patient.age(facility_today(request)), "rows": rows,
         "labels": _labels(t), "icd": icd10.lookup, **extras,
         "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
         else "merged" if merged.isdigit() else None, "merged_id": merged if merged.isdigit() else ""})
@@ -293,6 +293,7 @@ def _note_content(body: NoteBody, today: date) -> notes_db.NoteContent:
 def _version_view(v: notes_db.NoteVersion) -> dict[str, Any]:
     c = v.content
     return {"version": v.version, "author": v.author_name, "signed_at": v.signed_at.isoformat(),
+            "signed_at_text": localtime(v.signed_at),
             "sha256": v.content_sha256,
             "note": {"subjective": c.subjective, "objective": c.objective, "assessment": c.assessment,
                      "plan": c.plan, "vitals": c.vitals or {}, "diagnoses": list(c.diagnoses),
@@ -310,7 +311,8 @@ async def note_get(request: web.Request) -> web.Response:
     return web.json_response({
         "versions": [_version_view(v) for v in versions],
         "draft": None if draft is None else {"base_version": draft["base_version"], "note": draft["content"],
-                                             "saved_at": draft["saved_at"].isoformat()}})
+                                             "saved_at": draft["saved_at"].isoformat(),
+                                             "saved_at_text": localtime(draft["saved_at"], "time")}})
 
 
 async def note_draft(request: web.Request) -> web.Response:
@@ -320,7 +322,7 @@ async def note_draft(request: web.Request) -> web.Response:
         c = await _consultation_for(con, session, _uuid(request.match_info["cid"]))
         saved_at = await notes_db.save_draft(con, c.id, session.staff.id, body.base_version,
                                              msgspec.to_builtins(body.note))
-    return web.json_response({"saved_at": saved_at.isoformat()})
+    return web.json_response({"saved_at": saved_at.isoformat(), "saved_at_text": localtime(saved_at, "time")})
 
 
 async def note_sign(request: web.Request) -> web.Response:

@@ -85,7 +85,7 @@ function renderVersions(versions) {
   list.replaceChildren();
   for (const v of versions) {
     const li = document.createElement("li");
-    li.textContent = `v${v.version} · ${v.author} · ${new Date(v.signed_at).toLocaleString()} · ${v.note.diagnoses.join(", ")}`;
+    li.textContent = `v${v.version} · ${v.author} · ${v.signed_at_text} · ${v.note.diagnoses.join(", ")}`;
     list.append(li);
   }
   $("note-version").textContent = version ? `(v${version})` : "";
@@ -115,7 +115,7 @@ function scheduleSave() {
   saveTimer = setTimeout(async () => {
     try {
       const r = await request("PUT", `/api/c/${room}/note/draft`, { base_version: version, note: noteFromForm() });
-      $("note-status").textContent = t("Draft saved {time}", { time: new Date(r.saved_at).toLocaleTimeString() });
+      $("note-status").textContent = t("Draft saved {time}", { time: r.saved_at_text });
     } catch {
       $("note-status").textContent = t("Could not save the draft. Check your connection.");
     }

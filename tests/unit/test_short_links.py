@@ -1,0 +1,112 @@
+"""Short codes, the client address behind our proxies, and invitation SMS with short links: one segment."""
+
+from __future__ import annotations
+
+import string
+from datetime import UTC, datetime
+
+import pytest
+from aiohttp.test_utils import make_mocked_request
+from hypothesis import given
+from hypothesis import strategies as st
+
+from care.short_code import ALPHABET, LENGTH, is_code, new_code
+from care.sms import Encoding, MessageKind, compose
+from web.client_address import client_address, parse_networks
+
+SLOT = datetime(2026, 11, 25, 7, 30, tzinfo=UTC)
+BASE = "https://kham.example.vn"
+FACILITIES = ["Trạm Y tế xã Mù Cang Chải", "Trung tâm Y tế khu vực Mù Cang Chải", "Bệnh viện Đa khoa tỉnh Lào Cai",
+              "Phòng khám đa khoa khu vực số 3 thành phố Lào Cai"]
+PHONES = [None, "0216 3878 210", "+84 216 3878 210"]
+
+
+def test_codes_are_12_letters_of_the_62_letter_alphabet_and_differ() -> None:
+    assert len(ALPHABET) == 62 and set(ALPHABET) == set(string.ascii_letters + string.digits)
+    codes = {new_code() for _ in range(1000)}
+    assert len(codes) == 1000
+    assert all(len(c) == LENGTH == 12 and set(c) <= set(ALPHABET) and is_code(c) for c in codes)
+
+
+def test_a_code_shorter_than_ten_is_refused() -> None:
+    with pytest.raises(ValueError):
+        new_code(9)
+    assert len(new_code(10)) == 10
+
+
+@pytest.mark.parametrize(("text", "ok"), [
+    ("AbCdEf012345", True), ("A" * 10, True), ("A" * 9, False), ("A" * 33, False), ("abc-def-ghij", False),
+    ("ẢbCdEf012345", False), ("", False), ("AbCdEf01234 ", False), ("AbCdEf012345\n", False)])
+def test_what_can_be_a_code(text: str, ok: bool) -> None:
+    assert is_code(text) is ok
+
+
+@given(st.text(max_size=40))
+def test_anything_accepted_as_a_code_is_alphanumeric_ascii(text: str) -> None:
+    if is_code(text):
+        assert text.isascii() and text.isalnum() and 10 <= len(text) <= 32
+
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+@pytest.mark.parametrize("facility", FACILITIES)
+@pytest.mark.parametrize("phone", PHONES)
+@pytest.mark.parametrize("slot", [None, SLOT])
+def test_an_invitation_with_a_short_link_and_the_station_phone_is_one_gsm7_segment(
+        lang: str, facility: str, phone: str | None, slot: datetime | None) -> None:
+    url = f"{BASE}/s/{new_code()}"
+    sms = compose(MessageKind.invitation, lang, facility=facility, url=url, slot_at=slot, phone=phone)
+    assert sms.encoding is Encoding.gsm7 and sms.segments == 1, (sms.text, len(sms.text))
+    assert len(sms.text) <= 160 and url in sms.text
+    if phone:
+        assert phone in sms.text
+
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_one_segment_holds_with_a_public_url_up_to_55_characters(lang: str) -> None:
+    """The longest facility name, the longest phone form and the longest wording (an appointment)."""
+    base = "https://" + "k" * 47
+    assert len(base) == 55
+    sms = compose(MessageKind.invitation, lang, facility=FACILITIES[3], url=f"{base}/s/{new_code()}",
+                  slot_at=SLOT, phone="+84 216 3878 210")
+    assert sms.segments == 1, len(sms.text)
+
+
+@pytest.mark.parametrize(("lang", "phone", "expected"), [
+    ("vi", "0216 3878 210", "Can kham, goi 0216 3878 210."),
+    ("vi", None, "Can kham, xin goi tram y te."),
+    ("en", "0216 3878 210", "If needed, call 0216 3878 210."),
+    ("en", None, "If needed, call your health station."),
+])
+def test_a_cancellation_says_whom_to_call(lang: str, phone: str | None, expected: str) -> None:
+    sms = compose(MessageKind.revoked, lang, facility=FACILITIES[0], slot_at=SLOT, phone=phone)
+    assert sms.text.endswith(expected) and sms.segments == 1
+
+
+def _request(peer: str, forwarded: str | None = None):  # type: ignore[no-untyped-def]
+    headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
+    transport = type("T", (), {"get_extra_info": lambda self, name, default=None: (peer, 1234)
+                               if name == "peername" else default})()
+    return make_mocked_request("GET", "/s/x", headers=headers, transport=transport)
+
+
+PROXIES = parse_networks("127.0.0.1, 10.0.0.0/8")
+
+
+@pytest.mark.parametrize(("peer", "forwarded", "expected"), [
+    ("203.0.113.7", None, "203.0.113.7"),
+    ("203.0.113.7", "198.51.100.1", "203.0.113.7"),  # not our proxy: its header is not believed
+    ("127.0.0.1", None, "127.0.0.1"),
+    ("127.0.0.1", "198.51.100.1", "198.51.100.1"),
+    ("127.0.0.1", "1.2.3.4, 198.51.100.1", "198.51.100.1"),  # the client wrote 1.2.3.4 itself
+    ("127.0.0.1", "198.51.100.1, 10.1.2.3", "198.51.100.1"),  # two of our proxies in a row
+    ("127.0.0.1", "garbage", "127.0.0.1"),
+    ("127.0.0.1", "10.0.0.1", "127.0.0.1"),  # only proxies: the peer stands
+])
+def test_the_client_address_is_believed_only_from_our_proxies(peer: str, forwarded: str | None,
+                                                               expected: str) -> None:
+    assert client_address(_request(peer, forwarded), PROXIES) == expected
+
+
+def test_bad_proxy_settings_name_the_entry() -> None:
+    with pytest.raises(ValueError, match="not-an-ip"):
+        parse_networks("127.0.0.1, not-an-ip")
