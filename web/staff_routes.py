@@ -12,7 +12,7 @@ from aiohttp import web
 
 from care import icd10
 from care.phone import mask as mask_phone
-from care.summary import MAX_MEDICINES, Medicine, SummaryChoice, SummaryError, WarningSign
+from care.summary import MAX_MEDICINES, Medicine, SummaryChoice, SummaryError, WarningSign, warning_sign_label
 from care.triage import TriageLevel
 from care.vitals import RANGES as VITALS_RANGES
 from care.vitals import Vitals, VitalsError
@@ -213,7 +213,8 @@ async def call_page(request: web.Request) -> web.Response:
     return render(request, "staff_call.html", {
         "me": session.staff, "c": c, "patient": patient, "entry": entry, "age": patient.age(facility_today(request)),
         "level": TriageLevel(f"NC{c.triage_level}"), "js_strings": t.json(texts.STAFF_JS),
-        "labels": _labels(t), "sexes": texts.SEXES})
+        "labels": _labels(t), "sexes": texts.SEXES,
+        "warning_signs": [(w.value, warning_sign_label(w, request[lang_rkey])) for w in WarningSign]})
 
 
 def _history_row(row: asyncpg.Record) -> dict[str, Any]:

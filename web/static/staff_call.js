@@ -1,6 +1,7 @@
 // The doctor's call view: video + chat beside the consult note (autosaved drafts, signed versions).
 import { Signal, strings } from "./signal.js";
 import { Call, wireCallUi } from "./call.js";
+import { wireSummary } from "./note_summary.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -58,6 +59,7 @@ function onMessage(msg) {
 // ---- note -----------------------------------------------------------------------------------------
 
 const form = $("note-form");
+const summaryPart = wireSummary({ form, room, request: (...a) => request(...a), t, onChange: () => scheduleSave() });
 const textFields = ["subjective", "objective", "assessment", "plan"];
 const vitalFields = ["systolic", "diastolic", "pulse", "temperature", "spo2", "weight"];
 
@@ -69,7 +71,7 @@ function noteFromForm() {
   }
   const note = { vitals, diagnoses: diagnoses.map((d) => d.code), follow_up_on: form.elements.follow_up_on.value || null };
   for (const f of textFields) note[f] = form.elements[f].value;
-  return note;
+  return Object.assign(note, summaryPart.read());
 }
 
 function fillForm(note) {
@@ -78,6 +80,7 @@ function fillForm(note) {
   form.elements.follow_up_on.value = note.follow_up_on || "";
   diagnoses = (note.diagnoses || []).map((d) => (typeof d === "string" ? { code: d, name: "" } : d));
   renderDiagnoses();
+  summaryPart.fill(note);
 }
 
 function renderVersions(versions) {
@@ -122,6 +125,7 @@ function scheduleSave() {
   }, 1200);
 }
 form.addEventListener("input", scheduleSave);
+summaryPart.setNoteReader(noteFromForm);
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -132,7 +136,8 @@ form.addEventListener("submit", async (e) => {
   try {
     const signed = await request("POST", `/api/c/${room}/note/sign`, { expected_version: version, note: noteFromForm() });
     version = signed.version;
-    $("note-status").textContent = t("Signed version {version}", { version: signed.version });
+    $("note-status").textContent = t("Signed version {version}", { version: signed.version })
+      + (signed.note.summary ? " · " + t("The patient can see the summary.") : "");
     const data = await request("GET", `/api/c/${room}/note`);
     renderVersions(data.versions);
   } catch (e2) {
