@@ -118,6 +118,8 @@ async def test_signing_with_a_summary_reaches_the_open_page_the_outbox_and_the_l
         assert localtime(running_app.app[clock_key].now() + timedelta(days=28), "date") in page
     outbox = await (await lan.http.get(f"{running_app.url}/staff/outbox")).text()
     assert "Tóm tắt buổi khám" in outbox  # the message kind, labelled
+    history = await (await lan.http.get(f"{running_app.url}/staff/patients/1")).text()
+    assert "Amlodipin 5 mg: 1 viên buổi sáng" in history and "đã gửi cho người bệnh: Ăn nhạt" in history
 
 
 async def test_a_summary_in_english_for_a_patient_who_read_the_page_in_english(
