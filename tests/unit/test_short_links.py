@@ -110,3 +110,16 @@ def test_the_client_address_is_believed_only_from_our_proxies(peer: str, forward
 def test_bad_proxy_settings_name_the_entry() -> None:
     with pytest.raises(ValueError, match="not-an-ip"):
         parse_networks("127.0.0.1, not-an-ip")
+
+
+@pytest.mark.parametrize("lang", ["vi", "en"])
+def test_every_message_with_a_short_link_is_one_segment(lang: str) -> None:
+    url = f"{BASE}/s/{new_code()}"
+    for kind in MessageKind:
+        for slot in (None, SLOT):
+            try:
+                sms = compose(kind, lang, facility=FACILITIES[3], url=url, slot_at=slot, minutes=10,
+                              phone="0216 3878 210")
+            except ValueError:
+                continue  # a kind that needs an appointment time
+            assert sms.segments == 1 and sms.encoding is Encoding.gsm7, (kind, sms.text, len(sms.text))

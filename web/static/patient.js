@@ -293,7 +293,11 @@ function showSummary(msg) {
   $("summary-wait").hidden = true;
 }
 
+let visitEnded = false;
+
 function onMessage(msg) {
+  // After the end this page only waits for the summary: a later visit (another link) is another page's.
+  if (visitEnded && msg.type !== "visit_summary" && msg.type !== "error") return;
   if (ui && ui.handle(msg, { absentText: t("Waiting for the doctor to join…"),
     peerLeftText: t("The doctor has left the call. Please wait…") })) return;
   switch (msg.type) {
@@ -315,6 +319,7 @@ function onMessage(msg) {
       $("eta").textContent = t("The doctor was disconnected. You are back at the front of the queue.");
       break;
     case "ended":
+      visitEnded = true;
       finish(t("The consultation has ended. Thank you."), true);
       if ($("visit-summary").hidden) $("summary-wait").hidden = false;
       break;
