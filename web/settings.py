@@ -16,7 +16,7 @@ from pathlib import Path
 
 import platformdirs
 
-from web.client_address import parse_networks
+from web.client import parse_networks
 
 
 class ConfigError(ValueError):
@@ -172,7 +172,7 @@ class Settings:
         late_raw = env.get("DONGHANH_APPOINTMENT_LATE", "60m") or "60m"
         proxies = _csv(env.get("DONGHANH_TRUSTED_PROXIES", "127.0.0.1,::1"))
         try:
-            parse_networks(",".join(proxies))
+            parse_networks(proxies)
         except ValueError as exc:
             raise ConfigError(f"DONGHANH_TRUSTED_PROXIES: {exc}") from None
         return cls(
@@ -253,8 +253,8 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
                                                              "JSON body template with {to} {text} {reference}"),
     ("DONGHANH_SMS_RETRIES", "3", "http gateway: retries after a 5xx, timeout or connection error"),
     ("DONGHANH_APPOINTMENT_LATE", "60m", "how long after an appointment's time its link still works"),
+    ("DONGHANH_TRUSTED_PROXIES", "127.0.0.1,::1", "comma-separated addresses/networks of reverse proxies whose "
+                                                  "X-Forwarded-For names the client (sign-in throttling)"),
     ("DONGHANH_QUEUE_NEAR_MINUTES", "10", "SMS 'the doctor will see you in about N minutes' when the wait is "
                                           "at most this"),
-    ("DONGHANH_TRUSTED_PROXIES", "127.0.0.1,::1", "reverse proxies whose X-Forwarded-For is believed (addresses "
-                                                  "or networks), for per-client limits"),
 )

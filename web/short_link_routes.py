@@ -10,7 +10,7 @@ from care.short_code import MAX_MISSES, MISS_WINDOW, is_code
 from db import links as links_db
 from db import short_links
 from web import texts
-from web.client_address import client_address, parse_networks
+from web.client import client_address
 from web.keys import clock_key, pool_key, settings_key, signer_key
 from web.patient_routes import join_response
 from web.render import render
@@ -20,7 +20,7 @@ from web.rkeys import t_rkey
 async def short_link(request: web.Request) -> web.Response:
     code = request.match_info["code"]
     settings = request.app[settings_key]
-    address = client_address(request, parse_networks(",".join(settings.trusted_proxies)))
+    address = client_address(request, settings.trusted_proxies)
     now = request.app[clock_key].now()
     t = request[t_rkey]
     async with request.app[pool_key].acquire() as con:

@@ -1,4 +1,4 @@
-"""Short codes, the client address behind our proxies, and invitation SMS with short links: one segment."""
+"""Short codes, and invitation SMS with short links and the station's phone: one segment."""
 
 from __future__ import annotations
 
@@ -6,13 +6,11 @@ import string
 from datetime import UTC, datetime
 
 import pytest
-from aiohttp.test_utils import make_mocked_request
 from hypothesis import given
 from hypothesis import strategies as st
 
 from care.short_code import ALPHABET, LENGTH, is_code, new_code
 from care.sms import Encoding, MessageKind, compose
-from web.client_address import client_address, parse_networks
 
 SLOT = datetime(2026, 11, 25, 7, 30, tzinfo=UTC)
 BASE = "https://kham.example.vn"
@@ -80,36 +78,6 @@ def test_one_segment_holds_with_a_public_url_up_to_55_characters(lang: str) -> N
 def test_a_cancellation_says_whom_to_call(lang: str, phone: str | None, expected: str) -> None:
     sms = compose(MessageKind.revoked, lang, facility=FACILITIES[0], slot_at=SLOT, phone=phone)
     assert sms.text.endswith(expected) and sms.segments == 1
-
-
-def _request(peer: str, forwarded: str | None = None):  # type: ignore[no-untyped-def]
-    headers = {"X-Forwarded-For": forwarded} if forwarded is not None else {}
-    transport = type("T", (), {"get_extra_info": lambda self, name, default=None: (peer, 1234)
-                               if name == "peername" else default})()
-    return make_mocked_request("GET", "/s/x", headers=headers, transport=transport)
-
-
-PROXIES = parse_networks("127.0.0.1, 10.0.0.0/8")
-
-
-@pytest.mark.parametrize(("peer", "forwarded", "expected"), [
-    ("203.0.113.7", None, "203.0.113.7"),
-    ("203.0.113.7", "198.51.100.1", "203.0.113.7"),  # not our proxy: its header is not believed
-    ("127.0.0.1", None, "127.0.0.1"),
-    ("127.0.0.1", "198.51.100.1", "198.51.100.1"),
-    ("127.0.0.1", "1.2.3.4, 198.51.100.1", "198.51.100.1"),  # the client wrote 1.2.3.4 itself
-    ("127.0.0.1", "198.51.100.1, 10.1.2.3", "198.51.100.1"),  # two of our proxies in a row
-    ("127.0.0.1", "garbage", "127.0.0.1"),
-    ("127.0.0.1", "10.0.0.1", "127.0.0.1"),  # only proxies: the peer stands
-])
-def test_the_client_address_is_believed_only_from_our_proxies(peer: str, forwarded: str | None,
-                                                               expected: str) -> None:
-    assert client_address(_request(peer, forwarded), PROXIES) == expected
-
-
-def test_bad_proxy_settings_name_the_entry() -> None:
-    with pytest.raises(ValueError, match="not-an-ip"):
-        parse_networks("127.0.0.1, not-an-ip")
 
 
 @pytest.mark.parametrize("lang", ["vi", "en"])
