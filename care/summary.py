@@ -231,7 +231,7 @@ def sms_text(summary: VisitSummary, *, facility_short: str, visit_day: date, url
     # Medicines, follow-up and warning signs first: they matter most if the message is cut.
     if "medicines" in by_key:
         lines.append(f"{labels['medicines']}: " + "; ".join(by_key["medicines"].lines) + ".")
-    if "follow_up" in by_key:
+    if "follow_up" in by_key:  # "Ngày 28/12/2026" / "On 28/12/2026": the date is the last word
         lines.append(f"{labels['follow_up']}: " + by_key["follow_up"].lines[0].split(" ")[-1] + ".")
     if "warning" in by_key:
         lines.append(f"{labels['warning']}: " + "; ".join(s.lower() for s in by_key["warning"].lines) + ".")
@@ -255,6 +255,4 @@ def sms_text(summary: VisitSummary, *, facility_short: str, visit_day: date, url
             kept[-1] = " ".join(words[:-4]) + "..."
         else:
             kept.pop()
-    if counted.segments > MAX_SMS_SEGMENTS:  # only the head and the link left: cannot happen with a sane URL
-        text = "\n".join(kept + tail)
     return Sms(text, counted.encoding, counted.segments)

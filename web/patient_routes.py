@@ -125,6 +125,7 @@ async def join_response(request: web.Request, token: str) -> web.Response:
         consented = await links_db.consent_given(con, link.jti, CONSENT_VERSION)
         entry = await queue_db.open_entry(con, link.patient_id)
         active = await consultations_db.active_for_patient(con, link.patient_id)
+        summary = await summaries.for_consultation(con, active.id, request[lang_rkey]) if active else None
     step = "call" if active else "waiting" if entry else "device"
     context: dict[str, Any] = {
         "token": token,
@@ -136,6 +137,7 @@ async def join_response(request: web.Request, token: str) -> web.Response:
         "js_strings": t.json(texts.PATIENT_JS),
         "ice_servers": ice_servers(request.app[settings_key]),
         "emergency": bool(entry and entry.danger_signs),
+        "summary": summary,
     }
     return render(request, "patient.html", context)
 

@@ -30,9 +30,16 @@ class SummaryView:
 async def for_link(con: asyncpg.Connection, jti: uuid.UUID, lang: str) -> SummaryView | None:
     """The summary the doctor shared in the latest signed note of the visit reached by this link."""
     latest = await notes_db.latest_for_link(con, jti)
-    if latest is None:
-        return None
-    version, _ = latest
+    return await _view(con, latest[0], lang) if latest is not None else None
+
+
+async def for_consultation(con: asyncpg.Connection, consultation_id: uuid.UUID, lang: str) -> SummaryView | None:
+    """The summary shared so far in a consultation still going on (signed before the call ended)."""
+    signed = await notes_db.versions(con, consultation_id)
+    return await _view(con, signed[-1], lang) if signed else None
+
+
+async def _view(con: asyncpg.Connection, version: NoteVersion, lang: str) -> SummaryView | None:
     to = await visit_summaries.recipient(con, version.consultation_id)
     if to is None:
         return None

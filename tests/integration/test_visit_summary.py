@@ -57,7 +57,7 @@ def note(running_app: RunningApp, **overrides: Any) -> dict[str, Any]:
 
 
 async def visit(running_app: RunningApp, http: aiohttp.ClientSession, lan: Staff,
-                lang: str = "vi") -> tuple[str, WsClient, str]:
+                lang: str = "vi", end: bool = True) -> tuple[str, WsClient, str]:
     """Patient 1 consents (in `lang`), checks in with their page's socket open, and bacsi.lan takes them and
     ends the call: (token, the patient's socket, the consultation id)."""
     token = await new_link(running_app)
@@ -74,8 +74,9 @@ async def visit(running_app: RunningApp, http: aiohttp.ClientSession, lan: Staff
     await doctor.send(type="claim_next")
     room = (await doctor.expect("paired"))["room"]
     await patient.expect("paired", room=room)
-    await doctor.send(type="end", room=room)
-    await patient.expect("ended", room=room)
+    if end:
+        await doctor.send(type="end", room=room)
+        await patient.expect("ended", room=room)
     await doctor.close()
     return token, patient, room
 
@@ -172,3 +173,17 @@ async def test_bad_summaries_are_refused_naming_the_field(running_app: RunningAp
             assert error["code"] == "invalid" and (field is None or error["field"] == field), error
     async with running_app.pool.acquire() as con:
         assert await con.fetchval("SELECT count(*) FROM note_version WHERE consultation_id = $1::uuid", room) == 0
+
+
+async def test_a_summary_signed_during_the_call_is_on_the_page_after_a_reload(
+        running_app: RunningApp, http: aiohttp.ClientSession, lan: Staff) -> None:
+    token, patient, room = await visit(running_app, http, lan, end=False)
+    await patient.close()
+    before = await (await http.get(f"{running_app.url}/j/{token}")).text()
+    assert 'data-step="call"' in before and "Amlodipin" not in before
+    r = await lan.post(f"{running_app.url}/api/c/{room}/note/sign", {"expected_version": 0, "note": note(running_app)})
+    assert r.status == 201
+    page = await (await http.get(f"{running_app.url}/j/{token}")).text()
+    assert 'data-step="call"' in page  # still in the call
+    assert 'aria-live="polite" data-version="1"' in page  # the summary section, shown
+    assert "Amlodipin 5 mg: 1 viên buổi sáng" in page and "BS. Nguyễn Thị Lan" in page
