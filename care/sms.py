@@ -10,7 +10,7 @@ Vietnamese SMS from clinics, banks and carriers are commonly sent without diacri
 Links in messages are short links (`<public URL>/s/<code>`, a random code of 12 letters and digits)
 rather than the signed join token (a JWT of about 220 characters), so an invitation with the station's
 phone number fits one GSM-7 segment (160 characters) when the public URL is at most 55 characters
-(tests/unit/test_short_links.py).
+(tests/unit/test_short_codes.py).
 """
 
 from __future__ import annotations
