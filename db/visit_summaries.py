@@ -37,6 +37,7 @@ class Recipient:
     link_jti: uuid.UUID | None
     link_expires_at: datetime | None
     visit_day: date
+    invitation_id: uuid.UUID | None = None  # the SMS is listed with the invitation's other messages
 
 
 async def recipient(con: asyncpg.Connection, consultation_id: uuid.UUID) -> Recipient | None:
@@ -46,7 +47,7 @@ async def recipient(con: asyncpg.Connection, consultation_id: uuid.UUID) -> Reci
         """SELECT c.patient_id, c.started_at, q.link_jti, l.expires_at, coalesce(i.phone, p.phone) AS phone,
                   coalesce(i.lang, (SELECT k.lang FROM consent k WHERE k.link_jti = q.link_jti
                                     ORDER BY k.given_at DESC LIMIT 1), 'vi') AS lang,
-                  f.name AS facility_name, f.phone AS facility_phone
+                  f.name AS facility_name, f.phone AS facility_phone, i.id AS invitation_id
            FROM consultation c JOIN queue_entry q ON q.id = c.queue_entry_id
            JOIN patient p ON p.id = c.patient_id JOIN facility f ON f.id = p.facility_id
            LEFT JOIN join_link l ON l.jti = q.link_jti LEFT JOIN invitation i ON i.link_jti = q.link_jti
@@ -59,7 +60,7 @@ async def recipient(con: asyncpg.Connection, consultation_id: uuid.UUID) -> Reci
         phone = None  # a landline or an old typo: the page still shows the summary
     return Recipient(row["patient_id"], phone, row["lang"] if row["lang"] in ("vi", "en") else "vi",
                      row["facility_name"], row["facility_phone"], row["link_jti"], row["expires_at"],
-                     row["started_at"].astimezone(FACILITY_TZ).date())
+                     row["started_at"].astimezone(FACILITY_TZ).date(), row["invitation_id"])
 
 
 def summary_of(content: NoteContent, lang: str, to: Recipient) -> VisitSummary | None:
@@ -101,7 +102,7 @@ async def sign(con: asyncpg.Connection, consultation_id: uuid.UUID, author_id: i
         if sms is not None and to.phone is not None:
             message_id = await messages_db.schedule(
                 con, patient_id=to.patient_id, to_phone=to.phone, lang=to.lang, kind=KIND, body=sms.text,
-                dedupe_key=f"{KIND}:{consultation_id}:{signed.version}", due_at=now)
+                dedupe_key=f"{KIND}:{consultation_id}:{signed.version}", due_at=now, invitation_id=to.invitation_id)
         if content.summary is not None:
             await audit.record(con, audit.Actor.staff(author_id), "visit_summary.share", "consultation",
                                consultation_id, {"version": signed.version, "message": message_id,
