@@ -177,7 +177,8 @@ async def _demo_banner(app: web.Application) -> None:
         link = None
         if patient_id is not None:
             token, _ = await issue_link(con, app[signer_key], patient_id, settings.link_ttl_s)
-            link = f"{settings.base_url}/j/{token}"
+            code = await short_links.code_for(con, app[signer_key].verify(token))
+            link = f"{settings.base_url}/s/{code}"
     lines = ["", "Đồng Hành is running (demo data)", f"  open:        {settings.base_url}/",
              f"  staff:       {settings.base_url}/staff  (password for all: {demo.DEMO_PASSWORD})"]
     lines += [f"               {s.username:<12} {s.role:<11} {s.name}" for s in demo.STAFF]
