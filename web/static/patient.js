@@ -324,7 +324,7 @@ function onMessage(msg) {
       if ($("visit-summary").hidden) $("summary-wait").hidden = false;
       break;
     case "visit_summary":
-      showSummary(msg);
+      if (msg.room === room) showSummary(msg); // this page's visit, not another tab's later one
       break;
     case "replaced":
       finish(t("This page was opened in another tab or device."));
