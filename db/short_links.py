@@ -56,4 +56,9 @@ async def record_miss(con: asyncpg.Connection, address: str, now: datetime, *, w
                window_start = CASE WHEN m.window_start <= $2::timestamptz - $3::interval THEN $2
                                    ELSE m.window_start END
            RETURNING misses""", address, now, window)
+    # Forget a few addresses whose window has passed, so the table holds only the last window's guessers.
+    await con.execute(
+        """DELETE FROM short_link_miss WHERE address IN (
+               SELECT address FROM short_link_miss WHERE window_start <= $1::timestamptz - $2::interval
+               ORDER BY window_start LIMIT 100 FOR UPDATE SKIP LOCKED)""", now, window)
     return misses

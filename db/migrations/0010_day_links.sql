@@ -22,6 +22,8 @@ CREATE TABLE short_link_miss (
     window_start  timestamptz NOT NULL,
     misses        int NOT NULL CHECK (misses >= 0)
 );
+-- Windows that have passed are pruned a few at a time, oldest first.
+CREATE INDEX short_link_miss_window ON short_link_miss (window_start);
 
 ALTER TABLE note_version
     ADD COLUMN medicines jsonb NOT NULL DEFAULT '[]' CHECK (jsonb_typeof(medicines) = 'array'),

@@ -119,3 +119,13 @@ async def test_a_malformed_code_is_a_miss_too(running_app: RunningApp, http: aio
     assert r.status == 404
     async with running_app.pool.acquire() as con:
         assert await con.fetchval("SELECT misses FROM short_link_miss WHERE address = '127.0.0.1'") == 1
+
+
+async def test_addresses_whose_window_has_passed_are_forgotten(running_app: RunningApp,
+                                                               http: aiohttp.ClientSession) -> None:
+    await http.get(f"{running_app.url}/s/ZZZZZZZZZZZZ", headers={"X-Forwarded-For": "192.0.2.1"})
+    running_app.app[clock_key].advance(MISS_WINDOW + timedelta(seconds=1))
+    await http.get(f"{running_app.url}/s/ZZZZZZZZZZZZ", headers={"X-Forwarded-For": "192.0.2.2"})
+    async with running_app.pool.acquire() as con:
+        rows = await con.fetch("SELECT address FROM short_link_miss")
+    assert [r["address"] for r in rows] == ["192.0.2.2"]
