@@ -142,7 +142,7 @@ form.addEventListener("submit", async (e) => {
     renderVersions(data.versions);
   } catch (e2) {
     const field = e2.data && e2.data.error && e2.data.error.field;
-    const input = field && form.elements[field.replace("vitals.", "")];
+    const input = field && form.elements[field.replace("vitals.", "").replace("summary.", "summary_")];
     const label = input && input.labels && input.labels[0] ? input.labels[0].textContent.trim() : field;
     err.textContent = e2.status === 409 ? t("Someone signed a newer version. Reload to see it before editing.")
       : field ? t("Please check this field: {field}", { field: label }) : t("Something went wrong. Please try again.");
