@@ -7,8 +7,10 @@ accented message costs two to three times as much and is cut more often on cheap
 Vietnamese SMS from clinics, banks and carriers are commonly sent without diacritics ("Tram Y te",
 "kham"), and every Vietnamese text here is unaccented: people read it without difficulty.
 
-The join URL carries a signed token (a JWT of about 200 characters), so a message with a link needs
-two GSM-7 segments whatever we do with the words; everything else is kept short so it never needs three.
+Links in messages are short links (`<public URL>/s/<code>`, a random code of 12 letters and digits)
+rather than the signed join token (a JWT of about 220 characters), so an invitation with the station's
+phone number fits one GSM-7 segment (160 characters) when the public URL is at most 55 characters
+(tests/unit/test_short_codes.py).
 """
 
 from __future__ import annotations
@@ -134,29 +136,35 @@ class MessageKind(StrEnum):
 # Unaccented Vietnamese (see the module docstring), as short as stays clear.
 _TEXTS: dict[str, dict[tuple[MessageKind, bool], str]] = {
     "vi": {
-        (MessageKind.invitation, False): "{fac}: moi kham benh qua video. Link: {url}",
-        (MessageKind.invitation, True): "{fac}: hen kham video {when}. Link: {url}",
+        (MessageKind.invitation, False): "{fac}: moi kham benh qua video. Link: {url}{call}",
+        (MessageKind.invitation, True): "{fac}: hen kham video {when}. Link: {url}{call}",
         (MessageKind.reminder_day_before, True): "{fac}: nhac hen kham {time} ngay mai. Link: {url}",
         (MessageKind.reminder_15_min, True): "{fac}: con 15 phut den gio kham ({time}). Link: {url}",
         (MessageKind.queue_near, False): "{fac}: khoang {minutes} phut nua bac si kham. Link: {url}",
         (MessageKind.rescheduled, True): "{fac}: doi hen sang {when}. Link moi: {url}",
         (MessageKind.revoked, True): "{fac}: lich hen kham {when} da huy, link cu khong dung duoc nua. "
-                                     "Can kham, xin goi tram y te.",
+                                     "Can kham, {call_station}.",
         (MessageKind.revoked, False): "{fac}: link kham qua video da huy, khong dung duoc nua. "
-                                      "Can kham, xin goi tram y te.",
+                                      "Can kham, {call_station}.",
     },
     "en": {
-        (MessageKind.invitation, False): "{fac}: video consultation link: {url}",
-        (MessageKind.invitation, True): "{fac}: video appointment {when}. Link: {url}",
+        (MessageKind.invitation, False): "{fac}: video consultation link: {url}{call}",
+        (MessageKind.invitation, True): "{fac}: video appointment {when}. Link: {url}{call}",
         (MessageKind.reminder_day_before, True): "{fac}: appointment tomorrow {time}. Link: {url}",
         (MessageKind.reminder_15_min, True): "{fac}: appointment in 15 min ({time}). Link: {url}",
         (MessageKind.queue_near, False): "{fac}: the doctor sees you in ~{minutes} min. Link: {url}",
         (MessageKind.rescheduled, True): "{fac}: moved to {when}. New link: {url}",
         (MessageKind.revoked, True): "{fac}: appointment {when} cancelled; the link no longer works. "
-                                     "Call your health station if needed.",
+                                     "If needed, {call_station}.",
         (MessageKind.revoked, False): "{fac}: video consultation link cancelled; it no longer works. "
-                                      "Call your health station if needed.",
+                                      "If needed, {call_station}.",
     },
+}
+
+# The station's number, when known: {call} after a link, {call_station} in a sentence.
+_CALL: dict[str, dict[bool, tuple[str, str]]] = {
+    "vi": {True: (" Hoi: {phone}", "goi {phone}"), False: ("", "xin goi tram y te")},
+    "en": {True: (" Help: {phone}", "call {phone}"), False: ("", "call your health station")},
 }
 
 
@@ -168,10 +176,12 @@ class Sms:
 
 
 def compose(kind: MessageKind, lang: str, *, facility: str, url: str = "", slot_at: datetime | None = None,
-            minutes: int | None = None) -> Sms:
+            minutes: int | None = None, phone: str | None = None) -> Sms:
     """The text of one message and its segment count. `facility` is the full name (shortened here);
-    `slot_at` makes it an appointment text; queue_near needs `minutes`."""
+    `slot_at` makes it an appointment text; queue_near needs `minutes`; `phone` is the station's number,
+    given in invitations and cancellations when known."""
     texts = _TEXTS.get(lang, _TEXTS["vi"])
+    call, call_station = _CALL.get(lang, _CALL["vi"])[bool(phone)]
     has_slot = slot_at is not None
     template = texts.get((kind, has_slot)) or texts.get((kind, not has_slot))
     if template is None:  # pragma: no cover - every kind has a text in both languages
@@ -182,6 +192,7 @@ def compose(kind: MessageKind, lang: str, *, facility: str, url: str = "", slot_
         raise ValueError(f"a {kind} message needs the number of minutes")
     text = template.format(fac=short_facility_name(facility), url=url,
                            when=local_time_text(slot_at) if slot_at else "",
-                           time=local_time_text(slot_at)[:5] if slot_at else "", minutes=minutes)
+                           time=local_time_text(slot_at)[:5] if slot_at else "", minutes=minutes,
+                           call=call.format(phone=phone), call_station=call_station.format(phone=phone))
     counted = count_segments(text)
     return Sms(text, counted.encoding, counted.segments)

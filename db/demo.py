@@ -16,6 +16,8 @@ DEMO_PASSWORD = "demo1234"
 # Real administrative units (vietnam-provinces, 2025 reform): Lào Cai (15), Xã Mù Cang Chải (04456).
 PROVINCE_CODE = "15"
 COMMUNE_CODE = "04456"
+# Made-up numbers (area codes 0214 Lào Cai, 0216 the former Yên Bái side), for the "call us" lines.
+PHONES = {"province": "0214 3820 115", "district": "0216 3878 115", "commune": "0216 3878 210"}
 
 
 @dataclass(frozen=True)
@@ -58,15 +60,16 @@ async def seed(con: asyncpg.Connection, today: date | None = None) -> bool:
     today = today or date.today()
     async with con.transaction():
         province = await con.fetchval(
-            "INSERT INTO facility (name, level, province_code) VALUES ($1, 'province', $2) RETURNING id",
-            "Bệnh viện Đa khoa tỉnh Lào Cai", PROVINCE_CODE)
+            "INSERT INTO facility (name, level, province_code, phone) VALUES ($1, 'province', $2, $3) RETURNING id",
+            "Bệnh viện Đa khoa tỉnh Lào Cai", PROVINCE_CODE, PHONES["province"])
         district = await con.fetchval(
-            "INSERT INTO facility (name, level, parent_id, province_code) VALUES ($1, 'district', $2, $3) "
-            "RETURNING id", "Trung tâm Y tế khu vực Mù Cang Chải", province, PROVINCE_CODE)
+            "INSERT INTO facility (name, level, parent_id, province_code, phone) "
+            "VALUES ($1, 'district', $2, $3, $4) RETURNING id",
+            "Trung tâm Y tế khu vực Mù Cang Chải", province, PROVINCE_CODE, PHONES["district"])
         commune = await con.fetchval(
-            "INSERT INTO facility (name, level, parent_id, province_code, commune_code) "
-            "VALUES ($1, 'commune', $2, $3, $4) RETURNING id",
-            "Trạm Y tế xã Mù Cang Chải", district, PROVINCE_CODE, COMMUNE_CODE)
+            "INSERT INTO facility (name, level, parent_id, province_code, commune_code, phone) "
+            "VALUES ($1, 'commune', $2, $3, $4, $5) RETURNING id",
+            "Trạm Y tế xã Mù Cang Chải", district, PROVINCE_CODE, COMMUNE_CODE, PHONES["commune"])
         facility_ids = {"commune": commune, "district": district, "province": province}
         staff_ids: dict[str, int] = {}
         for s in STAFF:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import asyncpg
 
 
@@ -20,3 +22,17 @@ async def location(con: asyncpg.Connection, facility_id: int) -> tuple[str | Non
     """(province code, commune code) of a facility: the default address for patients registered there."""
     row = await con.fetchrow("SELECT province_code, commune_code FROM facility WHERE id = $1", facility_id)
     return (row["province_code"], row["commune_code"]) if row else (None, None)
+
+
+@dataclass(frozen=True)
+class Contact:
+    """How a patient reaches a facility: its name and phone number (None when not recorded)."""
+
+    id: int
+    name: str
+    phone: str | None
+
+
+async def contact(con: asyncpg.Connection, facility_id: int) -> Contact | None:
+    row = await con.fetchrow("SELECT id, name, phone FROM facility WHERE id = $1", facility_id)
+    return Contact(row["id"], row["name"], row["phone"]) if row else None

@@ -8,21 +8,30 @@ token is signed by the caller (`LinkUrl`), so this module stays free of web code
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
+from typing import Protocol
 
 import asyncpg
 
 from care.appointments import DEFAULT_LATE, OPENS_BEFORE, Window, appointment_window, reminder_times
 from care.sms import MessageKind, compose
-from db import audit, links
+from db import audit, links, short_links
 from db import messages as messages_db
 from db.errors import Conflict, DbError, NotFound
 
-# Builds the patient's URL for a link: (jti, expires_at) → "https://…/j/<signed token>".
-LinkUrl = Callable[[uuid.UUID, datetime], str]
+
+class LinkUrl(Protocol):
+    """Builds the patient's URL for a link: (jti, expires_at) → "https://…/j/<signed token>", or with the
+    link's short code → "https://…/s/<code>" (what messages carry)."""
+
+    def __call__(self, jti: uuid.UUID, expires_at: datetime, code: str | None = None) -> str: ...
+
+
+async def short_url(con: asyncpg.Connection, link_url: LinkUrl, jti: uuid.UUID, expires_at: datetime) -> str:
+    """The short URL of a link (its code is created on first use)."""
+    return link_url(jti, expires_at, await short_links.code_for(con, jti))
 
 SCOPE_CTE = """WITH RECURSIVE scope(id) AS (
                    SELECT $1::bigint
@@ -69,6 +78,7 @@ class Invitation:
     patient_name: str
     facility_id: int
     facility_name: str
+    facility_phone: str | None
     kind: InvitationKind
     slot_at: datetime | None
     doctor_id: int | None
@@ -96,7 +106,8 @@ class Invitation:
         return self.status is InvitationStatus.active
 
 
-_SELECT = """SELECT i.*, p.name AS patient_name, f.name AS facility_name, s.name AS doctor_name,
+_SELECT = """SELECT i.*, p.name AS patient_name, f.name AS facility_name, f.phone AS facility_phone,
+                    s.name AS doctor_name,
                     l.expires_at AS link_expires_at
              FROM invitation i JOIN patient p ON p.id = i.patient_id JOIN facility f ON f.id = i.facility_id
              JOIN join_link l ON l.jti = i.link_jti LEFT JOIN staff s ON s.id = i.doctor_id"""
@@ -104,10 +115,10 @@ _SELECT = """SELECT i.*, p.name AS patient_name, f.name AS facility_name, s.name
 
 def _invitation(r: asyncpg.Record) -> Invitation:
     return Invitation(r["id"], r["patient_id"], r["patient_name"], r["facility_id"], r["facility_name"],
-                      InvitationKind(r["kind"]), r["slot_at"], r["doctor_id"], r["doctor_name"], r["service"],
-                      r["lang"], r["phone"], r["opens_at"], r["closes_at"], InvitationStatus(r["status"]),
-                      r["link_jti"], r["link_expires_at"], r["created_by"], r["created_at"], r["used_at"],
-                      r["revoked_at"], r["replaced_by"])
+                      r["facility_phone"], InvitationKind(r["kind"]), r["slot_at"], r["doctor_id"],
+                      r["doctor_name"], r["service"], r["lang"], r["phone"], r["opens_at"], r["closes_at"],
+                      InvitationStatus(r["status"]), r["link_jti"], r["link_expires_at"], r["created_by"],
+                      r["created_at"], r["used_at"], r["revoked_at"], r["replaced_by"])
 
 
 async def get(con: asyncpg.Connection, invitation_id: uuid.UUID) -> Invitation | None:
@@ -214,7 +225,7 @@ async def _insert(con: asyncpg.Connection, booking: Booking, *, patient_id: int,
         raise Conflict("slot_taken", f"{who} already has an appointment at {booking.slot_at}") from None
     invitation = await get(con, invitation_id)
     assert invitation is not None
-    return invitation, link_url(jti, expires_at)
+    return invitation, await short_url(con, link_url, jti, expires_at)
 
 
 async def _schedule(con: asyncpg.Connection, invitation: Invitation, kind: MessageKind, dedupe_key: str,
@@ -222,7 +233,8 @@ async def _schedule(con: asyncpg.Connection, invitation: Invitation, kind: Messa
     """One message of this invitation (nothing when the patient has no phone number)."""
     if invitation.phone is None:
         return None
-    sms = compose(kind, invitation.lang, facility=invitation.facility_name, url=url, slot_at=invitation.slot_at)
+    sms = compose(kind, invitation.lang, facility=invitation.facility_name, url=url, slot_at=invitation.slot_at,
+                  phone=invitation.facility_phone)
     return await messages_db.schedule(con, invitation_id=invitation.id, patient_id=invitation.patient_id,
                                       to_phone=invitation.phone, lang=invitation.lang, kind=kind.value,
                                       body=sms.text, dedupe_key=dedupe_key, due_at=due_at)
@@ -281,8 +293,8 @@ async def resend(con: asyncpg.Connection, invitation_id: uuid.UUID, *, staff_id:
         if invitation.phone is None:
             raise DbError("no_phone", "this invitation has no phone number to send to")
         first = await _sends(con, invitation_id) == 0
-        message_id = await _send_invitation(con, invitation, link_url(invitation.link_jti,
-                                                                      invitation.link_expires_at), now)
+        url = await short_url(con, link_url, invitation.link_jti, invitation.link_expires_at)
+        message_id = await _send_invitation(con, invitation, url, now)
         assert message_id is not None
         await audit.record(con, audit.Actor.staff(staff_id), "invitation.send" if first else "invitation.resend",
                            "invitation", invitation_id, {"message": message_id})

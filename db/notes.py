@@ -11,6 +11,7 @@ from typing import Any
 
 import asyncpg
 
+from care.summary import Medicine, SummaryChoice
 from db import audit
 from db.errors import Conflict
 
@@ -24,12 +25,24 @@ class NoteContent:
     vitals: dict[str, float] | None = None
     diagnoses: tuple[str, ...] = ()
     follow_up_on: date | None = None
+    medicines: tuple[Medicine, ...] = ()
+    # What the doctor shares with the patient (page and SMS); None: nothing.
+    summary: SummaryChoice | None = None
+
+    def medicines_json(self) -> list[dict[str, str]]:
+        return [asdict(m) for m in self.medicines]
 
     def canonical(self) -> str:
         data = asdict(self)
         data["follow_up_on"] = self.follow_up_on.isoformat() if self.follow_up_on else None
         data["diagnoses"] = list(self.diagnoses)
         data["vitals"] = self.vitals or {}
+        # Fields added later are sealed only when used, so older versions' digests stay reproducible.
+        del data["medicines"], data["summary"]
+        if self.medicines:
+            data["medicines"] = self.medicines_json()
+        if self.summary is not None:
+            data["summary"] = self.summary.as_dict()
         return json.dumps(data, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -45,8 +58,10 @@ class NoteVersion:
 
 
 def _version(r: asyncpg.Record) -> NoteVersion:
+    medicines = tuple(Medicine(m["drug"], m.get("dose", ""), m.get("how", "")) for m in r["medicines"])
+    summary = SummaryChoice.from_dict(r["patient_summary"]) if r["patient_summary"] is not None else None
     content = NoteContent(r["subjective"], r["objective"], r["assessment"], r["plan"], dict(r["vitals"]),
-                          tuple(r["diagnoses"]), r["follow_up_on"])
+                          tuple(r["diagnoses"]), r["follow_up_on"], medicines, summary)
     return NoteVersion(r["consultation_id"], r["version"], content, r["author_id"], r["author_name"],
                        r["signed_at"], r["content_sha256"])
 
@@ -89,10 +104,12 @@ async def sign(con: asyncpg.Connection, consultation_id: uuid.UUID, author_id: i
             f"{consultation_id}|{version}|{author_id}|{content.canonical()}".encode()).hexdigest()
         await con.execute(
             """INSERT INTO note_version (consultation_id, version, subjective, objective, assessment, plan,
-                                         vitals, diagnoses, follow_up_on, author_id, content_sha256)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)""",
+                                         vitals, diagnoses, follow_up_on, author_id, content_sha256, medicines,
+                                         patient_summary)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)""",
             consultation_id, version, content.subjective, content.objective, content.assessment, content.plan,
             content.vitals or {}, list(content.diagnoses), content.follow_up_on, author_id, digest,
+            content.medicines_json(), content.summary.as_dict() if content.summary is not None else None,
         )
         await con.execute("DELETE FROM note_draft WHERE consultation_id = $1 AND author_id = $2",
                           consultation_id, author_id)
@@ -108,3 +125,15 @@ async def versions(con: asyncpg.Connection, consultation_id: uuid.UUID) -> list[
         "SELECT n.*, s.name AS author_name FROM note_version n JOIN staff s ON s.id = n.author_id "
         "WHERE n.consultation_id = $1 ORDER BY n.version", consultation_id)
     return [_version(r) for r in rows]
+
+
+async def latest_for_link(con: asyncpg.Connection, jti: uuid.UUID) -> tuple[NoteVersion, datetime] | None:
+    """The record (latest signed version) of the latest consultation reached through a join link, with
+    that consultation's start: what a patient holding the link may read of their visit."""
+    row = await con.fetchrow(
+        """SELECT c.id, c.started_at FROM consultation c JOIN queue_entry q ON q.id = c.queue_entry_id
+           WHERE q.link_jti = $1 AND c.status = 'ended' ORDER BY c.started_at DESC LIMIT 1""", jti)
+    if row is None:
+        return None
+    signed = await versions(con, row["id"])
+    return (signed[-1], row["started_at"]) if signed else None

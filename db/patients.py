@@ -347,7 +347,8 @@ async def consultations(con: asyncpg.Connection, patient_id: int) -> list[asyncp
                   s.name AS doctor_name, f.name AS facility_name,
                   q.triage_level, q.reason,
                   n.version AS note_version, n.subjective, n.objective, n.assessment, n.plan,
-                  n.vitals, n.diagnoses, n.follow_up_on, n.signed_at, ns.name AS note_author
+                  n.vitals, n.diagnoses, n.follow_up_on, n.signed_at, ns.name AS note_author,
+                  n.medicines, n.patient_summary
            FROM consultation c
            JOIN staff s ON s.id = c.doctor_id
            JOIN facility f ON f.id = s.facility_id

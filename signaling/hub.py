@@ -358,6 +358,14 @@ class Hub:
             await member.send({**out, "id": ref} if member is requester else out)
         self.queue_changed()
 
+    async def to_patient(self, patient_id: int, message: dict[str, Any]) -> int:
+        """Send `message` to every open page of a patient (a signed visit summary, say); returns how many.
+        Pages stay connected after `ended` for this."""
+        clients = list(self.patients.get(patient_id, ()))
+        for client in clients:
+            await client.send(message)
+        return len(clients)
+
     def queue_changed(self, alert: dict[str, Any] | None = None) -> None:
         """Something changed the queue: broadcast soon (coalesced). `alert` goes to every doctor serving it."""
         if alert is not None:

@@ -8,11 +8,12 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 
+from care.appointments import FACILITY_TZ
 from care.triage import TriageLevel, evidence
 from db import queue as queue_db
 from signaling.protocol import encode
@@ -83,7 +84,7 @@ def entry_view(row: asyncpg.Record, now: datetime, online_patients: Iterable[int
             "id": row["patient_id"],
             "name": row["patient_name"],
             "sex": row["sex"],
-            "age": date.today().year - birth_year if birth_year else None,
+            "age": datetime.now(FACILITY_TZ).year - birth_year if birth_year else None,
             "key_groups": list(row["key_groups"]),
         },
     }

@@ -21,7 +21,16 @@ from db.migrate import migrate
 from db.pool import create_pool
 from db.staff import Session
 from signaling.hub import Hub
-from web import echo_routes, invitation_routes, patient_routes, registry_routes, staff_routes, ws
+from web import (
+    echo_routes,
+    invitation_routes,
+    localtime,
+    patient_routes,
+    registry_routes,
+    short_link_routes,
+    staff_routes,
+    ws,
+)
 from web.auth import SESSION_COOKIE, LinkSigner, ice_servers, patient_identity, resolve_link, staff_session
 from web.client import client_address, is_loopback
 from web.clock import Clock
@@ -108,12 +117,13 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app[sockets_key] = set()  # each socket removes itself in its handler's finally
     static = StaticFiles(resources.files("web").joinpath("static"))
     app[static_key] = static
-    aiohttp_jinja2.setup(
+    environment = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("web", "templates"),
         autoescape=jinja2.select_autoescape(["html"]),
         undefined=jinja2.StrictUndefined,
     )
+    localtime.install(environment)
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_signin)
     app.cleanup_ctx.append(_hub)
@@ -123,6 +133,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.router.add_get("/healthz", health)
     app.router.add_get("/ws", ws.websocket)
     patient_routes.setup(app)
+    short_link_routes.setup(app)
     staff_routes.setup(app)
     registry_routes.setup(app)
     invitation_routes.setup(app)

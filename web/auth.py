@@ -8,10 +8,9 @@ import hmac
 import secrets
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import asyncpg
 import jwt
@@ -52,8 +51,9 @@ class LinkSigner:
         claims = {"jti": str(jti), "aud": LINK_AUDIENCE, "exp": int(expires_at.timestamp())}
         return jwt.encode(claims, self.key, algorithm="HS256", headers={"kid": self.key_id(self.key)})
 
-    def verify(self, token: str) -> uuid.UUID:
-        """The link id of a genuine, unexpired token; LinkError otherwise."""
+    def verify(self, token: str, *, allow_expired: bool = False) -> uuid.UUID:
+        """The link id of a genuine, unexpired token (or expired too, with `allow_expired`: to say which
+        station to call, or to show a finished visit's summary); LinkError otherwise."""
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError:
@@ -62,7 +62,7 @@ class LinkSigner:
         for key in keys:
             try:
                 claims = jwt.decode(token, key, algorithms=["HS256"], audience=LINK_AUDIENCE,
-                                    options={"require": ["jti", "exp", "aud"]})
+                                    options={"require": ["jti", "exp", "aud"], "verify_exp": not allow_expired})
             except jwt.ExpiredSignatureError:
                 raise LinkError("link_expired", "this link has expired") from None
             except jwt.InvalidTokenError:
@@ -89,6 +89,16 @@ async def resolve_link(con: asyncpg.Connection, signer: LinkSigner, token: str) 
     return link
 
 
+async def inspect_link(con: asyncpg.Connection, signer: LinkSigner, token: str) -> links_db.JoinLink | None:
+    """The row of a genuine token whatever its state (expired, revoked, finished), or None. For pages
+    that explain an unusable link; never a way in."""
+    try:
+        jti = signer.verify(token, allow_expired=True)
+    except LinkError:
+        return None
+    return await links_db.lookup(con, jti)
+
+
 def patient_identity(link: links_db.JoinLink) -> PatientIdentity:
     return PatientIdentity(link.patient_id, link.facility_id, link.jti)
 
@@ -100,10 +110,17 @@ async def issue_link(con: asyncpg.Connection, signer: LinkSigner, patient_id: in
     return signer.sign(jti, expires_at), expires_at
 
 
-def join_url(signer: LinkSigner, base_url: str) -> Callable[[uuid.UUID, datetime], str]:
-    """Builds a link's URL from its row: `base_url/j/<token>`. HS256 signing is deterministic, so the
-    same link signed again (to re-send it, or to show it on the invitation page) is the same URL."""
-    def url(jti: uuid.UUID, expires_at: datetime) -> str:
+class LinkUrl(Protocol):
+    def __call__(self, jti: uuid.UUID, expires_at: datetime, code: str | None = None) -> str: ...
+
+
+def join_url(signer: LinkSigner, base_url: str) -> LinkUrl:
+    """Builds a link's URL from its row: `base_url/s/<code>` when the link's short code is given (what
+    SMS carry), else `base_url/j/<token>`. HS256 signing is deterministic, so the same link signed again
+    (to re-send it, or to show it on the invitation page) is the same URL."""
+    def url(jti: uuid.UUID, expires_at: datetime, code: str | None = None) -> str:
+        if code is not None:
+            return f"{base_url.rstrip('/')}/s/{code}"
         return f"{base_url.rstrip('/')}/j/{signer.sign(jti, expires_at)}"
     return url
 

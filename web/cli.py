@@ -12,13 +12,15 @@ from collections.abc import Sequence
 import asyncpg
 from aiohttp import web
 
-from db import demo
+from care.appointments import FACILITY_TZ
+from db import demo, short_links
 from db.errors import DbError
 from db.migrate import migrate
 from web.app import create_app
 from web.auth import LinkSigner, issue_link
 from web.database import database_dsn
 from web.keys import pool_key, settings_key, signer_key
+from web.localtime import localtime
 from web.settings import CONFIG_VARIABLES, ConfigError, Settings, parse_duration
 
 log = logging.getLogger("donghanh")
@@ -121,14 +123,47 @@ async def _link(settings: Settings, patient_id: int, ttl_s: int) -> int:
         try:
             await migrate(con)
             token, expires_at = await issue_link(con, signer, patient_id, ttl_s)
+            code = await short_links.code_for(con, signer.verify(token))
         except DbError as exc:
             print(f"donghanh: {exc.message}", file=sys.stderr)
             return 1
         finally:
             await con.close()
-    print(f"{settings.base_url}/j/{token}")
-    print(f"expires {expires_at:%Y-%m-%d %H:%M %Z}", file=sys.stderr)
+    base_url, guessed = link_base_url(settings)
+    print(f"{base_url}/j/{token}")
+    print(f"short: {base_url}/s/{code}  (for SMS)", file=sys.stderr)
+    print(f"expires {localtime(expires_at)} ({FACILITY_TZ.key})", file=sys.stderr)
+    if guessed:
+        print(f"note: DONGHANH_PUBLIC_URL is not set and no server has recorded its URL in {settings.data_dir}; "
+              f"the link assumes {base_url}", file=sys.stderr)
     return 0
+
+
+SERVED_URL_FILE = "served_url"
+
+
+def record_served_url(settings: Settings) -> None:
+    """`serve` writes the URL it builds links with (the public URL, or its own host and port) into the data
+    dir, so `donghanh link` run later prints links to that server and not to a guessed port."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / SERVED_URL_FILE
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(settings.base_url + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def link_base_url(settings: Settings) -> tuple[str, bool]:
+    """The base of printed links: DONGHANH_PUBLIC_URL when configured, else the URL the server recorded,
+    else the default guess (second value True)."""
+    if settings.public_url:
+        return settings.base_url, False
+    try:
+        recorded = (settings.data_dir / SERVED_URL_FILE).read_text(encoding="utf-8").strip()
+    except OSError:
+        recorded = ""
+    if recorded.startswith(("http://", "https://")):
+        return recorded.rstrip("/"), False
+    return settings.base_url, True
 
 
 async def _demo_banner(app: web.Application) -> None:
@@ -142,7 +177,8 @@ async def _demo_banner(app: web.Application) -> None:
         link = None
         if patient_id is not None:
             token, _ = await issue_link(con, app[signer_key], patient_id, settings.link_ttl_s)
-            link = f"{settings.base_url}/j/{token}"
+            code = await short_links.code_for(con, app[signer_key].verify(token))
+            link = f"{settings.base_url}/s/{code}"
     lines = ["", "Đồng Hành is running (demo data)", f"  open:        {settings.base_url}/",
              f"  staff:       {settings.base_url}/staff  (password for all: {demo.DEMO_PASSWORD})"]
     lines += [f"               {s.username:<12} {s.role:<11} {s.name}" for s in demo.STAFF]
@@ -155,6 +191,7 @@ async def _demo_banner(app: web.Application) -> None:
 
 def serve(settings: Settings, *, demo_data: bool) -> None:
     app = create_app(settings, demo_data=demo_data)
+    record_served_url(settings)
     if demo_data:
         app.on_startup.append(_demo_banner)
     web.run_app(app, host=settings.host, port=settings.port, access_log=None,

@@ -49,11 +49,6 @@ def link_url(app: web.Application) -> invitations_db.LinkUrl:
     return join_url(app[signer_key], app[settings_key].base_url)
 
 
-def local(at: datetime | None, fmt: str = "%H:%M %d/%m/%Y") -> str:
-    """A time as the facility reads it (Asia/Ho_Chi_Minh)."""
-    return at.astimezone(FACILITY_TZ).strftime(fmt) if at else ""
-
-
 def _uuid(text: str) -> uuid.UUID:
     try:
         return uuid.UUID(text)
@@ -151,7 +146,7 @@ def _default_slot(now: datetime) -> tuple[str, str]:
 
 
 def _page_context(me: Session) -> dict[str, Any]:
-    return {"me": me.staff, "labels": labels, "local": local, "mask_phone": mask_phone}
+    return {"me": me.staff, "labels": labels, "mask_phone": mask_phone}
 
 
 # ---- invite --------------------------------------------------------------------------------------------
@@ -221,7 +216,7 @@ def sms_previews(invitation: Invitation, url: str) -> list[dict[str, Any]]:
     out = []
     for lang in ("vi", "en"):
         sms = compose(MessageKind.invitation, lang, facility=invitation.facility_name, url=url,
-                      slot_at=invitation.slot_at)
+                      slot_at=invitation.slot_at, phone=invitation.facility_phone)
         out.append({"lang": lang, "text": sms.text, "segments": sms.segments, "encoding": sms.encoding.value,
                     "chars": len(sms.text)})
     return out
@@ -233,7 +228,9 @@ async def _render_invitation(request: web.Request, session: Session, invitation:
     async with request.app[pool_key].acquire() as con:
         messages = await messages_db.for_invitation(con, invitation.id)
         doctors = await invitations_db.bookable_doctors(con, invitation.facility_id)
-    url = link_url(request.app)(invitation.link_jti, invitation.link_expires_at)
+        # The short link (as in the SMS): easier to copy into another messenger, a smaller QR code.
+        url = await invitations_db.short_url(con, link_url(request.app), invitation.link_jti,
+                                             invitation.link_expires_at)
     t = request[t_rkey]
     if values is None:
         day, at = _default_slot(request.app[clock_key].now())

@@ -36,6 +36,7 @@ MESSAGE_KINDS: dict[str, str] = {
     "queue_near": N_("Doctor soon"),
     "rescheduled": N_("New time"),
     "revoked": N_("Cancellation"),
+    "visit_summary": N_("Visit summary"),
 }
 
 MESSAGE_STATUSES: dict[str, str] = {

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import secrets
+from http import HTTPStatus
 
 from aiohttp import hdrs, web
 from aiohttp.typedefs import Handler
@@ -143,6 +144,12 @@ async def _error_page(request: web.Request, status: int, message: str) -> web.Re
     t = request[t_rkey]
     titles = {403: t("You are not allowed to see this page"), 404: t("Page not found"),
               500: t("Something went wrong on our side")}
+    # aiohttp's bare reasons ("Not Found") are English: say it in the reader's language instead.
+    bare = {403: t("You do not have access to this page."),
+            404: t("No page exists at this address. If the link came in a message, check it was copied whole."),
+            405: t("This page cannot be used that way.")}
+    if status in bare and message == HTTPStatus(status).phrase:
+        message = bare[status]
     response = render(request, "error.html", {"title": titles.get(status, t("Request refused")), "detail": message})
     response.set_status(status)
     return response

@@ -2,28 +2,29 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 import asyncpg
 import msgspec
 from aiohttp import web
 
-from care.appointments import FACILITY_TZ, WindowState
+from care.appointments import WindowState
 from care.triage import CheckIn, CheckInError, KeyGroup, Symptom, assess
 from db import audit
 from db import consultations as consultations_db
+from db import facilities as facilities_db
 from db import invitations as invitations_db
 from db import links as links_db
 from db import patients as patients_db
 from db import queue as queue_db
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
-from web import day_texts, texts
-from web.auth import LinkError, ice_servers, resolve_link
+from web import day_texts, summaries, texts
+from web.auth import LinkError, ice_servers, inspect_link, resolve_link
 from web.errors import ApiError
 from web.invitation_texts import SERVICES
 from web.keys import clock_key, hub_key, pool_key, settings_key, signer_key
+from web.localtime import facility_today, localtime
 from web.render import render
 from web.rkeys import lang_rkey, t_rkey
 
@@ -92,18 +93,13 @@ async def bearer_link(request: web.Request) -> JoinLink:
 def _window_context(request: web.Request, invitation: Invitation) -> dict[str, Any]:
     """Times of an appointment in the facility's zone, and with whom, for the too-early/too-late pages."""
     t = request[t_rkey]
-
-    def local(at: datetime) -> datetime:
-        return at.astimezone(FACILITY_TZ)
-
     assert invitation.slot_at is not None
-    slot = local(invitation.slot_at)
     who = invitation.doctor_name or t(SERVICES.get(invitation.service or "", "General consultation"))
-    return {"slot_time": slot.strftime("%H:%M"), "slot_date": slot.strftime("%d/%m/%Y"), "who": who,
-            "opens_time": local(invitation.opens_at).strftime("%H:%M"),
-            "opens_date": local(invitation.opens_at).strftime("%d/%m/%Y"),
-            "closes_time": local(invitation.closes_at).strftime("%H:%M"),
-            "facility_name": invitation.facility_name}
+    return {"slot_time": localtime(invitation.slot_at, "time"), "slot_date": localtime(invitation.slot_at, "date"),
+            "who": who, "opens_time": localtime(invitation.opens_at, "time"),
+            "opens_date": localtime(invitation.opens_at, "date"),
+            "closes_time": localtime(invitation.closes_at, "time"),
+            "facility_name": invitation.facility_name, "facility_phone": invitation.facility_phone}
 
 
 async def _window(con: asyncpg.Connection, request: web.Request,
@@ -118,16 +114,18 @@ async def _window(con: asyncpg.Connection, request: web.Request,
 
 async def join_page(request: web.Request) -> web.Response:
     """`/j/<token>`: the patient's whole journey on one small page, starting at the right step."""
-    token = request.match_info["token"]
+    return await join_response(request, request.match_info["token"])
+
+
+async def join_response(request: web.Request, token: str) -> web.Response:
+    """The patient's page for a join token (from `/j/<token>`, or a short link's code)."""
     t = request[t_rkey]
     pool = request.app[pool_key]
     async with pool.acquire() as con:
         try:
             link = await resolve_link(con, request.app[signer_key], token)
         except LinkError as exc:
-            response = render(request, "link_error.html", {"code": exc.code, "message": t(texts.LINK_ERRORS[exc.code])})
-            response.set_status(410 if exc.code in ("link_expired", "link_revoked", "link_finished") else 404)
-            return response
+            return await _unusable_link(request, con, token, exc)
         state, invitation = await _window(con, request, link)
         if invitation is not None and state is not WindowState.open:
             template = "too_early.html" if state is WindowState.too_early else "too_late.html"
@@ -138,6 +136,7 @@ async def join_page(request: web.Request) -> web.Response:
         consented = await links_db.consent_given(con, link.jti, CONSENT_VERSION)
         entry = await queue_db.open_entry(con, link.patient_id)
         active = await consultations_db.active_for_patient(con, link.patient_id)
+        summary = await summaries.for_consultation(con, active.id, request[lang_rkey]) if active else None
     step = "call" if active else "waiting" if entry else "device"
     context: dict[str, Any] = {
         "token": token,
@@ -149,8 +148,27 @@ async def join_page(request: web.Request) -> web.Response:
         "js_strings": t.json(texts.PATIENT_JS + day_texts.PATIENT_JS),
         "ice_servers": ice_servers(request.app[settings_key]),
         "emergency": bool(entry and entry.danger_signs),
+        "summary": summary,
     }
     return render(request, "patient.html", context)
+
+
+async def _unusable_link(request: web.Request, con: asyncpg.Connection, token: str,
+                         exc: LinkError) -> web.Response:
+    """Why the link cannot be used, the station's phone number when we know the station, and — for a
+    finished visit — the summary the doctor shared."""
+    t = request[t_rkey]
+    link = await inspect_link(con, request.app[signer_key], token)
+    facility = await facilities_db.contact(con, link.facility_id) if link is not None else None
+    summary = None
+    if link is not None and exc.code == "link_finished":
+        summary = await summaries.for_link(con, link.jti, request[lang_rkey])
+    context = {"code": exc.code, "message": t(texts.LINK_ERRORS[exc.code]),
+               "facility_name": facility.name if facility else None,
+               "facility_phone": facility.phone if facility else None, "summary": summary}
+    status = 200 if summary is not None else (
+        410 if exc.code in ("link_expired", "link_revoked", "link_finished") else 404)
+    return render(request, "link_error.html", context, status=status)
 
 
 async def consent(request: web.Request) -> web.Response:
@@ -195,7 +213,7 @@ async def checkin(request: web.Request) -> web.Response:
             raise ApiError("consent_required", "consent to a remote consultation is needed first")
         patient = await patients_db.get(con, link.patient_id)
         assert patient is not None
-        check = _checkin(body, patient.age(date.today()), patient.key_groups)
+        check = _checkin(body, patient.age(facility_today(request)), patient.key_groups)
         result = assess(check)
         entry, created = await queue_db.enqueue(
             con, patient_id=link.patient_id, link_jti=link.jti, facility_id=patient.facility_id,

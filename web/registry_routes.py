@@ -5,13 +5,14 @@ and the facilities below it."""
 from __future__ import annotations
 
 from dataclasses import asdict
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from aiohttp import web
 from multidict import MultiDictProxy
 
 from care import places
+from care.appointments import FACILITY_TZ
 from care.registry import RegistrationError, RegistrationInput, validate
 from care.triage import KeyGroup
 from db import consultations as consultations_db
@@ -36,7 +37,8 @@ TEXT_FIELDS = ("name", "sex", "birth_year", "birth_date", "phone", "commune_code
 
 
 def _today() -> date:
-    return date.today()
+    """The facility's today (never the server's: its time zone may differ)."""
+    return datetime.now(FACILITY_TZ).date()
 
 
 def _patient_id(request: web.Request) -> int:

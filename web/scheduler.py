@@ -23,7 +23,7 @@ from care.sms import MessageKind, compose
 from db import facilities as facilities_db
 from db import messages as messages_db
 from db import queue as queue_db
-from db.invitations import LinkUrl
+from db.invitations import LinkUrl, short_url
 from signaling.queue import expected_wait_s, serves
 from web.auth import join_url
 from web.clock import Clock
@@ -171,8 +171,9 @@ class Scheduler:
                 if eta is None or eta > self.queue_near_s:
                     continue
                 minutes = max(1, math.ceil(eta / 60))
-                sms = compose(MessageKind.queue_near, r["lang"], facility=r["facility_name"],
-                              url=self.link_url(r["link_jti"], r["expires_at"]), minutes=minutes)
+                url = await short_url(con, self.link_url, r["link_jti"], r["expires_at"])
+                sms = compose(MessageKind.queue_near, r["lang"], facility=r["facility_name"], url=url,
+                              minutes=minutes)
                 if await messages_db.schedule(con, invitation_id=r["invitation_id"], patient_id=r["patient_id"],
                                               to_phone=r["phone"], lang=r["lang"], kind=MessageKind.queue_near,
                                               body=sms.text, dedupe_key=f"queue_near:{r['entry_id']}", due_at=now):

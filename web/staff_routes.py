@@ -14,10 +14,12 @@ from aiohttp import web
 
 from care import icd10
 from care.appointments import FACILITY_TZ
+from care.phone import mask as mask_phone
+from care.summary import MAX_MEDICINES, Medicine, SummaryChoice, SummaryError, WarningSign, warning_sign_label
 from care.triage import TriageLevel
 from care.vitals import RANGES as VITALS_RANGES
 from care.vitals import Vitals, VitalsError
-from db import audit
+from db import audit, visit_summaries
 from db import consultations as consultations_db
 from db import notes as notes_db
 from db import patients as patients_db
@@ -25,12 +27,13 @@ from db import queue as queue_db
 from db import staff as staff_db
 from db.staff import Session
 from signaling import queue as queue_view
-from web import day_texts, patient_view, signin, texts
-from web.auth import CSRF_FIELD, SESSION_COOKIE, check_csrf, request_session
+from web import day_texts, patient_view, signin, summaries, texts
+from web.auth import CSRF_FIELD, SESSION_COOKIE, LinkUrl, check_csrf, join_url, request_session
 from web.client import client_address
 from web.errors import ApiError
 from web.i18n import N_, Translator
-from web.keys import clock_key, hub_key, pool_key, settings_key, signin_key
+from web.keys import clock_key, hub_key, pool_key, settings_key, signer_key, signin_key
+from web.localtime import facility_today, localtime
 from web.patient_routes import decode_body
 from web.render import render
 from web.rkeys import csrf_rkey, lang_rkey, t_rkey
@@ -47,6 +50,28 @@ class VitalsBody(msgspec.Struct, forbid_unknown_fields=True):
     weight: float | None = None
 
 
+SHORT = Annotated[str, msgspec.Meta(max_length=120)]
+
+
+class MedicineBody(msgspec.Struct, forbid_unknown_fields=True):
+    """One prescription line: the drug, the dose, how to take it."""
+
+    drug: SHORT
+    dose: SHORT = ""
+    how: SHORT = ""
+
+
+class SummaryBody(msgspec.Struct, forbid_unknown_fields=True):
+    """What the doctor shares with the patient (page and SMS)."""
+
+    advice: Annotated[str, msgspec.Meta(max_length=1000)] = ""
+    medicines: bool = True
+    follow_up: bool = True
+    warning_signs: Annotated[list[WarningSign], msgspec.Meta(max_length=20)] = []
+    other_warning: SHORT = ""
+    sms: bool = True
+
+
 class NoteBody(msgspec.Struct, forbid_unknown_fields=True):
     subjective: TEXT = ""
     objective: TEXT = ""
@@ -55,6 +80,8 @@ class NoteBody(msgspec.Struct, forbid_unknown_fields=True):
     vitals: VitalsBody = msgspec.field(default_factory=VitalsBody)
     diagnoses: Annotated[list[Annotated[str, msgspec.Meta(max_length=10)]], msgspec.Meta(max_length=20)] = []
     follow_up_on: date | None = None
+    medicines: Annotated[list[MedicineBody], msgspec.Meta(max_length=MAX_MEDICINES)] = []
+    summary: SummaryBody | None = None
 
 
 class DraftBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -69,6 +96,10 @@ class SignBody(msgspec.Struct, forbid_unknown_fields=True):
 
 class LevelBody(msgspec.Struct, forbid_unknown_fields=True):
     level: TriageLevel
+
+
+def link_url(app: web.Application) -> LinkUrl:
+    return join_url(app[signer_key], app[settings_key].base_url)
 
 
 # ---- session helpers ---------------------------------------------------------------------------------
@@ -208,10 +239,11 @@ async def call_page(request: web.Request) -> web.Response:
     assert patient is not None and entry is not None
     t = request[t_rkey]
     return render(request, "staff_call.html", {
-        "me": session.staff, "c": c, "patient": patient, "entry": entry, "age": patient.age(date.today()),
+        "me": session.staff, "c": c, "patient": patient, "entry": entry, "age": patient.age(facility_today(request)),
         "level": TriageLevel(f"NC{c.triage_level}"), "js_strings": t.json(texts.STAFF_JS + day_texts.CALL_JS),
         "labels": _labels(t), "sexes": texts.SEXES, "answers": queue_view.answers_view(entry.checkin),
-        "suggested": None if entry.suggested_level is None else TriageLevel(f"NC{entry.suggested_level}")})
+        "suggested": None if entry.suggested_level is None else TriageLevel(f"NC{entry.suggested_level}"),
+        "warning_signs": [(w.value, warning_sign_label(w, request[lang_rkey])) for w in WarningSign]})
 
 
 def _history_row(row: asyncpg.Record) -> dict[str, Any]:
@@ -239,12 +271,12 @@ async def history_page(request: web.Request) -> web.Response:
             raise web.HTTPSeeOther(f"/staff/patients/{patient.merged_into}")
         rows = [_history_row(r) for r in await patients_db.consultations(con, patient_id)]
         t = request[t_rkey]
-        extras = await patient_view.page_extras(con, session.staff, patient, t, date.today())
+        extras = await patient_view.page_extras(con, session.staff, patient, t, facility_today(request))
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
                            patient_id)
     merged = request.query.get("merged", "")
     return render(request, "patient_history.html", {
-        "me": session.staff, "patient": patient, "age": patient.age(date.today()), "rows": rows,
+        "me": session.staff, "patient": patient, "age": patient.age(facility_today(request)), "rows": rows,
         "labels": _labels(t), "icd": icd10.lookup, **extras,
         "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
         else "merged" if merged.isdigit() else None, "merged_id": merged if merged.isdigit() else ""})
@@ -260,7 +292,7 @@ async def icd10_search(request: web.Request) -> web.Response:
     return web.json_response({"query": query, "results": results})
 
 
-def _note_content(body: NoteBody) -> notes_db.NoteContent:
+def _note_content(body: NoteBody, today: date) -> notes_db.NoteContent:
     v = body.vitals
     try:
         vitals = Vitals(v.systolic, v.diastolic, v.pulse, v.temperature, v.spo2, v.weight)
@@ -273,19 +305,31 @@ def _note_content(body: NoteBody) -> notes_db.NoteContent:
             raise ApiError("invalid", f"{raw!r} is not an ICD-10 code", field="diagnoses")
         if code.code not in codes:
             codes.append(code.code)
-    if body.follow_up_on is not None and body.follow_up_on < date.today():
+    if body.follow_up_on is not None and body.follow_up_on < today:
         raise ApiError("invalid", "the follow-up date is in the past", field="follow_up_on")
+    try:
+        medicines = tuple(Medicine(m.drug.strip(), m.dose.strip(), m.how.strip()) for m in body.medicines)
+        s = body.summary
+        summary = None if s is None else SummaryChoice(
+            advice=s.advice.strip(), medicines=s.medicines, follow_up=s.follow_up,
+            warning_signs=tuple(dict.fromkeys(s.warning_signs)), other_warning=s.other_warning.strip(), sms=s.sms)
+    except SummaryError as exc:
+        raise ApiError("invalid", str(exc), field=exc.field) from None
     return notes_db.NoteContent(body.subjective.strip(), body.objective.strip(), body.assessment.strip(),
-                                body.plan.strip(), vitals.as_dict(), tuple(codes), body.follow_up_on)
+                                body.plan.strip(), vitals.as_dict(), tuple(codes), body.follow_up_on, medicines,
+                                summary)
 
 
 def _version_view(v: notes_db.NoteVersion) -> dict[str, Any]:
     c = v.content
     return {"version": v.version, "author": v.author_name, "signed_at": v.signed_at.isoformat(),
+            "signed_at_text": localtime(v.signed_at),
             "sha256": v.content_sha256,
             "note": {"subjective": c.subjective, "objective": c.objective, "assessment": c.assessment,
                      "plan": c.plan, "vitals": c.vitals or {}, "diagnoses": list(c.diagnoses),
-                     "follow_up_on": c.follow_up_on.isoformat() if c.follow_up_on else None}}
+                     "follow_up_on": c.follow_up_on.isoformat() if c.follow_up_on else None,
+                     "medicines": c.medicines_json(),
+                     "summary": c.summary.as_dict() if c.summary is not None else None}}
 
 
 async def note_get(request: web.Request) -> web.Response:
@@ -297,7 +341,8 @@ async def note_get(request: web.Request) -> web.Response:
     return web.json_response({
         "versions": [_version_view(v) for v in versions],
         "draft": None if draft is None else {"base_version": draft["base_version"], "note": draft["content"],
-                                             "saved_at": draft["saved_at"].isoformat()}})
+                                             "saved_at": draft["saved_at"].isoformat(),
+                                             "saved_at_text": localtime(draft["saved_at"], "time")}})
 
 
 async def note_draft(request: web.Request) -> web.Response:
@@ -307,17 +352,41 @@ async def note_draft(request: web.Request) -> web.Response:
         c = await _consultation_for(con, session, _uuid(request.match_info["cid"]))
         saved_at = await notes_db.save_draft(con, c.id, session.staff.id, body.base_version,
                                              msgspec.to_builtins(body.note))
-    return web.json_response({"saved_at": saved_at.isoformat()})
+    return web.json_response({"saved_at": saved_at.isoformat(), "saved_at_text": localtime(saved_at, "time")})
 
 
 async def note_sign(request: web.Request) -> web.Response:
+    """Sign the note; a shared summary goes to the patient's open pages at once and by SMS."""
     session = await require_api_session(request, write=True)
     body = decode_body(await request.read(), SignBody)
-    content = _note_content(body.note)
+    content = _note_content(body.note, facility_today(request))
     async with request.app[pool_key].acquire() as con:
         c = await _consultation_for(con, session, _uuid(request.match_info["cid"]))
-        signed = await notes_db.sign(con, c.id, session.staff.id, body.expected_version, content)
-    return web.json_response(_version_view(signed), status=201)
+        signed = await visit_summaries.sign(con, c.id, session.staff.id, body.expected_version, content,
+                                            now=request.app[clock_key].now(), link_url=link_url(request.app))
+    message = summaries.message(signed.version, signed.recipient)
+    if message is not None:
+        await request.app[hub_key].to_patient(c.patient_id, message)
+    return web.json_response({**_version_view(signed.version), "summary_sms": signed.message_id is not None},
+                             status=201)
+
+
+async def summary_preview(request: web.Request) -> web.Response:
+    """Exactly what the patient would get if the note were signed as it stands: the page and the SMS."""
+    session = await require_api_session(request, write=True)
+    body = decode_body(await request.read(), NoteBody)
+    content = _note_content(body, facility_today(request))
+    async with request.app[pool_key].acquire() as con:
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]))
+        to = await visit_summaries.recipient(con, c.id)
+        assert to is not None
+        summary = visit_summaries.summary_of(content, to.lang, to)
+        sms = await visit_summaries.sms_of(con, content, to, link_url(request.app))
+    return web.json_response({
+        "lang": to.lang, "summary": summary.as_dict() if summary else None,
+        "sms": None if sms is None else {"text": sms.text, "segments": sms.segments,
+                                         "encoding": sms.encoding.value, "chars": len(sms.text)},
+        "sms_to": mask_phone(to.phone) if to.phone else None})
 
 
 async def change_level(request: web.Request) -> web.Response:
@@ -350,6 +419,7 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/api/c/{cid}/note", note_get)
     app.router.add_put("/api/c/{cid}/note/draft", note_draft)
     app.router.add_post("/api/c/{cid}/note/sign", note_sign)
+    app.router.add_post("/api/c/{cid}/summary/preview", summary_preview)
     app.router.add_post("/api/queue/{entry}/level", change_level)
     app.router.add_get("/", index)
 

@@ -130,6 +130,11 @@ STAFF_JS: list[str] = [
     N_("Another doctor has just taken this patient."),
     N_("Please check this field: {field}"),
     N_("Change triage level for {name}"),
+    N_("Nothing to share yet: add advice, medicines, a follow-up date or warning signs."),
+    N_("SMS to {phone}: {chars} characters, {segments} SMS"),
+    N_("No SMS: the patient has no mobile number."),
+    N_("No SMS will be sent."),
+    N_("The patient can see the summary."),
     N_("Something went wrong. Please try again."),
     N_("Please check the numbers you entered."),
 ]

@@ -59,8 +59,8 @@ async def test_nurse_books_an_appointment_and_the_patient_joins_when_the_window_
         # The patient's link, as the outbox shows the SMS that was sent.
         await nurse.goto("/staff/outbox")
         sms = nurse.locator("tr[data-kind=invitation] .sms-text").first
-        await expect(sms).to_contain_text("/j/")
-        link = re.search(r"/j/[A-Za-z0-9_\-.]+", await sms.inner_text())
+        await expect(sms).to_contain_text("/s/")  # the short link: one SMS segment
+        link = re.search(r"/s/[A-Za-z0-9]{12}", await sms.inner_text())
         assert link is not None
 
         await patient.goto(link.group(0))

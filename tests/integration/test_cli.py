@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
+import socket
 import sys
 import uuid
 from dataclasses import dataclass
@@ -169,3 +171,60 @@ async def test_bad_configuration_exits_2_naming_it(base_env: dict[str, str],
             assert run.code == 2
             assert "configuration error" in run.err and variable in run.err
             assert "Traceback" not in run.err and run.out == ""
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+async def test_link_prints_the_url_of_the_server_that_serve_started(base_env: dict[str, str],
+                                                                    patient_dsn: tuple[str, int]) -> None:
+    """`serve --port N` without DONGHANH_PUBLIC_URL: a later `link` prints port N, not the default 8080."""
+    dsn, patient_id = patient_dsn
+    port = _free_port()
+    env = {**base_env, "DATABASE_URL": dsn, "DONGHANH_SECRET_KEY": SECRET}
+    server = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from web.cli import main; raise SystemExit(main())", "serve", "--port", str(port),
+        cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        assert server.stdout is not None
+        while True:  # aiohttp prints "Running on …" once it listens
+            line = await asyncio.wait_for(server.stdout.readline(), timeout=60)
+            assert line, "the server exited before listening"
+            if b"Running on" in line:
+                break
+        run = await donghanh("link", "--patient", str(patient_id), env=env)
+    finally:
+        server.send_signal(signal.SIGINT)
+        await asyncio.wait_for(server.wait(), timeout=30)
+    assert run.code == 0, run.err
+    assert run.out.startswith(f"http://localhost:{port}/j/"), run.out
+    assert f"short: http://localhost:{port}/s/" in run.err and "note:" not in run.err
+
+
+def _record_served_url(data_dir: Path, url: str) -> None:
+    """As `serve` leaves it in the data dir."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "served_url").write_text(url + "\n")
+
+
+async def test_link_prefers_the_configured_public_url_and_warns_when_it_only_guesses(
+        base_env: dict[str, str], patient_dsn: tuple[str, int]) -> None:
+    dsn, patient_id = patient_dsn
+    env = {**base_env, "DATABASE_URL": dsn, "DONGHANH_SECRET_KEY": SECRET}
+    guessed = await donghanh("link", "--patient", str(patient_id), env=env)
+    assert guessed.code == 0 and guessed.out.startswith("http://localhost:8080/j/")
+    assert "DONGHANH_PUBLIC_URL is not set" in guessed.err
+    _record_served_url(Path(base_env["DONGHANH_DATA_DIR"]), "http://192.168.1.20:9000")
+    recorded = await donghanh("link", "--patient", str(patient_id), env=env)
+    assert recorded.out.startswith("http://192.168.1.20:9000/j/") and "note:" not in recorded.err
+    public = await donghanh("link", "--patient", str(patient_id),
+                            env={**env, "DONGHANH_PUBLIC_URL": "https://kham.example.vn/"})
+    assert public.out.startswith("https://kham.example.vn/j/")
+    short = public.err.split("short: ", 1)[1].split()[0]
+    code = short.rsplit("/s/", 1)[1]
+    assert short.startswith("https://kham.example.vn/s/") and len(code) == 12 and code.isalnum()
+    assert "(Asia/Ho_Chi_Minh)" in public.err  # the expiry in the facility's time

@@ -94,13 +94,18 @@ async def test_a_walk_in_invitation_shows_link_qr_and_ready_sms(running_app: Run
     r = await http.get(running_app.url + r.headers["Location"])
     page = await r.text()
     assert r.status == 200
-    token = await token_of(running_app, uuid.UUID(r.url.path.rsplit("/", 1)[1]))
-    assert f"/j/{token}" in page
+    invitation_id = uuid.UUID(r.url.path.rsplit("/", 1)[1])
+    async with running_app.pool.acquire() as con:
+        code = await con.fetchval("SELECT s.code FROM short_link s JOIN invitation i ON i.link_jti = s.link_jti "
+                                  "WHERE i.id = $1", invitation_id)
+    base = running_app.app[settings_key].base_url
+    assert f'value="{base}/s/{code}"' in page  # the short link, as the SMS carries it
     assert '<svg' in page and 'class="segno"' in page  # the QR code, inline
-    assert "TYT xa Mu Cang Chai: moi kham benh qua video. Link: http" in page
-    assert "2 tin SMS" in page and "GSM-7" in page
+    assert (f"TYT xa Mu Cang Chai: moi kham benh qua video. Link: {base}/s/{code} "
+            "Hoi: 0216 3878 210") in page
+    assert "1 tin SMS" in page and "GSM-7" in page  # one segment, with the station's number
     assert "Sao chép link" in page and "Gửi lại qua SMS" in page  # sent once already
-    assert "0••• ••• 601" in page and "912345601" not in page.replace(f"/j/{token}", "")
+    assert "0••• ••• 601" in page and "912345601" not in page
 
 
 async def test_bad_input_shows_errors_next_to_the_fields_and_saves_nothing(running_app: RunningApp,

@@ -12,7 +12,7 @@ from db import audit
 from db import invitations as invitations_db
 from db import messages as messages_db
 from db.errors import Conflict, DbError
-from db.invitations import Booking, InvitationKind, InvitationStatus, Policy
+from db.invitations import Booking, Invitation, InvitationKind, InvitationStatus, Policy
 from tests.integration.conftest import Factory
 from web.auth import LinkError, LinkSigner, join_url, resolve_link
 from web.clock import Clock
@@ -65,6 +65,14 @@ def token_of(url: str) -> str:
     return url.rsplit("/j/", 1)[1]
 
 
+async def short_url_of(pool: asyncpg.Pool, inv: Invitation) -> str:
+    """The short URL messages carry for this invitation's link (`/s/<code>`, the code from PostgreSQL)."""
+    async with pool.acquire() as con:
+        code = await con.fetchval("SELECT code FROM short_link WHERE link_jti = $1", inv.link_jti)
+    assert code is not None
+    return LINK_URL(inv.link_jti, inv.link_expires_at, code)
+
+
 async def test_walk_in_opens_now_and_closes_after_the_link_ttl(pool: asyncpg.Pool, make: Factory,
                                                                clock: Clock) -> None:
     staff, patient = await doctor_and_patient(make)
@@ -76,7 +84,7 @@ async def test_walk_in_opens_now_and_closes_after_the_link_ttl(pool: asyncpg.Poo
     msgs = await messages_of(pool, inv.id)
     assert list(msgs) == ["invitation"]
     assert msgs["invitation"].due_at == now and msgs["invitation"].to_phone == PHONE
-    assert LINK_URL(inv.link_jti, inv.link_expires_at) in msgs["invitation"].body
+    assert msgs["invitation"].body.endswith(await short_url_of(pool, inv))
     assert await actions(pool, inv.id) == ["invitation.create"]
 
 
@@ -229,7 +237,8 @@ async def test_reschedule_replaces_the_link_and_the_old_one_fails_as_revoked(poo
     old_msgs, new_msgs = await messages_of(pool, old.id), await messages_of(pool, new.id)
     assert {m.status for k, m in old_msgs.items() if k.startswith("reminder")} == {"cancelled"}
     assert set(new_msgs) == {"rescheduled", "reminder_day_before", "reminder_15_min"}
-    assert new_url in new_msgs["rescheduled"].body and old_token not in new_msgs["rescheduled"].body
+    assert await short_url_of(pool, new) in new_msgs["rescheduled"].body
+    assert await short_url_of(pool, old) not in new_msgs["rescheduled"].body
     assert new_msgs["reminder_15_min"].due_at == new_slot - timedelta(minutes=15)
     assert await actions(pool, old.id) == ["invitation.create", "invitation.reschedule"]
     assert await actions(pool, new.id) == []  # the reschedule event names the new invitation in its details

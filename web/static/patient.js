@@ -282,9 +282,11 @@ async function enterCall(msg) {
   signal.send({ type: "join", room });
 }
 
-function finish(text) {
+function finish(text, keepListening = false) {
   if (call) call.destroy();
-  if (signal) signal.stop();
+  call = null;
+  // After the end the socket stays open: the doctor's signed summary arrives on it (`visit_summary`).
+  if (signal && !keepListening) signal.stop();
   if (stream) for (const tr of stream.getTracks()) tr.stop();
   if (text) $("ended-text").textContent = text;
   show("ended");
@@ -292,7 +294,31 @@ function finish(text) {
 
 let iceServers = [];
 
+function showSummary(msg) {
+  const s = msg.summary[document.documentElement.lang] || msg.summary.vi;
+  const out = $("summary-body");
+  out.replaceChildren();
+  for (const section of s.sections) {
+    const h = document.createElement("h3");
+    h.textContent = section.title;
+    h.dataset.key = section.key;
+    const ul = document.createElement("ul");
+    ul.dataset.key = section.key;
+    for (const line of section.lines) { const li = document.createElement("li"); li.textContent = line; ul.append(li); }
+    out.append(h, ul);
+  }
+  $("summary-meta").textContent = `${msg.day}, ${msg.doctor}`;
+  const box = $("visit-summary");
+  box.dataset.version = String(msg.version);
+  box.hidden = false;
+  $("summary-wait").hidden = true;
+}
+
+let visitEnded = false;
+
 function onMessage(msg) {
+  // After the end this page only waits for the summary: a later visit (another link) is another page's.
+  if (visitEnded && msg.type !== "visit_summary" && msg.type !== "error") return;
   if (msg.type === "paired" || msg.type === "joined") showDoctor(msg);
   else if (msg.type === "requeued") $("doctor-waiting").hidden = $("doctor-call").hidden = true;
   if (ui && ui.handle(msg, { absentText: t("Waiting for the doctor to join…"),
@@ -316,7 +342,12 @@ function onMessage(msg) {
       $("eta").textContent = t("The doctor was disconnected. You are back at the front of the queue.");
       break;
     case "ended":
-      finish(t("The consultation has ended. Thank you."));
+      visitEnded = true;
+      finish(t("The consultation has ended. Thank you."), true);
+      if ($("visit-summary").hidden) $("summary-wait").hidden = false;
+      break;
+    case "visit_summary":
+      if (msg.room === room) showSummary(msg); // this page's visit, not another tab's later one
       break;
     case "replaced":
       finish(t("This page was opened in another tab or device."));

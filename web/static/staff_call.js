@@ -1,6 +1,7 @@
 // The doctor's call view: video + chat beside the consult note (autosaved drafts, signed versions).
 import { Signal, strings } from "./signal.js";
 import { Call, wireCallUi } from "./call.js";
+import { wireSummary } from "./note_summary.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -86,6 +87,7 @@ $("next-patient").addEventListener("click", async () => {
 // ---- note -----------------------------------------------------------------------------------------
 
 const form = $("note-form");
+const summaryPart = wireSummary({ form, room, request: (...a) => request(...a), t, onChange: () => scheduleSave() });
 const textFields = ["subjective", "objective", "assessment", "plan"];
 const vitalFields = ["systolic", "diastolic", "pulse", "temperature", "spo2", "weight"];
 
@@ -97,7 +99,7 @@ function noteFromForm() {
   }
   const note = { vitals, diagnoses: diagnoses.map((d) => d.code), follow_up_on: form.elements.follow_up_on.value || null };
   for (const f of textFields) note[f] = form.elements[f].value;
-  return note;
+  return Object.assign(note, summaryPart.read());
 }
 
 function fillForm(note) {
@@ -106,6 +108,7 @@ function fillForm(note) {
   form.elements.follow_up_on.value = note.follow_up_on || "";
   diagnoses = (note.diagnoses || []).map((d) => (typeof d === "string" ? { code: d, name: "" } : d));
   renderDiagnoses();
+  summaryPart.fill(note);
 }
 
 function renderVersions(versions) {
@@ -113,7 +116,7 @@ function renderVersions(versions) {
   list.replaceChildren();
   for (const v of versions) {
     const li = document.createElement("li");
-    li.textContent = `v${v.version} · ${v.author} · ${new Date(v.signed_at).toLocaleString()} · ${v.note.diagnoses.join(", ")}`;
+    li.textContent = `v${v.version} · ${v.author} · ${v.signed_at_text} · ${v.note.diagnoses.join(", ")}`;
     list.append(li);
   }
   $("note-version").textContent = version ? `(v${version})` : "";
@@ -141,7 +144,7 @@ async function saveDraft() {
   saveTimer = null;
   try {
     const r = await request("PUT", `/api/c/${room}/note/draft`, { base_version: version, note: noteFromForm() });
-    $("note-status").textContent = t("Draft saved {time}", { time: new Date(r.saved_at).toLocaleTimeString() });
+    $("note-status").textContent = t("Draft saved {time}", { time: r.saved_at_text });
   } catch {
     $("note-status").textContent = t("Could not save the draft. Check your connection.");
   }
@@ -159,6 +162,7 @@ async function flushDraft() {
   await saveDraft();
 }
 form.addEventListener("input", scheduleSave);
+summaryPart.setNoteReader(noteFromForm);
 
 form.addEventListener("submit", async (e) => {
   e.preventDefault();
@@ -171,12 +175,13 @@ form.addEventListener("submit", async (e) => {
     const signed = await request("POST", `/api/c/${room}/note/sign`, { expected_version: version, note: noteFromForm() });
     version = signed.version;
     noteDirty = false;
-    $("note-status").textContent = t("Signed version {version}", { version: signed.version });
+    $("note-status").textContent = t("Signed version {version}", { version: signed.version })
+      + (signed.note.summary ? " · " + t("The patient can see the summary.") : "");
     const data = await request("GET", `/api/c/${room}/note`);
     renderVersions(data.versions);
   } catch (e2) {
     const field = e2.data && e2.data.error && e2.data.error.field;
-    const input = field && form.elements[field.replace("vitals.", "")];
+    const input = field && form.elements[field.replace("vitals.", "").replace("summary.", "summary_")];
     const label = input && input.labels && input.labels[0] ? input.labels[0].textContent.trim() : field;
     err.textContent = e2.status === 409 ? t("Someone signed a newer version. Reload to see it before editing.")
       : field ? t("Please check this field: {field}", { field: label }) : t("Something went wrong. Please try again.");
