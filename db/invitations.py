@@ -15,11 +15,15 @@ from enum import StrEnum
 
 import asyncpg
 
+from care.access import RULES, STAFF_ROLES, Action
 from care.appointments import DEFAULT_LATE, OPENS_BEFORE, Window, appointment_window, reminder_times
 from care.sms import MessageKind, compose
 from db import audit, links
 from db import messages as messages_db
 from db.errors import Conflict, DbError, NotFound
+
+# Who can be booked: those the access policy lets conduct a consultation (care/access.py).
+_BOOKABLE_ROLES = sorted(r.value for r in RULES[Action.conduct_consultation].roles if r in STAFF_ROLES)
 
 # Builds the patient's URL for a link: (jti, expires_at) → "https://…/j/<signed token>".
 LinkUrl = Callable[[uuid.UUID, datetime], str]
@@ -135,8 +139,8 @@ async def bookable_doctors(con: asyncpg.Connection, patient_facility_id: int) ->
     rows: list[asyncpg.Record] = await con.fetch(
         """SELECT s.id, s.name, s.role, f.name AS facility_name
            FROM staff s JOIN facility f ON f.id = s.facility_id
-           WHERE s.facility_id IN (SELECT facility_ancestors($1)) AND s.active AND s.role IN ('doctor', 'specialist')
-           ORDER BY (s.facility_id = $1) DESC, s.name""", patient_facility_id)
+           WHERE s.facility_id IN (SELECT facility_ancestors($1)) AND s.active AND s.role = ANY($2::text[])
+           ORDER BY (s.facility_id = $1) DESC, s.name""", patient_facility_id, _BOOKABLE_ROLES)
     return rows
 
 
@@ -169,7 +173,7 @@ async def _check_booking(con: asyncpg.Connection, booking: Booking, patient_faci
     if booking.doctor_id is not None and not await con.fetchval(
             """SELECT 1 FROM staff s WHERE s.id = $2 AND s.facility_id IN (SELECT facility_ancestors($1))
                  AND s.active
-                 AND s.role IN ('doctor', 'specialist')""", patient_facility_id, booking.doctor_id):
+                 AND s.role = ANY($3::text[])""", patient_facility_id, booking.doctor_id, _BOOKABLE_ROLES):
         raise DbError("invalid", f"staff member {booking.doctor_id} is not a doctor serving this patient")
 
 
