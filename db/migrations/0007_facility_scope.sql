@@ -3,8 +3,8 @@
 -- staff member's scope uses facility_subtree(); every check of one object uses facility_relation().
 -- care.access.relation_of is the in-memory twin, and a test compares the two on a real tree.
 
--- The facility and every facility below it (any depth).
-CREATE FUNCTION facility_subtree(root bigint) RETURNS SETOF bigint LANGUAGE sql STABLE PARALLEL SAFE AS $$
+-- The facility and every facility below it (any depth). ROWS: a district's stations, not the default 1000.
+CREATE FUNCTION facility_subtree(root bigint) RETURNS SETOF bigint LANGUAGE sql STABLE PARALLEL SAFE ROWS 20 AS $$
     WITH RECURSIVE down(id) AS (
         SELECT root
         UNION SELECT f.id FROM facility f JOIN down d ON f.parent_id = d.id)
@@ -12,7 +12,7 @@ CREATE FUNCTION facility_subtree(root bigint) RETURNS SETOF bigint LANGUAGE sql 
 $$;
 
 -- The facility and every facility above it, up to the top.
-CREATE FUNCTION facility_ancestors(leaf bigint) RETURNS SETOF bigint LANGUAGE sql STABLE PARALLEL SAFE AS $$
+CREATE FUNCTION facility_ancestors(leaf bigint) RETURNS SETOF bigint LANGUAGE sql STABLE PARALLEL SAFE ROWS 4 AS $$
     WITH RECURSIVE up(id, parent_id) AS (
         SELECT id, parent_id FROM facility WHERE id = leaf
         UNION SELECT f.id, f.parent_id FROM facility f JOIN up u ON f.id = u.parent_id)
