@@ -255,7 +255,8 @@ async def _render_invitation(request: web.Request, session: Session, invitation:
     return render(request, "invitation.html", {
         **_page_context(session), "inv": invitation, "url": url if usable else None,
         "qr": qr_svg(url, t("QR code of the patient's link")) if usable else None,
-        "previews": sms_previews(invitation, url), "messages": messages, "doctors": doctors, "values": values,
+        "previews": sms_previews(invitation, url if usable else mask_links(url)), "messages": messages,
+        "doctors": doctors, "values": values,
         "errors": {field: t(labels.ERRORS.get(code, code)) for field, code in (errors or {}).items()},
         "sent_before": any(m.kind == "invitation" for m in messages)}, status=status)
 
