@@ -193,6 +193,8 @@ def table_markdown() -> str:
             ", ".join(sorted(x.value for x in r.relations))
         if r.assignee:
             where += ", assignee"
-        cells = [where if role in r.roles else "—" for role in roles]
+        # A patient's relation is always `own` (their link names them): only the assignee part says anything.
+        cells = ["—" if role not in r.roles else ("own consultation" if r.assignee else "own")
+                 if role is Role.patient else where for role in roles]
         rows.append(f"| `{action.value}` | " + " | ".join(cells) + " |")
     return "\n".join(rows) + "\n"
