@@ -33,7 +33,7 @@ from db.demo import DEMO_PASSWORD
 from db.invitations import Booking, InvitationKind, Policy
 from signaling.protocol import CLIENT_TYPES
 from tests.conftest import RunningApp
-from tests.integration.test_http import Staff, signed_in
+from tests.integration.test_http import Staff, jar_session, signed_in
 from tests.integration.wsclient import WsClient
 from web.access import ROUTES, SOCKET_MESSAGES, Audience, ObjectKind, rule_for
 from web.auth import issue_link
@@ -205,6 +205,12 @@ async def test_every_role_on_every_route_in_every_relation_gets_what_the_table_s
                                           f"expected {'allowed' if allowed else 'refused'}, got {status}")
         finally:
             await actor.http.close()
+    async with jar_session() as anonymous:  # no session at all: every staff route refuses
+        for (method, route), build in REQUESTS.items():
+            path, extra = build(world[Relation.own])
+            async with anonymous.request(method, f"{running_app.url}{path}", allow_redirects=False, **extra) as r:
+                if not (r.status in (401, 403) or r.headers.get("Location", "").startswith("/staff/login")):
+                    mismatches.append(f"anonymous   {method:<4} {route:<40} expected refused, got {r.status}")
     assert not mismatches, "\n".join(mismatches)
     assert checked >= 5 * len(REQUESTS)
 
