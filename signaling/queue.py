@@ -79,11 +79,18 @@ async def staff_list(con: asyncpg.Connection, facility_id: int,
             "entries": [entry_view(r, now, online) for r in rows[:MAX_LISTED]]}
 
 
+_WHO_AND_WHY: dict[str, Any] = {"patient": None, "patient_name": None, "reason": "", "danger_signs": []}
+
+
 def counts_only(view: dict[str, Any]) -> dict[str, Any]:
     """A `queue_list` for staff who may see counts and states but not who waits or why (coordinators,
-    admins): each entry keeps its level, wait and facility; name, reason and danger signs are left out."""
-    entries = [{**e, "patient": None, "reason": "", "danger_signs": []} for e in view["entries"]]
-    return {**view, "entries": entries}
+    admins): every listed item (entries, and any other list of the message) keeps its level, wait and
+    facility; the patient, the reason and the danger signs are blanked."""
+    def blank(item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        return {**item, **{k: v for k, v in _WHO_AND_WHY.items() if k in item}}
+    return {k: [blank(i) for i in v] if isinstance(v, list) else v for k, v in view.items()}
 
 
 def list_digest(view: dict[str, Any]) -> str:

@@ -119,13 +119,19 @@ def may(staff: StaffMember, action: Action) -> bool:
     return access.may_ever(staff.role, action)
 
 
+async def check(con: asyncpg.Connection, staff: StaffMember, action: Action, facility_id: int, *,
+                assignee: bool = False) -> tuple[Decision, Relation]:
+    """The policy's decision on `action` to an object of `facility_id` (the patient's facility)."""
+    relation = await scope.relation(con, staff.facility_id, facility_id)
+    return access.decide(staff.role, action, relation, assignee=assignee), relation
+
+
 async def require(request: web.Request, con: asyncpg.Connection, staff: StaffMember, action: Action,
                   facility_id: int, *, assignee: bool = False, hide: bool = False) -> Relation:
     """Refuse unless the policy allows `action` on an object of `facility_id` (the patient's facility).
     Refusals are 403; with `hide`, an object outside one's scope is a 404, as if it did not exist (a
     refused role is still 403). Returns the relation."""
-    relation = await scope.relation(con, staff.facility_id, facility_id)
-    decision = access.decide(staff.role, action, relation, assignee=assignee)
+    decision, relation = await check(con, staff, action, facility_id, assignee=assignee)
     if not decision:
         _refuse(request, decision, hide=hide and decision.refusal is Refusal.scope)
     return relation

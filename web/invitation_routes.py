@@ -86,7 +86,8 @@ async def _patient_in_scope(request: web.Request, session: Session, patient_id: 
     return patient
 
 
-async def _invitation_in_scope(request: web.Request, session: Session, action: Action) -> Invitation:
+async def _invitation_in_scope(request: web.Request, session: Session,
+                               action: Action = Action.read_invitations) -> Invitation:
     """The invitation of the path, if the policy lets this staff member do `action` to it."""
     async with request.app[pool_key].acquire() as con:
         invitation = await invitations_db.get(con, _uuid(request.match_info["iid"]))

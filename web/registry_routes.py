@@ -185,7 +185,8 @@ async def create(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/staff/patients/{patient_id}?created=1")
 
 
-async def _patient_in_scope(request: web.Request, session: Session, patient_id: int, action: Action) -> Patient:
+async def _patient_in_scope(request: web.Request, session: Session, patient_id: int,
+                            action: Action = Action.edit_patient) -> Patient:
     async with request.app[pool_key].acquire() as con:
         patient = await patients_db.get(con, patient_id)
         if patient is None:

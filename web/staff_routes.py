@@ -23,7 +23,7 @@ from db import queue as queue_db
 from db import staff as staff_db
 from db.staff import Session
 from web import patient_view, texts
-from web.access import require, require_role
+from web.access import check, require, require_role
 from web.auth import CSRF_FIELD, SESSION_COOKIE, check_csrf, staff_session
 from web.errors import ApiError
 from web.keys import hub_key, pool_key, settings_key
@@ -157,14 +157,16 @@ async def queue_page(request: web.Request) -> web.Response:
         "labels": _labels(t)})
 
 
-async def _consultation_for(request: web.Request, con: asyncpg.Connection, session: Session,
-                            consultation_id: uuid.UUID, action: Action) -> consultations_db.Consultation:
+async def _consultation_for(con: asyncpg.Connection, session: Session, consultation_id: uuid.UUID,
+                            action: Action = Action.conduct_consultation) -> consultations_db.Consultation:
     """The consultation, if the policy lets this staff member do `action` to it (its own doctor only)."""
     c = await consultations_db.get(con, consultation_id)
     if c is None:
         raise ApiError("not_found", "no such consultation")
-    await require(request, con, session.staff, action, c.patient_facility_id,
-                  assignee=c.doctor_id == session.staff.id)
+    decision, _ = await check(con, session.staff, action, c.patient_facility_id,
+                              assignee=c.doctor_id == session.staff.id)
+    if not decision:
+        raise ApiError("forbidden", decision.message)
     return c
 
 
@@ -178,8 +180,7 @@ def _uuid(text: str) -> uuid.UUID:
 async def call_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(request, con, session, _uuid(request.match_info["cid"]),
-                                    Action.conduct_consultation)
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.conduct_consultation)
         patient = await patients_db.get(con, c.patient_id)
         entry = await queue_db.get_entry(con, c.queue_entry_id)
     assert patient is not None and entry is not None
@@ -269,7 +270,7 @@ def _version_view(v: notes_db.NoteVersion) -> dict[str, Any]:
 async def note_get(request: web.Request) -> web.Response:
     session = await require_api_session(request)
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(request, con, session, _uuid(request.match_info["cid"]), Action.write_note)
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.write_note)
         versions = await notes_db.versions(con, c.id)
         draft = await notes_db.draft(con, c.id, session.staff.id)
     return web.json_response({
@@ -282,7 +283,7 @@ async def note_draft(request: web.Request) -> web.Response:
     session = await require_api_session(request, write=True)
     body = decode_body(await request.read(), DraftBody)
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(request, con, session, _uuid(request.match_info["cid"]), Action.write_note)
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.write_note)
         saved_at = await notes_db.save_draft(con, c.id, session.staff.id, body.base_version,
                                              msgspec.to_builtins(body.note))
     return web.json_response({"saved_at": saved_at.isoformat()})
@@ -293,7 +294,7 @@ async def note_sign(request: web.Request) -> web.Response:
     body = decode_body(await request.read(), SignBody)
     content = _note_content(body.note)
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(request, con, session, _uuid(request.match_info["cid"]), Action.write_note)
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.write_note)
         signed = await notes_db.sign(con, c.id, session.staff.id, body.expected_version, content)
     return web.json_response(_version_view(signed), status=201)
 

@@ -124,3 +124,16 @@ def test_docs_security_md_prints_the_table_the_code_enforces() -> None:
     spec.loader.exec_module(tool)
     document = (ROOT / "docs" / "security.md").read_text(encoding="utf-8")
     assert tool.with_table(document) == document, "run: python tools/security_table.py"
+
+
+def test_counts_only_blanks_who_and_why_in_every_list_of_the_message() -> None:
+    from signaling.queue import counts_only
+
+    view = {"type": "queue_list", "total": 1,
+            "entries": [{"entry": "e", "level": "NC3", "reason": "đau ngực", "danger_signs": ["chest_pain"],
+                         "patient": {"id": 1, "name": "Giàng A Páo"}}],
+            "no_shows": [{"entry": "f", "patient": {"id": 2, "name": "Sùng Thị Mai"}}]}
+    stripped = counts_only(view)
+    assert "Páo" not in str(stripped) and "Mai" not in str(stripped) and "ngực" not in str(stripped)
+    assert stripped["total"] == 1 and stripped["entries"][0]["level"] == "NC3"
+    assert stripped["no_shows"][0] == {"entry": "f", "patient": None}
