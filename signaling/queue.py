@@ -79,7 +79,8 @@ async def staff_list(con: asyncpg.Connection, facility_id: int,
             "entries": [entry_view(r, now, online) for r in rows[:MAX_LISTED]]}
 
 
-_WHO_AND_WHY: dict[str, Any] = {"patient": None, "patient_name": None, "reason": "", "danger_signs": []}
+_WHO_AND_WHY: dict[str, Any] = {"patient": None, "patient_name": None, "reason": "", "danger_signs": [],
+                                "checkin": None}
 
 
 def counts_only(view: dict[str, Any]) -> dict[str, Any]:

@@ -131,9 +131,10 @@ def test_counts_only_blanks_who_and_why_in_every_list_of_the_message() -> None:
 
     view = {"type": "queue_list", "total": 1,
             "entries": [{"entry": "e", "level": "NC3", "reason": "đau ngực", "danger_signs": ["chest_pain"],
-                         "patient": {"id": 1, "name": "Giàng A Páo"}}],
+                         "checkin": {"spo2": 88}, "patient": {"id": 1, "name": "Giàng A Páo"}}],
             "no_shows": [{"entry": "f", "patient": {"id": 2, "name": "Sùng Thị Mai"}}]}
     stripped = counts_only(view)
     assert "Páo" not in str(stripped) and "Mai" not in str(stripped) and "ngực" not in str(stripped)
     assert stripped["total"] == 1 and stripped["entries"][0]["level"] == "NC3"
+    assert stripped["entries"][0]["checkin"] is None
     assert stripped["no_shows"][0] == {"entry": "f", "patient": None}
