@@ -15,6 +15,7 @@ from typing import Protocol
 
 import asyncpg
 
+from care.access import RULES, STAFF_ROLES, Action
 from care.appointments import DEFAULT_LATE, OPENS_BEFORE, Window, appointment_window, reminder_times
 from care.sms import MessageKind, compose
 from db import audit, links, short_links
@@ -33,9 +34,9 @@ async def short_url(con: asyncpg.Connection, link_url: LinkUrl, jti: uuid.UUID, 
     """The short URL of a link (its code is created on first use)."""
     return link_url(jti, expires_at, await short_links.code_for(con, jti))
 
-SCOPE_CTE = """WITH RECURSIVE scope(id) AS (
-                   SELECT $1::bigint
-                   UNION SELECT f.id FROM facility f JOIN scope s ON f.parent_id = s.id)"""
+
+# Who can be booked: those the access policy lets conduct a consultation (care/access.py).
+_BOOKABLE_ROLES = sorted(r.value for r in RULES[Action.conduct_consultation].roles if r in STAFF_ROLES)
 
 
 class InvitationKind(StrEnum):
@@ -148,13 +149,10 @@ async def mark_used(con: asyncpg.Connection, jti: uuid.UUID, at: datetime) -> bo
 async def bookable_doctors(con: asyncpg.Connection, patient_facility_id: int) -> list[asyncpg.Record]:
     """Doctors and specialists who serve the patient's facility (it or a facility above it)."""
     rows: list[asyncpg.Record] = await con.fetch(
-        """WITH RECURSIVE up(id, parent_id) AS (
-               SELECT id, parent_id FROM facility WHERE id = $1
-               UNION SELECT f.id, f.parent_id FROM facility f JOIN up ON f.id = up.parent_id)
-           SELECT s.id, s.name, s.role, f.name AS facility_name
+        """SELECT s.id, s.name, s.role, f.name AS facility_name
            FROM staff s JOIN facility f ON f.id = s.facility_id
-           WHERE s.facility_id IN (SELECT id FROM up) AND s.active AND s.role IN ('doctor', 'specialist')
-           ORDER BY (s.facility_id = $1) DESC, s.name""", patient_facility_id)
+           WHERE s.facility_id IN (SELECT facility_ancestors($1)) AND s.active AND s.role = ANY($2::text[])
+           ORDER BY (s.facility_id = $1) DESC, s.name""", patient_facility_id, _BOOKABLE_ROLES)
     return rows
 
 
@@ -185,11 +183,9 @@ async def _check_booking(con: asyncpg.Connection, booking: Booking, patient_faci
     if booking.doctor_id is None and not booking.service:
         raise DbError("invalid", "an appointment needs a doctor or a service")
     if booking.doctor_id is not None and not await con.fetchval(
-            """WITH RECURSIVE up(id, parent_id) AS (
-                   SELECT id, parent_id FROM facility WHERE id = $1
-                   UNION SELECT f.id, f.parent_id FROM facility f JOIN up ON f.id = up.parent_id)
-               SELECT 1 FROM staff s WHERE s.id = $2 AND s.facility_id IN (SELECT id FROM up) AND s.active
-                 AND s.role IN ('doctor', 'specialist')""", patient_facility_id, booking.doctor_id):
+            """SELECT 1 FROM staff s WHERE s.id = $2 AND s.facility_id IN (SELECT facility_ancestors($1))
+                 AND s.active
+                 AND s.role = ANY($3::text[])""", patient_facility_id, booking.doctor_id, _BOOKABLE_ROLES):
         raise DbError("invalid", f"staff member {booking.doctor_id} is not a doctor serving this patient")
 
 
@@ -352,7 +348,7 @@ async def day(con: asyncpg.Connection, staff_facility_id: int, start: datetime, 
     with the latest queue entry of each link. With `doctor_id`: that doctor's appointments and those
     without a named doctor (service appointments, walk-ins)."""
     rows: list[asyncpg.Record] = await con.fetch(
-        SCOPE_CTE + """
+        """
         SELECT i.id, i.kind, i.slot_at, i.created_at, i.opens_at, i.closes_at, i.status, i.service,
                i.doctor_id, s.name AS doctor_name, p.id AS patient_id, p.name AS patient_name,
                q.id AS entry_id, q.status AS entry_status, q.arrived_at
@@ -361,7 +357,7 @@ async def day(con: asyncpg.Connection, staff_facility_id: int, start: datetime, 
         LEFT JOIN staff s ON s.id = i.doctor_id
         LEFT JOIN LATERAL (SELECT q.id, q.status, q.arrived_at FROM queue_entry q WHERE q.link_jti = i.link_jti
                            ORDER BY q.arrived_at DESC LIMIT 1) q ON true
-        WHERE i.facility_id IN (SELECT id FROM scope)
+        WHERE i.facility_id IN (SELECT facility_subtree($1))
           AND i.status IN ('active', 'used', 'revoked')
           AND coalesce(i.slot_at, i.created_at) >= $2 AND coalesce(i.slot_at, i.created_at) < $3
           AND ($4::bigint IS NULL OR i.doctor_id = $4 OR i.doctor_id IS NULL)

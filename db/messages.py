@@ -182,9 +182,7 @@ async def outbox(con: asyncpg.Connection, facility_id: int, status: str | None =
                  limit: int = 200) -> list[OutboundMessage]:
     """Messages to patients of `facility_id` and the facilities below it, newest first."""
     rows = await con.fetch(
-        """WITH RECURSIVE scope(id) AS (
-               SELECT $1::bigint UNION SELECT f.id FROM facility f JOIN scope s ON f.parent_id = s.id)
-           SELECT m.* FROM outbound_message m JOIN patient p ON p.id = m.patient_id
-           WHERE p.facility_id IN (SELECT id FROM scope) AND ($2::text IS NULL OR m.status = $2)
+        """SELECT m.* FROM outbound_message m JOIN patient p ON p.id = m.patient_id
+           WHERE p.facility_id IN (SELECT facility_subtree($1)) AND ($2::text IS NULL OR m.status = $2)
            ORDER BY m.created_at DESC, m.id DESC LIMIT $3""", facility_id, status, limit)
     return [_message(r) for r in rows]

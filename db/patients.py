@@ -18,7 +18,7 @@ from care.registry import Registration
 from care.text import normalize
 from db import audit
 from db.errors import Conflict, NotFound
-from db.queue import SCOPE_CTE
+from db.scope import subtree
 
 
 @dataclass(frozen=True)
@@ -140,9 +140,9 @@ async def list_for_facility(con: asyncpg.Connection, facility_id: int, limit: in
 async def recent(con: asyncpg.Connection, facility_id: int, limit: int = 10) -> list[Patient]:
     """The patients in scope registered or edited most recently (the search page before anything is typed)."""
     rows = await con.fetch(
-        SCOPE_CTE + """
+        """
         SELECT p.* FROM patient p
-        WHERE p.merged_into IS NULL AND p.facility_id IN (SELECT id FROM scope)
+        WHERE p.merged_into IS NULL AND p.facility_id IN (SELECT facility_subtree($1))
         ORDER BY p.updated_at DESC, p.id DESC LIMIT $2""", facility_id, limit)
     return [_patient(r) for r in rows]
 
@@ -162,8 +162,8 @@ _SCOPED = """
 
 
 async def scope_ids(con: asyncpg.Connection, facility_id: int) -> list[int]:
-    """The facility and every facility below it in the referral tree."""
-    return [r["id"] for r in await con.fetch(SCOPE_CTE + " SELECT id FROM scope", facility_id)]
+    """The facility and every facility below it in the referral tree (db/scope.py)."""
+    return await subtree(con, facility_id)
 
 
 def _like_escape(text: str) -> str:

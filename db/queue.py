@@ -19,10 +19,8 @@ from db.errors import Conflict, NotFound
 
 ORDER = "q.triage_level DESC, (q.requeued_at IS NULL), q.arrived_at, q.id"
 
-# Facilities a staff member serves: their own and every facility below it in the referral tree.
-SCOPE_CTE = """WITH RECURSIVE scope(id) AS (
-                   SELECT $1::bigint
-                   UNION SELECT f.id FROM facility f JOIN scope s ON f.parent_id = s.id)"""
+# Facilities a staff member serves: their own and every facility below it (db/scope.py, migration 0007).
+IN_SCOPE = "q.facility_id IN (SELECT facility_subtree($1))"
 
 
 @dataclass(frozen=True)
@@ -89,12 +87,12 @@ async def get_entry(con: asyncpg.Connection, entry_id: uuid.UUID) -> QueueEntry 
 async def waiting_list(con: asyncpg.Connection, facility_id: int) -> list[asyncpg.Record]:
     """The queue a staff member of `facility_id` sees, in claim order, with what the screen shows."""
     rows: list[asyncpg.Record] = await con.fetch(
-        SCOPE_CTE + f"""
+        f"""
         SELECT q.id, q.triage_level, q.danger_signs, q.reason, q.arrived_at, q.requeued_at, q.audio_only,
                q.checkin, q.facility_id, f.name AS facility_name,
                p.id AS patient_id, p.name AS patient_name, p.sex, p.birth_year, p.key_groups
         FROM queue_entry q JOIN patient p ON p.id = q.patient_id JOIN facility f ON f.id = q.facility_id
-        WHERE q.status = 'waiting' AND q.facility_id IN (SELECT id FROM scope)
+        WHERE q.status = 'waiting' AND {IN_SCOPE}
         ORDER BY {ORDER}""",
         facility_id,
     )
@@ -152,9 +150,9 @@ async def claim_next(con: asyncpg.Connection, doctor_id: int, facility_id: int) 
     """Atomically take the first waiting patient in the doctor's scope; None when nobody waits."""
     async with con.transaction():
         row = await con.fetchrow(
-            SCOPE_CTE + f"""
+            f"""
             SELECT q.id, q.patient_id, q.audio_only FROM queue_entry q
-            WHERE q.status = 'waiting' AND q.facility_id IN (SELECT id FROM scope)
+            WHERE q.status = 'waiting' AND {IN_SCOPE}
             ORDER BY {ORDER}
             LIMIT 1 FOR UPDATE OF q SKIP LOCKED""",
             facility_id,
@@ -169,17 +167,17 @@ async def claim_entry(con: asyncpg.Connection, doctor_id: int, facility_id: int,
     """Atomically take one chosen patient; Conflict if somebody else has them or they left."""
     async with con.transaction():
         row = await con.fetchrow(
-            SCOPE_CTE + """
+            f"""
             SELECT q.id, q.patient_id, q.audio_only, q.status FROM queue_entry q
-            WHERE q.id = $2 AND q.facility_id IN (SELECT id FROM scope)
+            WHERE q.id = $2 AND {IN_SCOPE}
             FOR UPDATE OF q SKIP LOCKED""",
             facility_id, entry_id,
         )
         if row is None:
             # Outside the doctor's scope is "no such entry", not "someone else took it".
             exists = await con.fetchrow(
-                SCOPE_CTE + """
-                SELECT 1 FROM queue_entry q WHERE q.id = $2 AND q.facility_id IN (SELECT id FROM scope)""",
+                f"""
+                SELECT 1 FROM queue_entry q WHERE q.id = $2 AND {IN_SCOPE}""",
                 facility_id, entry_id)
             if exists is None:
                 raise NotFound("queue entry", entry_id)

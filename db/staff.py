@@ -13,6 +13,9 @@ from datetime import timedelta
 
 import asyncpg
 
+from care import access
+from care.access import Action
+
 # scrypt cost: n=2**14, r=8, p=1 is the OWASP minimum (16 MiB, ~50 ms): slow for attackers, fine per sign-in.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
 
@@ -60,7 +63,8 @@ class StaffMember:
 
     @property
     def sees_patients(self) -> bool:
-        return self.role in ("doctor", "specialist")
+        """A clinician: may claim patients and see them in a call (care/access.py)."""
+        return access.may_ever(self.role, Action.claim)
 
 
 _SELECT = """SELECT s.id, s.facility_id, f.name AS facility_name, s.username, s.name, s.role,

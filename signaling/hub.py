@@ -17,7 +17,9 @@ from typing import Any
 import asyncpg
 from aiohttp import WSCloseCode
 
-from db import audit
+from care import access
+from care.access import Action, Relation, Role
+from db import audit, scope
 from db import chat as chat_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
@@ -213,11 +215,17 @@ class Hub:
 
     async def _authorised_consultation(self, client: Client,
                                        room_id: uuid.UUID) -> consultations_db.Consultation:
+        """The consultation, if the policy lets this socket take part in it (care/access.py)."""
         async with self.pool.acquire() as con:
             c = await consultations_db.get(con, room_id)
-        allowed = c is not None and (
-            (client.patient is not None and c.patient_id == client.patient.patient_id)
-            or (client.staff is not None and c.doctor_id == client.staff.staff_id))
+            if c is not None and client.staff is not None:
+                relation = await scope.relation(con, client.staff.facility_id, c.patient_facility_id)
+                allowed = access.allows(client.staff.role, Action.conduct_consultation, relation,
+                                        assignee=c.doctor_id == client.staff.staff_id)
+            else:  # a patient: their own consultation, known by their link
+                allowed = c is not None and access.allows(
+                    Role.patient, Action.conduct_consultation, Relation.own,
+                    assignee=client.patient is not None and c.patient_id == client.patient.patient_id)
         if c is None or not allowed:
             raise SignalingError("forbidden", f"room {room_id} is not yours")
         if not c.active:
@@ -313,9 +321,15 @@ class Hub:
 
     async def _claim(self, client: Client, msg: p.ClaimNext) -> None:
         staff = client.staff
-        if staff is None or not staff.may_claim:
+        if staff is None or not access.may_ever(staff.role, Action.claim):
             raise SignalingError("forbidden", "only doctors and specialists can claim patients")
         async with self.pool.acquire() as con:
+            if msg.entry is not None:
+                entry = await queue_db.get_entry(con, msg.entry)
+                # Outside the claimer's scope is "no such entry" (claim_entry's own SQL says the same).
+                if entry is None or not access.allows(staff.role, Action.claim, await scope.relation(
+                        con, staff.facility_id, entry.facility_id)):
+                    raise SignalingError("not_found", f"no queue entry {msg.entry}")
             if msg.entry is None:
                 claim = await queue_db.claim_next(con, staff.staff_id, staff.facility_id)
                 if claim is None:
@@ -390,12 +404,16 @@ class Hub:
             places = await queue_db.waiting_places(con)
             mean_s = await queue_db.mean_consultation_seconds(con)
             # Each facility's list is built and encoded once, however many staff sockets show it.
-            lists: dict[int, tuple[str, str]] = {}
+            # Names and reasons only to those the policy lets read the queue; the others get counts and states.
+            lists: dict[tuple[int, bool], tuple[str, str]] = {}
             for c in staff_clients:
                 assert c.staff is not None
-                if c.staff.facility_id not in lists:
+                key = (c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))
+                if key not in lists:
                     view = await queue_view.staff_list(con, c.staff.facility_id, self.patients.keys())
-                    lists[c.staff.facility_id] = (queue_view.list_digest(view), p.encode(view))
+                    if not key[1]:
+                        view = queue_view.counts_only(view)
+                    lists[key] = (queue_view.list_digest(view), p.encode(view))
         # One count per doctor, however many tabs they have open.
         doctor_facilities = list({c.staff.staff_id: c.staff.facility_id
                                   for c in staff_clients if c.staff and c.staff.may_claim}.values())
@@ -408,12 +426,13 @@ class Hub:
                 await client.send_text(text)
         for c in staff_clients:
             assert c.staff is not None
-            digest, text = lists[c.staff.facility_id]
+            digest, text = lists[(c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))]
             if c.last_list_digest != digest:  # an unchanged list is not sent again to the same socket
                 c.last_list_digest = digest
                 await c.send_text(text)
             for alert in alerts:
-                if queue_view.serves(c.staff.facility_id, alert["facility_id"], parents):
+                if access.allows(c.staff.role, Action.read_queue,
+                                 access.relation_of(c.staff.facility_id, alert["facility_id"], parents)):
                     await c.send({k: v for k, v in alert.items() if k != "facility_id"})
 
     # ---- doctors who dropped ----------------------------------------------------------------------

@@ -13,6 +13,7 @@ from typing import Any
 
 import asyncpg
 
+from care import access
 from care.appointments import FACILITY_TZ
 from care.triage import TriageLevel, evidence
 from db import queue as queue_db
@@ -23,15 +24,9 @@ MAX_LISTED = 200
 
 
 def serves(staff_facility: int, patient_facility: int, parents: Mapping[int, int | None]) -> bool:
-    """A staff member serves patients of their own facility and of every facility below it."""
-    current: int | None = patient_facility
-    seen: set[int] = set()
-    while current is not None and current not in seen:
-        if current == staff_facility:
-            return True
-        seen.add(current)
-        current = parents.get(current)
-    return False
+    """A staff member serves patients of their own facility and of every facility below it (the scope of
+    care/access.py, computed in memory)."""
+    return access.in_scope(staff_facility, patient_facility, parents)
 
 
 def expected_wait_s(place: int, doctors_online: int, mean_consultation_s: float) -> int | None:
@@ -97,6 +92,21 @@ async def staff_list(con: asyncpg.Connection, facility_id: int,
     online = set(online_patients)
     return {"type": "queue_list", "total": len(rows), "now": now.isoformat(),
             "entries": [entry_view(r, now, online) for r in rows[:MAX_LISTED]]}
+
+
+_WHO_AND_WHY: dict[str, Any] = {"patient": None, "patient_name": None, "reason": "", "danger_signs": [],
+                                "checkin": None}
+
+
+def counts_only(view: dict[str, Any]) -> dict[str, Any]:
+    """A `queue_list` for staff who may see counts and states but not who waits or why (coordinators,
+    admins): every listed item (entries, and any other list of the message) keeps its level, wait and
+    facility; the patient, the reason and the danger signs are blanked."""
+    def blank(item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        return {**item, **{k: v for k, v in _WHO_AND_WHY.items() if k in item}}
+    return {k: [blank(i) for i in v] if isinstance(v, list) else v for k, v in view.items()}
 
 
 def list_digest(view: dict[str, Any]) -> str:

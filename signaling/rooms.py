@@ -10,6 +10,8 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+from care import access
+from care.access import Action
 from signaling.protocol import encode
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class StaffIdentity:
 
     @property
     def may_claim(self) -> bool:
-        return self.role in ("doctor", "specialist")
+        return access.may_ever(self.role, Action.claim)
 
 
 class Socket(Protocol):

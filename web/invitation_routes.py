@@ -3,6 +3,7 @@ QR code and SMS, the outbox, and the doctor's day. The message scheduler starts 
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import UTC, date, datetime, time, timedelta
@@ -12,10 +13,13 @@ import asyncpg
 import segno
 from aiohttp import web
 
+from care import access
+from care.access import Action
 from care.appointments import FACILITY_TZ, attendance
 from care.phone import PhoneError, national, parse_mobile
 from care.phone import mask as mask_phone
 from care.sms import MessageKind, compose
+from db import audit, scope
 from db import consultations as consultations_db
 from db import invitations as invitations_db
 from db import messages as messages_db
@@ -26,6 +30,7 @@ from db.invitations import Booking, Invitation, InvitationKind, InvitationStatus
 from db.messages import MessageStatus
 from db.staff import Session
 from web import invitation_texts as labels
+from web.access import require, require_role
 from web.auth import check_csrf, join_url
 from web.errors import ApiError
 from web.keys import clock_key, hub_key, pool_key, settings_key, signer_key
@@ -67,22 +72,23 @@ async def _form(request: web.Request) -> FormValues:
 
 
 async def _patient_in_scope(request: web.Request, session: Session, patient_id: int) -> patients_db.Patient:
+    """The patient, if the policy lets this staff member invite them."""
     async with request.app[pool_key].acquire() as con:
         patient = await patients_db.get(con, patient_id)
         if patient is None:
             raise web.HTTPNotFound()
-        if not await consultations_db.is_doctor_in_scope(con, session.staff.facility_id, patient.facility_id):
-            raise web.HTTPForbidden()
+        await require(request, con, session.staff, Action.invite, patient.facility_id)
     return patient
 
 
-async def _invitation_in_scope(request: web.Request, session: Session) -> Invitation:
+async def _invitation_in_scope(request: web.Request, session: Session,
+                               action: Action = Action.read_invitations) -> Invitation:
+    """The invitation of the path, if the policy lets this staff member do `action` to it."""
     async with request.app[pool_key].acquire() as con:
         invitation = await invitations_db.get(con, _uuid(request.match_info["iid"]))
         if invitation is None:
             raise web.HTTPNotFound()
-        if not await consultations_db.is_doctor_in_scope(con, session.staff.facility_id, invitation.facility_id):
-            raise web.HTTPForbidden()
+        await require(request, con, session.staff, action, invitation.facility_id)
     return invitation
 
 
@@ -225,9 +231,17 @@ def sms_previews(invitation: Invitation, url: str) -> list[dict[str, Any]]:
 async def _render_invitation(request: web.Request, session: Session, invitation: Invitation, *,
                              values: FormValues | None = None, errors: FieldErrors | None = None,
                              status: int = 200) -> web.Response:
+    usable = invitation.status in (InvitationStatus.active, InvitationStatus.used)
     async with request.app[pool_key].acquire() as con:
         messages = await messages_db.for_invitation(con, invitation.id)
         doctors = await invitations_db.bookable_doctors(con, invitation.facility_id)
+        # A usable link is the patient's key: shown only to those who may send it, and every showing is
+        # audited (care/access.py, see_live_link).
+        usable = usable and access.allows(session.staff.role, Action.see_live_link, await scope.relation(
+            con, session.staff.facility_id, invitation.facility_id))
+        if usable:
+            await audit.record(con, audit.Actor.staff(session.staff.id), "invitation.view_link", "invitation",
+                               invitation.id)
         # The short link (as in the SMS): easier to copy into another messenger, a smaller QR code.
         url = await invitations_db.short_url(con, link_url(request.app), invitation.link_jti,
                                              invitation.link_expires_at)
@@ -236,26 +250,27 @@ async def _render_invitation(request: web.Request, session: Session, invitation:
         day, at = _default_slot(request.app[clock_key].now())
         values = {"date": day, "time": at, "doctor": str(invitation.doctor_id or ""),
                   "service": invitation.service or ""}
-    usable = invitation.status in (InvitationStatus.active, InvitationStatus.used)
     return render(request, "invitation.html", {
         **_page_context(session), "inv": invitation, "url": url if usable else None,
         "qr": qr_svg(url, t("QR code of the patient's link")) if usable else None,
-        "previews": sms_previews(invitation, url), "messages": messages, "doctors": doctors, "values": values,
+        "previews": sms_previews(invitation, url if usable else mask_links(url)), "messages": messages,
+        "doctors": doctors, "values": values,
         "errors": {field: t(labels.ERRORS.get(code, code)) for field, code in (errors or {}).items()},
         "sent_before": any(m.kind == "invitation" for m in messages)}, status=status)
 
 
 async def invitation_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
-    return await _render_invitation(request, session, await _invitation_in_scope(request, session))
+    return await _render_invitation(request, session,
+                                    await _invitation_in_scope(request, session, Action.read_invitations))
 
 
-async def _act(request: web.Request,
+async def _act(request: web.Request, allowed: Action,
                action: Callable[[asyncpg.Connection, Invitation, int, datetime], Awaitable[object]]) -> web.Response:
     """The shape of every button on the invitation page: check, act in one transaction, back to the page."""
     session = await require_page_session(request)
     await _require_csrf(request)
-    invitation = await _invitation_in_scope(request, session)
+    invitation = await _invitation_in_scope(request, session, allowed)
     try:
         async with request.app[pool_key].acquire() as con:
             await action(con, invitation, session.staff.id, request.app[clock_key].now())
@@ -267,20 +282,20 @@ async def _act(request: web.Request,
 async def send(request: web.Request) -> web.Response:
     """Send the invitation SMS, or send it again (same link)."""
     url = link_url(request.app)
-    return await _act(request, lambda con, inv, staff_id, now: invitations_db.resend(
+    return await _act(request, Action.send_message, lambda con, inv, staff_id, now: invitations_db.resend(
         con, inv.id, staff_id=staff_id, now=now, link_url=url))
 
 
 async def revoke(request: web.Request) -> web.Response:
     """Cancel the invitation: its link stops working and the patient is told."""
-    return await _act(request, lambda con, inv, staff_id, now: invitations_db.revoke(
+    return await _act(request, Action.invite, lambda con, inv, staff_id, now: invitations_db.revoke(
         con, inv.id, staff_id=staff_id, now=now))
 
 
 async def reschedule(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     await _require_csrf(request)
-    invitation = await _invitation_in_scope(request, session)
+    invitation = await _invitation_in_scope(request, session, Action.invite)
     values = await _form(request)
     now = request.app[clock_key].now()
     async with request.app[pool_key].acquire() as con:
@@ -305,8 +320,18 @@ async def reschedule(request: web.Request) -> web.Response:
 
 # ---- outbox --------------------------------------------------------------------------------------------
 
+_LINK = re.compile(r"(https?://[^/\s]+)/\S+")
+
+
+def mask_links(text: str) -> str:
+    """A message's text with every link cut after its host: a join link is the patient's key, and the
+    outbox is read by more people than may send it."""
+    return _LINK.sub(r"\1/…", text)
+
+
 async def outbox_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
+    require_role(request, session.staff, Action.read_outbox)
     status = request.query.get("status") or None
     if status not in {s.value for s in MessageStatus}:
         status = None
@@ -314,7 +339,25 @@ async def outbox_page(request: web.Request) -> web.Response:
         messages = await messages_db.outbox(con, session.staff.facility_id, status)
     return render(request, "outbox.html", {
         **_page_context(session), "messages": messages, "status": status, "statuses": list(MessageStatus),
-        "gateway": request.app[settings_key].sms_gateway})
+        "gateway": request.app[settings_key].sms_gateway, "revealed": None, "mask_links": mask_links,
+        "may_see_links": access.may_ever(session.staff.role, Action.see_live_link)})
+
+
+async def outbox_message(request: web.Request) -> web.Response:
+    """One message with its link shown: for those who may send links, and audited (`message.view_link`)."""
+    session = await require_page_session(request)
+    async with request.app[pool_key].acquire() as con:
+        message = await messages_db.get(con, int(request.match_info["mid"]))
+        patient = await patients_db.get(con, message.patient_id) if message else None
+        if message is None or patient is None:
+            raise web.HTTPNotFound()
+        await require(request, con, session.staff, Action.see_live_link, patient.facility_id)
+        await audit.record(con, audit.Actor.staff(session.staff.id), "message.view_link", "outbound_message",
+                           message.id, {"invitation": str(message.invitation_id or "")})
+    return render(request, "outbox.html", {
+        **_page_context(session), "messages": [message], "status": None, "statuses": list(MessageStatus),
+        "gateway": request.app[settings_key].sms_gateway, "revealed": message.id, "mask_links": mask_links,
+        "may_see_links": True})
 
 
 # ---- the doctor's day ----------------------------------------------------------------------------------
@@ -348,6 +391,7 @@ async def _render_schedule(request: web.Request, session: Session, error: str | 
 
 async def schedule_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
+    require_role(request, session.staff, Action.read_invitations)
     return await _render_schedule(request, session)
 
 
@@ -355,8 +399,7 @@ async def start_call(request: web.Request) -> web.Response:
     """"Start call" on the day's schedule: claim that patient's queue entry, tell the hub, open the call."""
     session = await require_page_session(request)
     await _require_csrf(request)
-    if not session.staff.sees_patients:
-        raise web.HTTPForbidden()
+    require_role(request, session.staff, Action.claim)
     values = await _form(request)
     try:
         entry_id = uuid.UUID(values.get("entry", ""))
@@ -364,6 +407,10 @@ async def start_call(request: web.Request) -> web.Response:
         return await _render_schedule(request, session, "not_found", status=404)
     try:
         async with request.app[pool_key].acquire() as con:
+            entry = await queue_db.get_entry(con, entry_id)
+            if entry is None:
+                return await _render_schedule(request, session, "not_found", status=404)
+            await require(request, con, session.staff, Action.claim, entry.facility_id, hide=True)
             claim = await queue_db.claim_entry(con, session.staff.id, session.staff.facility_id, entry_id)
             consultation = await consultations_db.get(con, claim.consultation_id)
     except DbError as exc:
@@ -383,5 +430,6 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/staff/invitations/{iid}/revoke", revoke)
     app.router.add_post("/staff/invitations/{iid}/reschedule", reschedule)
     app.router.add_get("/staff/outbox", outbox_page, name="outbox")
+    app.router.add_get(r"/staff/outbox/{mid:\d{1,18}}", outbox_message, name="outbox_message")
     app.router.add_get("/staff/schedule", schedule_page, name="schedule")
     app.router.add_post("/staff/schedule/start", start_call)

@@ -1,6 +1,6 @@
 """The patient registry: search, register (with a duplicate check first), edit and merge records, and the
-JSON behind the type-ahead and the commune picker. Any signed-in staff member, within their facility
-and the facilities below it."""
+JSON behind the type-ahead and the commune picker. For the roles care/access.py allows, within their
+facility and the facilities below it."""
 
 from __future__ import annotations
 
@@ -11,17 +11,19 @@ from typing import Any
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from care import places
+from care import access, places
+from care.access import Action
 from care.appointments import FACILITY_TZ
 from care.registry import RegistrationError, RegistrationInput, validate
 from care.triage import KeyGroup
-from db import consultations as consultations_db
 from db import facilities as facilities_db
 from db import patients as patients_db
+from db import scope
 from db.errors import Conflict, NotFound
 from db.patients import Patient
 from db.staff import Session
 from web import patient_view, registry_texts, texts
+from web.access import require, require_role
 from web.auth import check_csrf
 from web.errors import ApiError
 from web.i18n import Translator
@@ -58,6 +60,7 @@ async def _require_csrf(request: web.Request) -> None:
 
 async def search_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
+    require_role(request, session.staff, Action.read_demographics)
     query = request.query.get("q", "")[:QUERY_MAX]
     t, today = request[t_rkey], _today()
     async with request.app[pool_key].acquire() as con:
@@ -74,6 +77,7 @@ async def search_page(request: web.Request) -> web.Response:
 
 async def search_api(request: web.Request) -> web.Response:
     session = await require_api_session(request)
+    require_role(request, session.staff, Action.read_demographics)
     query = request.query.get("q", "")[:QUERY_MAX]
     t, today = request[t_rkey], _today()
     async with request.app[pool_key].acquire() as con:
@@ -82,7 +86,8 @@ async def search_api(request: web.Request) -> web.Response:
 
 
 async def communes_api(request: web.Request) -> web.Response:
-    await require_api_session(request)
+    session = await require_api_session(request)
+    require_role(request, session.staff, Action.lookup_reference)
     province = places.province(request.query.get("province", ""))
     if province is None:
         raise ApiError("not_found", "no province with this code", field="province")
@@ -138,6 +143,7 @@ def _form(request: web.Request, session: Session, *, mode: str, action: str, val
 
 async def new_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
+    require_role(request, session.staff, Action.register_patient)
     async with request.app[pool_key].acquire() as con:
         province, commune = await facilities_db.location(con, session.staff.facility_id)
     values = RegistrationInput(commune_code=commune or "")
@@ -152,6 +158,7 @@ def _seen(form: MultiDictProxy[Any]) -> set[int]:
 async def create(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     await _require_csrf(request)
+    require_role(request, session.staff, Action.register_patient)
     form = await request.post()
     values = _form_input(form)
     province = _province_for(values, str(form.get("province", ""))[:4])
@@ -180,13 +187,13 @@ async def create(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/staff/patients/{patient_id}?created=1")
 
 
-async def _patient_in_scope(request: web.Request, session: Session, patient_id: int) -> Patient:
+async def _patient_in_scope(request: web.Request, session: Session, patient_id: int,
+                            action: Action = Action.edit_patient) -> Patient:
     async with request.app[pool_key].acquire() as con:
         patient = await patients_db.get(con, patient_id)
         if patient is None:
             raise web.HTTPNotFound()
-        if not await consultations_db.is_doctor_in_scope(con, session.staff.facility_id, patient.facility_id):
-            raise web.HTTPForbidden()
+        await require(request, con, session.staff, action, patient.facility_id)
     if patient.merged_into is not None:
         raise web.HTTPSeeOther(f"/staff/patients/{patient.merged_into}")
     return patient
@@ -194,7 +201,7 @@ async def _patient_in_scope(request: web.Request, session: Session, patient_id: 
 
 async def edit_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
-    patient = await _patient_in_scope(request, session, _patient_id(request))
+    patient = await _patient_in_scope(request, session, _patient_id(request), Action.edit_patient)
     values = _input_of(patient)
     return _form(request, session, mode="edit", action=f"/staff/patients/{patient.id}/edit", values=values,
                  province=_province_for(values, ""), patient=patient)
@@ -203,7 +210,7 @@ async def edit_page(request: web.Request) -> web.Response:
 async def edit(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     await _require_csrf(request)
-    patient = await _patient_in_scope(request, session, _patient_id(request))
+    patient = await _patient_in_scope(request, session, _patient_id(request), Action.edit_patient)
     form = await request.post()
     values = _form_input(form)
     province = _province_for(values, str(form.get("province", ""))[:4])
@@ -235,7 +242,7 @@ async def merge(request: web.Request) -> web.Response:
     into this patient, who is kept."""
     session = await require_page_session(request)
     await _require_csrf(request)
-    keep = await _patient_in_scope(request, session, _patient_id(request))
+    keep = await _patient_in_scope(request, session, _patient_id(request), Action.merge_patients)
     form = await request.post()
     t, today = request[t_rkey], _today()
     other_text = str(form.get("other", "")).strip().lstrip("#")[:20]
@@ -248,8 +255,9 @@ async def merge(request: web.Request) -> web.Response:
 
     async with request.app[pool_key].acquire() as con:
         other = await patients_db.get(con, int(other_text)) if other_text.isdigit() else None
-        if other is None or other.merged_into is not None or not await consultations_db.is_doctor_in_scope(
-                con, session.staff.facility_id, other.facility_id):
+        if other is None or other.merged_into is not None or not access.allows(
+                session.staff.role, Action.merge_patients,
+                await scope.relation(con, session.staff.facility_id, other.facility_id)):
             return page(other=None, error=t(registry_texts.ERRORS["merge_not_found"]), status=404)
         if other.id == keep.id:
             return page(other=None, error=t(registry_texts.ERRORS["merge_same"]), status=409)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp_jinja2
 from aiohttp import web
 
+from care import access
+from care.access import Action
 from web.auth import csrf_token
 from web.keys import static_key
 from web.rkeys import lang_rkey, t_rkey
@@ -26,8 +29,14 @@ def base_context(request: web.Request) -> dict[str, Any]:
     }
 
 
+def _may(role: str) -> Callable[[str], bool]:
+    """`may('invite')` in staff templates: is the action open to this role at all (care/access.py)?"""
+    return lambda action: access.may_ever(role, Action(action))
+
+
 def render(request: web.Request, template: str, context: dict[str, Any], *, status: int = 200) -> web.Response:
-    response = aiohttp_jinja2.render_template(template, request, {**base_context(request), **context},
+    extra = {"may": _may(context["me"].role)} if "me" in context else {}
+    response = aiohttp_jinja2.render_template(template, request, {**base_context(request), **extra, **context},
                                               status=status)
     response.enable_compression()  # pages travel over 3G; gzip when the browser accepts it
     return response

@@ -12,7 +12,8 @@ import asyncpg
 import msgspec
 from aiohttp import web
 
-from care import icd10
+from care import access, icd10
+from care.access import Action
 from care.appointments import FACILITY_TZ
 from care.phone import mask as mask_phone
 from care.summary import MAX_MEDICINES, Medicine, SummaryChoice, SummaryError, WarningSign, warning_sign_label
@@ -28,6 +29,7 @@ from db import staff as staff_db
 from db.staff import Session
 from signaling import queue as queue_view
 from web import day_texts, patient_view, signin, summaries, texts
+from web.access import check, require, require_role
 from web.auth import CSRF_FIELD, SESSION_COOKIE, LinkUrl, check_csrf, join_url, request_session
 from web.client import client_address
 from web.errors import ApiError
@@ -205,6 +207,7 @@ def _labels(t: Any) -> dict[str, dict[str, str]]:
 
 async def queue_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
+    require_role(request, session.staff, Action.read_counts)
     async with request.app[pool_key].acquire() as con:
         active = await consultations_db.active_for_doctor(con, session.staff.id)
     t = request[t_rkey]
@@ -213,13 +216,16 @@ async def queue_page(request: web.Request) -> web.Response:
         "labels": _labels(t)})
 
 
-async def _consultation_for(con: asyncpg.Connection, session: Session,
-                            consultation_id: uuid.UUID) -> consultations_db.Consultation:
+async def _consultation_for(con: asyncpg.Connection, session: Session, consultation_id: uuid.UUID,
+                            action: Action = Action.conduct_consultation) -> consultations_db.Consultation:
+    """The consultation, if the policy lets this staff member do `action` to it (its own doctor only)."""
     c = await consultations_db.get(con, consultation_id)
     if c is None:
         raise ApiError("not_found", "no such consultation")
-    if c.doctor_id != session.staff.id:
-        raise ApiError("forbidden", "this consultation belongs to another doctor")
+    decision, _ = await check(con, session.staff, action, c.patient_facility_id,
+                              assignee=c.doctor_id == session.staff.id)
+    if not decision:
+        raise ApiError("forbidden", decision.message)
     return c
 
 
@@ -233,7 +239,7 @@ def _uuid(text: str) -> uuid.UUID:
 async def call_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]))
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.conduct_consultation)
         patient = await patients_db.get(con, c.patient_id)
         entry = await queue_db.get_entry(con, c.queue_entry_id)
     assert patient is not None and entry is not None
@@ -265,19 +271,20 @@ async def history_page(request: web.Request) -> web.Response:
         patient = await patients_db.get(con, patient_id)
         if patient is None:
             raise web.HTTPNotFound()
-        if not await consultations_db.is_doctor_in_scope(con, session.staff.facility_id, patient.facility_id):
-            raise web.HTTPForbidden()
+        relation = await require(request, con, session.staff, Action.read_demographics, patient.facility_id)
         if patient.merged_into is not None:  # a merged record's history now lives with the one kept
             raise web.HTTPSeeOther(f"/staff/patients/{patient.merged_into}")
-        rows = [_history_row(r) for r in await patients_db.consultations(con, patient_id)]
+        # Signed notes and past visits are clinical content: clinicians in scope only (care/access.py).
+        clinical = access.allows(session.staff.role, Action.read_clinical, relation)
+        rows = [_history_row(r) for r in await patients_db.consultations(con, patient_id)] if clinical else []
         t = request[t_rkey]
         extras = await patient_view.page_extras(con, session.staff, patient, t, facility_today(request))
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
-                           patient_id)
+                           patient_id, {"clinical": clinical})
     merged = request.query.get("merged", "")
     return render(request, "patient_history.html", {
         "me": session.staff, "patient": patient, "age": patient.age(facility_today(request)), "rows": rows,
-        "labels": _labels(t), "icd": icd10.lookup, **extras,
+        "clinical": clinical, "labels": _labels(t), "icd": icd10.lookup, **extras,
         "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
         else "merged" if merged.isdigit() else None, "merged_id": merged if merged.isdigit() else ""})
 
@@ -285,7 +292,8 @@ async def history_page(request: web.Request) -> web.Response:
 # ---- JSON API ----------------------------------------------------------------------------------------
 
 async def icd10_search(request: web.Request) -> web.Response:
-    await require_api_session(request)
+    session = await require_api_session(request)
+    require_role(request, session.staff, Action.lookup_reference)
     query = request.query.get("q", "")[:80]
     lang = request[lang_rkey]
     results = [{"code": c.code, "name": c.name(lang), "name_en": c.name_en} for c in icd10.search(query, 15)]
@@ -335,7 +343,7 @@ def _version_view(v: notes_db.NoteVersion) -> dict[str, Any]:
 async def note_get(request: web.Request) -> web.Response:
     session = await require_api_session(request)
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]))
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.write_note)
         versions = await notes_db.versions(con, c.id)
         draft = await notes_db.draft(con, c.id, session.staff.id)
     return web.json_response({
@@ -349,7 +357,7 @@ async def note_draft(request: web.Request) -> web.Response:
     session = await require_api_session(request, write=True)
     body = decode_body(await request.read(), DraftBody)
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]))
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.write_note)
         saved_at = await notes_db.save_draft(con, c.id, session.staff.id, body.base_version,
                                              msgspec.to_builtins(body.note))
     return web.json_response({"saved_at": saved_at.isoformat(), "saved_at_text": localtime(saved_at, "time")})
@@ -361,7 +369,7 @@ async def note_sign(request: web.Request) -> web.Response:
     body = decode_body(await request.read(), SignBody)
     content = _note_content(body.note, facility_today(request))
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]))
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.write_note)
         signed = await visit_summaries.sign(con, c.id, session.staff.id, body.expected_version, content,
                                             now=request.app[clock_key].now(), link_url=link_url(request.app))
     message = summaries.message(signed.version, signed.recipient)
@@ -377,7 +385,7 @@ async def summary_preview(request: web.Request) -> web.Response:
     body = decode_body(await request.read(), NoteBody)
     content = _note_content(body, facility_today(request))
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]))
+        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.write_note)
         to = await visit_summaries.recipient(con, c.id)
         assert to is not None
         summary = visit_summaries.summary_of(content, to.lang, to)
@@ -391,8 +399,7 @@ async def summary_preview(request: web.Request) -> web.Response:
 
 async def change_level(request: web.Request) -> web.Response:
     session = await require_api_session(request, write=True)
-    if not session.staff.sees_patients:
-        raise ApiError("forbidden", "only doctors can change a triage level")
+    require_role(request, session.staff, Action.change_level)
     body = decode_body(await request.read(), LevelBody)
     try:
         entry_id = uuid.UUID(request.match_info["entry"])
@@ -400,9 +407,9 @@ async def change_level(request: web.Request) -> web.Response:
         raise ApiError("not_found", "no such queue entry") from None
     async with request.app[pool_key].acquire() as con:
         entry = await queue_db.get_entry(con, entry_id)
-        if entry is None or not await consultations_db.is_doctor_in_scope(
-                con, session.staff.facility_id, entry.facility_id):
+        if entry is None:
             raise ApiError("not_found", "no such queue entry")
+        await require(request, con, session.staff, Action.change_level, entry.facility_id, hide=True)
         await queue_db.change_level(con, entry_id, body.level.rank, session.staff.id)
     request.app[hub_key].queue_changed()
     return web.json_response({"entry": str(entry_id), "level": body.level.value})

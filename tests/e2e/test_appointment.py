@@ -56,8 +56,11 @@ async def test_nurse_books_an_appointment_and_the_patient_joins_when_the_window_
         if shots:
             await nurse.screenshot(path=f"{shots}/invitation.png", full_page=True)
 
-        # The patient's link, as the outbox shows the SMS that was sent.
+        # The patient's link, as the outbox shows the SMS that was sent: masked in the list, shown (and
+        # audited) on request.
         await nurse.goto("/staff/outbox")
+        await expect(nurse.locator("tr[data-kind=invitation] .sms-text").first).not_to_contain_text("/j/")
+        await nurse.locator("tr[data-kind=invitation] .sms-text a[href^='/staff/outbox/']").first.click()
         sms = nurse.locator("tr[data-kind=invitation] .sms-text").first
         await expect(sms).to_contain_text("/s/")  # the short link: one SMS segment
         link = re.search(r"/s/[A-Za-z0-9]{12}", await sms.inner_text())

@@ -39,8 +39,8 @@ async def lan(running_app: RunningApp) -> AsyncIterator[Staff]:
 
 
 @pytest.fixture
-async def coordinator(running_app: RunningApp) -> AsyncIterator[Staff]:
-    staff = await signed_in(running_app, "dieuphoi")  # any staff role may use the registry
+async def nurse(running_app: RunningApp) -> AsyncIterator[Staff]:
+    staff = await signed_in(running_app, "yta.hoa")  # nurses work the registry (care/access.py)
     yield staff
     await staff.http.close()
 
@@ -100,9 +100,9 @@ async def test_registry_needs_a_signed_in_staff_member(running_app: RunningApp) 
         assert r.status == 401 and (await r.json())["error"]["code"] == "not_authenticated"
 
 
-async def test_type_ahead_api_matches_phone_numbers_in_any_form(running_app: RunningApp, coordinator: Staff) -> None:
+async def test_type_ahead_api_matches_phone_numbers_in_any_form(running_app: RunningApp, nurse: Staff) -> None:
     for q in (AN_PHONE, "+84 912 345 603", "0912.345.603"):
-        r = await coordinator.http.get(f"{running_app.url}/api/patients", params={"q": q})
+        r = await nurse.http.get(f"{running_app.url}/api/patients", params={"q": q})
         body = await r.json()
         assert r.status == 200
         assert [(p["id"], p["name"], p["phone"]) for p in body["results"]] == [(AN, "Nguyễn Văn An", "0••• ••• 603")]
@@ -128,17 +128,17 @@ async def test_new_patient_form_defaults_to_the_stations_commune(running_app: Ru
     assert '<option value="04456" selected>Xã Mù Cang Chải</option>' in page
 
 
-async def test_registering_a_patient_saves_it_and_opens_its_page(running_app: RunningApp, coordinator: Staff) -> None:
+async def test_registering_a_patient_saves_it_and_opens_its_page(running_app: RunningApp, nurse: Staff) -> None:
     before = await counts(running_app)
-    data = list(form(coordinator).items()) + [("key_groups", "pregnant"), ("key_groups", "diabetes")]
-    r = await post(coordinator, running_app, "/staff/patients/new", data)
+    data = list(form(nurse).items()) + [("key_groups", "pregnant"), ("key_groups", "diabetes")]
+    r = await post(nurse, running_app, "/staff/patients/new", data)
     assert r.status == 303, await r.text()
     location = r.headers["Location"]
     match = re.fullmatch(r"/staff/patients/(\d+)\?created=1", location)
     assert match
     pid = int(match.group(1))
     assert await counts(running_app) == (before[0] + 1, before[1] + 1)
-    page = await (await coordinator.http.get(f"{running_app.url}{location}")).text()
+    page = await (await nurse.http.get(f"{running_app.url}{location}")).text()
     assert "Thào Thị Dợ" in page and "0••• ••• 456" in page and "0988" not in page
     assert "Bản Mồ Dề, Xã Mù Cang Chải, Lào Cai" in page
     assert f'href="/staff/patients/{pid}/invite"' in page and f'href="/staff/patients/{pid}/edit"' in page
@@ -148,7 +148,7 @@ async def test_registering_a_patient_saves_it_and_opens_its_page(running_app: Ru
         events = await audit.events_for(con, "patient", pid)
     assert row["phone"] == "+84988123456" and row["search_name"] == "thao thi do"
     assert sorted(row["key_groups"]) == ["diabetes", "pregnant"]
-    assert events[0]["action"] == "patient.create" and events[0]["actor_id"] == str(coordinator.id)
+    assert events[0]["action"] == "patient.create" and events[0]["actor_id"] == str(nurse.id)
 
 
 @pytest.mark.parametrize(("field", "value", "code"), [

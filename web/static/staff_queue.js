@@ -72,13 +72,19 @@ function render() {
     level.append(badge);
     if (canClaim) level.append(" ", levelPicker(e));
     const who = cell(undefined, "c-who");
-    const name = document.createElement("a");
-    name.href = `/staff/patients/${e.patient.id}`;
-    name.textContent = e.patient.name;
-    who.append(name);
-    const meta = [e.patient.age ? marked(e, `${e.patient.age}`, "age") : null, e.facility].filter(Boolean);
+    // Coordinators and admins get counts and states: no patient (docs/security.md).
+    const patient = e.patient || { id: null, name: "—", age: null, key_groups: [] };
+    if (patient.id !== null) {
+      const name = document.createElement("a");
+      name.href = `/staff/patients/${patient.id}`;
+      name.textContent = patient.name;
+      who.append(name);
+    } else {
+      who.append(patient.name);
+    }
+    const meta = [patient.age ? marked(e, `${patient.age}`, "age") : null, e.facility].filter(Boolean);
     if (meta.length) { who.append(" ("); meta.forEach((m, i) => who.append(...(i ? [" · ", m] : [m]))); who.append(")"); }
-    for (const g of e.patient.key_groups) {
+    for (const g of patient.key_groups) {
       const flag = document.createElement("span");
       flag.className = "flag";
       flag.textContent = labels.key_groups[g] || g;
