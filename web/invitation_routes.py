@@ -20,7 +20,7 @@ from db import consultations as consultations_db
 from db import invitations as invitations_db
 from db import messages as messages_db
 from db import patients as patients_db
-from db import queue as queue_db
+from db import usecases
 from db.errors import DbError
 from db.invitations import Booking, Invitation, InvitationKind, InvitationStatus, Policy
 from db.messages import MessageStatus
@@ -367,8 +367,7 @@ async def start_call(request: web.Request) -> web.Response:
         return await _render_schedule(request, session, "not_found", status=404)
     try:
         async with request.app[pool_key].acquire() as con:
-            claim = await queue_db.claim_entry(con, session.staff.id, session.staff.facility_id, entry_id)
-            consultation = await consultations_db.get(con, claim.consultation_id)
+            consultation = await usecases.take_patient(con, session.staff.id, session.staff.facility_id, entry_id)
     except DbError as exc:
         return await _render_schedule(request, session, exc.code, status=404 if exc.code == "not_found" else 409)
     assert consultation is not None
