@@ -17,7 +17,7 @@ from typing import Any
 import asyncpg
 from aiohttp import WSCloseCode
 
-from db import audit
+from db import audit, usecases
 from db import chat as chat_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
@@ -314,16 +314,11 @@ class Hub:
         if staff is None or not staff.may_claim:
             raise SignalingError("forbidden", "only doctors and specialists can claim patients")
         async with self.pool.acquire() as con:
-            if msg.entry is None:
-                claim = await queue_db.claim_next(con, staff.staff_id, staff.facility_id)
-                if claim is None:
-                    raise SignalingError("queue_empty", "nobody is waiting")
-            else:
-                claim = await queue_db.claim_entry(con, staff.staff_id, staff.facility_id, msg.entry)
-            c = await consultations_db.get(con, claim.consultation_id)
-        assert c is not None
+            c = await usecases.take_patient(con, staff.staff_id, staff.facility_id, msg.entry)
+        if c is None:
+            raise SignalingError("queue_empty", "nobody is waiting")
         await client.send({"type": "paired", "id": msg.id, "room": str(c.id), "polite": False,
-                           "peer_name": c.patient_name, "entry": str(claim.entry_id)})
+                           "peer_name": c.patient_name, "entry": str(c.queue_entry_id)})
         await self.claimed(c)
 
     async def claimed(self, c: consultations_db.Consultation) -> None:
