@@ -163,13 +163,27 @@ def _socket_dir(pgdata: Path) -> Path:
     return socket_dir
 
 
+def _initdb(pgdata: Path) -> None:
+    """Create a new data dir atomically: initdb into a staging dir, then rename it into place, so a Ctrl-C
+    or a kill during initdb leaves a staging dir the next start removes, never a half-made data dir."""
+    if pgdata.exists() and any(pgdata.iterdir()):
+        raise EmbeddedError(f"{pgdata} is not empty and has no PG_VERSION: not a PostgreSQL data dir; "
+                            "move it away or choose another DONGHANH_DATA_DIR")
+    staging = pgdata.with_name(pgdata.name + ".initdb")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    _prepare_user_and_dirs(staging)
+    _run("initdb", ["-D", str(staging), "--auth=trust", "--auth-local=trust", "--encoding=utf8", "-U", "postgres"])
+    if pgdata.exists():
+        pgdata.rmdir()
+    staging.rename(pgdata)
+
+
 def _start(pgdata: Path) -> Postmaster:
     """Initialise the data dir if new, clear a stale pid file, and start the server (waits until ready)."""
-    pgdata.mkdir(parents=True, exist_ok=True)
-    _prepare_user_and_dirs(pgdata)
     if not (pgdata / "PG_VERSION").exists():
-        _run("initdb", ["-D", str(pgdata), "--auth=trust", "--auth-local=trust", "--encoding=utf8",
-                        "-U", "postgres"])
+        _initdb(pgdata)
+    _prepare_user_and_dirs(pgdata)
     stale = Postmaster.read(pgdata)
     if stale is not None or (pgdata / "postmaster.pid").exists():
         # We hold the start/stop lock and no postgres runs on this data dir (checked by the caller): the

@@ -20,7 +20,7 @@ import aiohttp
 import psutil
 import pytest
 
-from db.embedded import EmbeddedPostgres, Postmaster, running_postmaster
+from db.embedded import EmbeddedError, EmbeddedPostgres, Postmaster, running_postmaster
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -184,3 +184,22 @@ def test_a_stale_postmaster_pid_is_replaced_by_a_fresh_server(tmp_path: Path) ->
     finally:
         server.stop()
     assert postgres_processes(pgdata.resolve()) == []
+
+
+def test_an_interrupted_initdb_is_redone_and_a_foreign_dir_refused(tmp_path: Path) -> None:
+    """Ctrl-C during the very first start (initdb) leaves only a staging dir, which the next start replaces;
+    a non-empty data dir without PG_VERSION is never initialised over."""
+    pgdata = tmp_path / "pg"
+    staging = tmp_path / "pg.initdb"
+    staging.mkdir()
+    (staging / "base").mkdir()  # what an initdb cut short leaves behind
+    server = EmbeddedPostgres(pgdata)
+    server.stop()
+    assert (pgdata / "PG_VERSION").exists() and not staging.exists()
+
+    foreign = tmp_path / "other"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("not a database")
+    with pytest.raises(EmbeddedError, match="no PG_VERSION"):
+        EmbeddedPostgres(foreign)
+    assert (foreign / "notes.txt").exists()
