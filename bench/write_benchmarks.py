@@ -126,6 +126,19 @@ def first_frame(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def durability(data: dict[str, Any]) -> list[str]:
+    kinds = ", ".join(f"{k} {_num(v)}" for k, v in sorted(data["acknowledged_by_kind"].items()))
+    half = data["half_written"]
+    return ["| trials (kill -9 + restart) | writes acknowledged | lost | duplicated | half-written use cases "
+            "| audit chain |", "|---:|---:|---:|---:|---:|---|",
+            f"| {_num(data['trials'])} | {_num(data['writes_acknowledged'])} | {_num(data['writes_lost'])} | "
+            f"{_num(data['writes_duplicated'])} | {sum(half.values()) if half else 0} | "
+            f"{'verifies' if data['audit_chain_ok'] else '**broken**'} |", "",
+            f"Acknowledged writes by kind: {kinds}. App start after each kill: p50 "
+            f"{_num(data['app_start_s']['p50'])} s, max {_num(data['app_start_s']['max'])} s. "
+            f"Aim ({data['aim']}): {_verdict(data.get('aim_met'))}."]
+
+
 def generic(data: dict[str, Any]) -> list[str]:
     shown = {k: v for k, v in data.items() if isinstance(v, (int, float, str, bool))
              and k not in ("date", "method", "command", "benchmark")}
@@ -137,6 +150,7 @@ FORMATTERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "page_weight": ("Patient page weight (link → waiting room)", page_weight),
     "first_frame": ("Time to first video frame", first_frame),
     "signin": ("Sign-in attempts per account, throttling off and on", generic),
+    "durability": ("Durability under kill -9", durability),
 }
 
 

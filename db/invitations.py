@@ -127,9 +127,10 @@ async def get(con: asyncpg.Connection, invitation_id: uuid.UUID) -> Invitation |
     return _invitation(row) if row else None
 
 
-async def for_link(con: asyncpg.Connection, jti: uuid.UUID) -> Invitation | None:
-    """The invitation a join link was issued for (None for links made otherwise, e.g. `donghanh link`)."""
-    row = await con.fetchrow(_SELECT + " WHERE i.link_jti = $1", jti)
+async def for_link(con: asyncpg.Connection, jti: uuid.UUID, *, for_update: bool = False) -> Invitation | None:
+    """The invitation a join link was issued for (None for links made otherwise, e.g. `donghanh link`);
+    `for_update` row-locks it until the caller's transaction ends."""
+    row = await con.fetchrow(_SELECT + " WHERE i.link_jti = $1" + (" FOR UPDATE OF i" if for_update else ""), jti)
     return _invitation(row) if row else None
 
 

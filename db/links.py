@@ -9,6 +9,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from db import audit
 from db.errors import NotFound
 
 
@@ -69,6 +70,15 @@ async def revoke(con: asyncpg.Connection, jti: uuid.UUID) -> bool:
 
 async def mark_finished(con: asyncpg.Connection, jti: uuid.UUID) -> None:
     await con.execute("UPDATE join_link SET finished_at = now() WHERE jti = $1 AND finished_at IS NULL", jti)
+
+
+async def give_consent(con: asyncpg.Connection, link: JoinLink, text_version: str, lang: str) -> datetime:
+    """The patient consents to a remote consultation: the consent row and its audit event, together."""
+    async with con.transaction():
+        given_at = await record_consent(con, link, text_version, lang)
+        await audit.record(con, audit.Actor.patient(link.patient_id), "consent.give", "join_link", link.jti,
+                           {"version": text_version, "lang": lang})
+    return given_at
 
 
 async def record_consent(con: asyncpg.Connection, link: JoinLink, text_version: str, lang: str) -> datetime:

@@ -19,7 +19,7 @@ from aiohttp import WSCloseCode
 
 from care import access
 from care.access import Action, Relation, Role
-from db import audit, scope
+from db import audit, scope, usecases
 from db import chat as chat_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
@@ -330,16 +330,11 @@ class Hub:
                 if entry is None or not access.allows(staff.role, Action.claim, await scope.relation(
                         con, staff.facility_id, entry.facility_id)):
                     raise SignalingError("not_found", f"no queue entry {msg.entry}")
-            if msg.entry is None:
-                claim = await queue_db.claim_next(con, staff.staff_id, staff.facility_id)
-                if claim is None:
-                    raise SignalingError("queue_empty", "nobody is waiting")
-            else:
-                claim = await queue_db.claim_entry(con, staff.staff_id, staff.facility_id, msg.entry)
-            c = await consultations_db.get(con, claim.consultation_id)
-        assert c is not None
+            c = await usecases.take_patient(con, staff.staff_id, staff.facility_id, msg.entry)
+        if c is None:
+            raise SignalingError("queue_empty", "nobody is waiting")
         await client.send({"type": "paired", "id": msg.id, "room": str(c.id), "polite": False,
-                           "peer_name": c.patient_name, "entry": str(claim.entry_id)})
+                           "peer_name": c.patient_name, "entry": str(c.queue_entry_id)})
         await self.claimed(c)
 
     async def claimed(self, c: consultations_db.Consultation) -> None:

@@ -170,10 +170,7 @@ async def _demo_banner(app: web.Application) -> None:
     """After start-up: where to go, who to sign in as, and a patient link ready to open."""
     settings = app[settings_key]
     async with app[pool_key].acquire() as con:
-        patient_id = await con.fetchval(
-            """SELECT p.id FROM patient p WHERE NOT EXISTS (
-                   SELECT 1 FROM queue_entry q WHERE q.patient_id = p.id
-                   AND q.status IN ('waiting', 'claimed', 'in_call')) ORDER BY p.id LIMIT 1""")
+        patient_id = await demo.patient_not_in_queue(con)
         link = None
         if patient_id is not None:
             token, _ = await issue_link(con, app[signer_key], patient_id, settings.link_ttl_s)
