@@ -132,6 +132,7 @@ async def logout(request: web.Request) -> web.Response:
     if token:
         async with request.app[pool_key].acquire() as con:
             await staff_db.close_session(con, token)
+        request.app[hub_key].end_staff_session(staff_db.token_hash(token))  # its open pages are closed (4401)
     response = web.HTTPSeeOther("/staff/login")
     response.del_cookie(SESSION_COOKIE, path="/")
     raise response
