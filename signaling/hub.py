@@ -520,6 +520,14 @@ class Hub:
         return self._close((c for c in self.clients if c.patient is not None and c.patient.link_jti == link_jti),
                            CloseCode.LINK_REVOKED, "link revoked")
 
+    async def link_revoked(self, link_jti: uuid.UUID, cancelled: queue_db.Cancelled | None) -> None:
+        """After a station revoked a link (committed): the patient's sockets close (4410); if that ended
+        their consultation, the doctor's page is told (`ended`, by "station"); queues are refreshed."""
+        self.revoke_link(link_jti)
+        if cancelled is not None and cancelled.consultation_id is not None:
+            await self.notify_ended(cancelled.consultation_id, cancelled.patient_id, by="station")
+        self.queue_changed()
+
     async def _session_live(self, client: Client) -> bool:
         """Before a staff message that acts (join, chat, claim, end): is the socket's session still valid?
         If not, the socket is closed (4401) and the message is not handled."""

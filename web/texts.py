@@ -130,6 +130,7 @@ STAFF_JS: list[str] = [
     N_("Another doctor has just taken this patient."),
     N_("Please check this field: {field}"),
     N_("Change triage level for {name}"),
+    N_("You have been signed out. Taking you to the sign-in page…"),
     N_("Something went wrong. Please try again."),
     N_("Please check the numbers you entered."),
 ]

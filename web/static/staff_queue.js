@@ -1,5 +1,5 @@
 // The doctor's live queue: triage colour, wait, key groups, reason; claim next or a chosen patient.
-import { Signal, strings } from "./signal.js";
+import { Signal, signedOut, strings } from "./signal.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -107,6 +107,7 @@ function alertBox(a) {
 
 const signal = new Signal({
   onStatus: (s) => { $("conn").textContent = s === "open" ? t("Connected") : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
+  onEnded: () => signedOut(t, $("conn")),
   onMessage: (msg) => {
     switch (msg.type) {
       case "queue_list":
