@@ -81,7 +81,9 @@ async def test_one_address_cannot_open_more_sockets_than_the_cap(running_app: Ru
 
         await open_.pop().close()
         async with asyncio.timeout(10):  # the server forgets the closed socket, then there is room again
-            while len(running_app.hub.clients) >= CAP:
+            while True:  # as in test_heartbeat: the hub has no event for "a socket was forgotten"
+                if len(running_app.hub.clients) < CAP:
+                    break
                 await asyncio.sleep(0.02)
         again = WsClient(await http.ws_connect(f"{running_app.url}/ws"))
         await again.send(type="hello", token=token)
