@@ -6,6 +6,7 @@ Defaults serve a laptop demo; production values are in docs/deploy.md.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import os
 import re
@@ -95,6 +96,7 @@ class Settings:
     hello_timeout_s: float = 10.0
     max_sockets_per_address: int = 200
     session_check_s: float = 5.0
+    trusted_proxies: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     secure_cookies: bool | None = None
     log_level: str = "INFO"
     default_lang: str = "vi"
@@ -191,6 +193,7 @@ class Settings:
             hello_timeout_s=_int(env, "DONGHANH_HELLO_TIMEOUT", 10, maximum=300),
             max_sockets_per_address=_int(env, "DONGHANH_MAX_SOCKETS_PER_ADDRESS", 200),
             session_check_s=_int(env, "DONGHANH_SESSION_CHECK", 5, maximum=300),
+            trusted_proxies=_networks(env.get("DONGHANH_TRUSTED_PROXIES", "127.0.0.0/8,::1/128")),
             secure_cookies=_bool_or_auto(env.get("DONGHANH_SECURE_COOKIES", "auto"),
                                          name="DONGHANH_SECURE_COOKIES"),
             log_level=(env.get("DONGHANH_LOG_LEVEL", "INFO") or "INFO").upper(),
@@ -215,6 +218,17 @@ class Settings:
             with os.fdopen(fd, "w") as fh:
                 fh.write(secrets.token_urlsafe(48))
         return dataclasses.replace(self, secret_key=key_file.read_text().strip())
+
+
+def _networks(text: str) -> tuple[str, ...]:
+    """Comma-separated IP addresses or networks (CIDR), checked; ConfigError naming the bad one."""
+    out = []
+    for part in _csv(text):
+        try:
+            out.append(str(ipaddress.ip_network(part, strict=False)))
+        except ValueError:
+            raise ConfigError(f"DONGHANH_TRUSTED_PROXIES: {part!r} is not an IP address or network") from None
+    return tuple(out)
 
 
 def _mask_url(url: str) -> str:
@@ -244,6 +258,8 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_HELLO_TIMEOUT", "10", "seconds a new websocket has to say hello before it is closed (4408)"),
     ("DONGHANH_MAX_SOCKETS_PER_ADDRESS", "200", "open websockets per client IP address (a station behind one "
                                                 "NAT shares one); more are refused with 429"),
+    ("DONGHANH_TRUSTED_PROXIES", "127.0.0.0/8,::1/128", "reverse proxies whose X-Forwarded-For names the client's "
+                                                        "address (per-address socket cap)"),
     ("DONGHANH_SESSION_CHECK", "5", "seconds between checks that closes websockets of ended staff sessions "
                                     "and revoked links (sign-out here closes them at once)"),
     ("DONGHANH_SECURE_COOKIES", "auto", "Secure cookies: auto (when PUBLIC_URL is https), true, false"),

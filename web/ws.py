@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import ipaddress
 import logging
 
@@ -20,16 +21,24 @@ log = logging.getLogger(__name__)
 ABORT_AFTER_S = 10.0
 
 
-def client_address(request: web.Request) -> str:
-    """The client's IP address: the peer's, or behind a reverse proxy on this host (docs/deploy.md) the
-    address the proxy appended to X-Forwarded-For. A remote peer cannot choose it by sending the header."""
+@functools.cache
+def _networks(trusted: tuple[str, ...]) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(n) for n in trusted)
+
+
+def client_address(request: web.Request, trusted_proxies: tuple[str, ...]) -> str:
+    """The client's IP address: the peer's or, when the peer is a trusted reverse proxy
+    (DONGHANH_TRUSTED_PROXIES), the address that proxy appended to X-Forwarded-For. A client elsewhere
+    cannot choose its address by sending the header."""
     peer = request.remote or ""
     forwarded = request.headers.get("X-Forwarded-For")
+    if not forwarded:
+        return peer
     try:
-        loopback = ipaddress.ip_address(peer).is_loopback
+        address = ipaddress.ip_address(peer)
     except ValueError:
-        loopback = False
-    if forwarded and loopback:
+        return peer
+    if any(address in network for network in _networks(trusted_proxies)):
         return forwarded.rsplit(",", 1)[-1].strip() or peer
     return peer
 
@@ -48,7 +57,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[hub_key]
     if not _same_origin(request):
         raise web.HTTPForbidden(reason="cross-origin websocket refused")
-    address = client_address(request)
+    address = client_address(request, settings.trusted_proxies)
     if not hub.admits(address):
         log.warning("refused a websocket: too many open from one address")
         raise web.HTTPTooManyRequests(reason="too many open websockets from this address",

@@ -78,6 +78,9 @@ async def test_one_address_cannot_open_more_sockets_than_the_cap(running_app: Ru
                                                             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="})
         assert r.status == 429 and r.headers["Retry-After"] == "30"
         assert "too many open websockets" in await r.text()
+        # Through a reverse proxy on this host, X-Forwarded-For is the client: another address has room.
+        proxied = await http.ws_connect(f"{running_app.url}/ws", headers={"X-Forwarded-For": "198.51.100.4"})
+        await proxied.close()
 
         await open_.pop().close()
         async with asyncio.timeout(10):  # the server forgets the closed socket, then there is room again
