@@ -50,7 +50,8 @@ class Setup:
     province_cookie: str
     doctor_cookie: str
     doctor_csrf: str
-    entry: str
+    entry: str  # waiting at commune A: every socket's list shows it
+    private_entry: str  # waiting at commune B: only the province socket's list shows it
 
 
 async def prepare(dsn: str, readers: int, short_list: int, long_list: int) -> Setup:
@@ -85,7 +86,7 @@ async def prepare(dsn: str, readers: int, short_list: int, long_list: int) -> Se
                                                    name=f"Bệnh nhân {n}", phone=f"09{n:08d}")
                 entry, _ = await queue_db.enqueue(
                     con, patient_id=patient, link_jti=None, facility_id=commune_a if at_a else commune_b,
-                    level=1, danger_signs=(), reason="ho, sốt" if at_a else "ho kéo dài, sốt về chiều, " * 8,
+                    level=1, danger_signs=(), reason="ho, sốt" if at_a else ("ho kéo dài, sốt về chiều, " * 20)[:500],
                     checkin={}, audio_only=False)
                 entries.append(entry)
 
@@ -98,11 +99,12 @@ async def prepare(dsn: str, readers: int, short_list: int, long_list: int) -> Se
         cookies = await asyncio.gather(*(account(n, commune_a if n % 2 else district_a, "nurse")
                                          for n in range(readers)))
         province_cookie, _ = await account(0, province, "doctor")
-        doctor_cookie, doctor_csrf = await account(1, commune_a, "doctor")
+        doctor_cookie, doctor_csrf = await account(1, province, "doctor")  # may change both lists' entries
     finally:
         staff_db.hash_password = original
         await pool.close()
-    return Setup([c for c, _ in cookies], province_cookie, doctor_cookie, doctor_csrf, str(entries[0].id))
+    return Setup([c for c, _ in cookies], province_cookie, doctor_cookie, doctor_csrf, str(entries[0].id),
+                 str(entries[-1].id))
 
 
 @dataclass
@@ -187,8 +189,8 @@ class StalledSocket:
             self.sock.close()
 
 
-async def change_level(session: aiohttp.ClientSession, url: str, setup: Setup, level: int) -> None:
-    r = await session.post(f"{url}/api/queue/{setup.entry}/level", json={"level": f"NC{level}"},
+async def change_level(session: aiohttp.ClientSession, url: str, setup: Setup, entry: str, level: int) -> None:
+    r = await session.post(f"{url}/api/queue/{entry}/level", json={"level": f"NC{level}"},
                            headers={"Cookie": f"dh_session={setup.doctor_cookie}; dh_csrf={setup.doctor_csrf}",
                                     "X-CSRF-Token": setup.doctor_csrf})
     if r.status != 200:
@@ -207,13 +209,18 @@ async def run_round(kind: str, session: aiohttp.ClientSession, url: str, port: i
         province = await open_reader(session, url, setup.province_cookie)
         province_reader = asyncio.create_task(read_all(province, None))
     samples_before = len(sink.samples_ms)
+    # Warm-up: changes only the province socket's list shows (the readers' lists are unchanged, so they are
+    # not sent again). Each is a ~140 KB list to the province socket: a stalled one's buffers fill up.
+    for n in range(args.warmup):
+        await change_level(session, url, setup, setup.private_entry, 2 + n % 2)
+        await asyncio.sleep(0.08)  # past the hub's 50 ms coalescing: one broadcast each
     timeouts = 0
-    for n in range(args.warmup + args.broadcasts):
-        sink.measuring = n >= args.warmup
+    sink.measuring = True
+    for _ in range(args.broadcasts):
         sink.expected, sink.arrived = readers, 0
         sink.done.clear()
         level[0] = 2 if level[0] == 1 else 1
-        await change_level(session, url, setup, level[0])
+        await change_level(session, url, setup, setup.entry, level[0])
         try:
             async with asyncio.timeout(args.broadcast_timeout):
                 await sink.done.wait()
@@ -286,8 +293,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--readers", type=int, default=1000, help="staff sockets that read (default 1000)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="pairs of rounds (one baseline, one stalled, order alternating; default 3)")
-    parser.add_argument("--warmup", type=int, default=8,
-                        help="broadcasts per round not measured: they fill the stalled socket's buffers (default 8)")
+    parser.add_argument("--warmup", type=int, default=40,
+                        help="broadcasts per round that only the province socket gets (~140 KB each, not measured): "
+                             "they fill a stalled socket's buffers (default 40)")
     parser.add_argument("--broadcasts", type=int, default=15, help="measured broadcasts per round (default 15)")
     parser.add_argument("--short-list", type=int, default=10, help="patients the readers see waiting (default 10)")
     parser.add_argument("--long-list", type=int, default=190,
@@ -312,12 +320,14 @@ def main(argv: list[str] | None = None) -> int:
         "params": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "output"},
         "method": ("The real app (over embedded PostgreSQL) runs in a child process on 127.0.0.1. "
                    f"{args.readers:,d} staff sockets read every queue_list; one more staff socket, whose list is "
-                   f"longer ({args.short_list + args.long_list} waiting, 200 shown, about 40 KB), either reads "
+                   f"longer ({args.short_list + args.long_list} waiting, 200 shown, about 140 KB), either reads "
                    "normally (baseline rounds) or is a raw TCP socket with a 4 KiB receive buffer that stops reading "
                    "after its welcome (stalled rounds). Rounds alternate, a fresh province socket each. A doctor "
                    "changes a triage level over HTTP; each change is one broadcast. Latency = arrival at the reader "
-                   "− the `now` the server stamped on the list when it built it. The first broadcasts of each round "
-                   "(warm-up) fill the stalled socket's buffers and are not counted."),
+                   "− the `now` the server stamped on the list when it built it. Before the measured broadcasts of "
+                   f"each round, {args.warmup} changes that only the province list shows send it ~140 KB each (about "
+                   f"{args.warmup * 0.14:.1f} MB, more than the kernel and transport buffers hold), so a stalled "
+                   "socket is truly stuck when the measured broadcasts start."),
     }
     result["load_average_before"] = harness.load_average()
     with harness.embedded_database() as (dsn, tmp):
