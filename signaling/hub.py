@@ -37,6 +37,7 @@ from signaling.rooms import (
     Room,
     Socket,
     StaffIdentity,
+    Transport,
     other,
 )
 
@@ -106,9 +107,10 @@ class Hub:
         return self._per_address[address] < self.max_sockets_per_address
 
     def connect(self, ws: Socket, staff: StaffIdentity | None, *, staff_session: bytes | None = None,
-                address: str = "") -> Client:
+                address: str = "", transport: Transport | None = None) -> Client:
         """An open socket: its writer starts, and it has `hello_timeout_s` to say hello."""
-        client = Client(ws, staff, staff_session=staff_session, address=address, outbox_limit=self.outbox_limit)
+        client = Client(ws, staff, staff_session=staff_session, address=address, outbox_limit=self.outbox_limit,
+                        transport=transport)
         self.clients.add(client)
         self._per_address[address] += 1
         client.start()

@@ -54,6 +54,14 @@ class Socket(Protocol):
     async def close(self, *, code: int = ..., message: bytes = ..., drain: bool = ...) -> bool: ...
 
 
+class Transport(Protocol):
+    """The part of asyncio's transport the direct-write path looks at."""
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def is_closing(self) -> bool: ...
+
+
 class CloseCode(IntEnum):
     """Websocket close codes the server uses on purpose (docs/protocol.md, "Connection rules")."""
 
@@ -69,6 +77,10 @@ ABUSE_ERRORS = 20
 ABUSE_WINDOW_S = 10.0
 # Messages waiting for one socket beyond this many close it (TRY_AGAIN_LATER); DONGHANH_SOCKET_QUEUE.
 DEFAULT_OUTBOX_LIMIT = 256
+# A message this short is written straight to the transport (no writer-task hop) when nothing is queued or
+# being written and the transport's buffer is empty: aiohttp then cannot wait for the network (it waits only
+# once the buffer passed asyncio's 64 KiB mark, and an empty buffer means writing was resumed).
+DIRECT_WRITE_CHARS = 4096
 
 
 @dataclass(frozen=True)
@@ -88,7 +100,8 @@ class Client:
     """
 
     def __init__(self, ws: Socket, staff: StaffIdentity | None, *, staff_session: bytes | None = None,
-                 address: str = "", outbox_limit: int = DEFAULT_OUTBOX_LIMIT) -> None:
+                 address: str = "", outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
+                 transport: Transport | None = None) -> None:
         self.ws = ws
         self.staff = staff
         self.staff_session = staff_session  # hash of the session token the socket was opened with
@@ -104,6 +117,8 @@ class Client:
         self._outbox_limit = outbox_limit
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
+        self._writing = False  # the writer holds a message it has not finished writing
+        self._transport = transport
 
     @property
     def side(self) -> Side:
@@ -120,11 +135,24 @@ class Client:
             self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.session}")
 
     async def send(self, message: dict[str, Any]) -> None:
-        """Queue a message for this socket (never waits for the network)."""
-        self.post(encode(message))
+        """Queue a message for this socket, or write it at once if that cannot wait (never waits for the network)."""
+        await self.send_text(encode(message))
 
     async def send_text(self, text: str) -> None:
+        """Queue text, or write it at once when that cannot wait for the network (see DIRECT_WRITE_CHARS)."""
+        if self._direct(len(text)):
+            try:
+                await self.ws.send_str(text)
+            except ConnectionError:
+                pass  # the receive loop sees the close and disconnects this client
+            return
         self.post(text)
+
+    def _direct(self, chars: int) -> bool:
+        t = self._transport
+        return (t is not None and chars <= DIRECT_WRITE_CHARS and self._writer is not None and not self._outbox
+                and not self._writing and not self.ending and not self.ws.closed and not t.is_closing()
+                and t.get_write_buffer_size() == 0)
 
     def post(self, text: str) -> None:
         """Queue already-encoded text; on overflow the socket is closed (TRY_AGAIN_LATER)."""
@@ -171,11 +199,14 @@ class Client:
             if self.ws.closed:
                 self._outbox.clear()
                 return
+            self._writing = True
             try:
                 await self.ws.send_str(item)
             except ConnectionError:
                 self._outbox.clear()
                 return  # the receive loop sees the close and disconnects this client
+            finally:
+                self._writing = False
 
     async def stop(self) -> None:
         """The socket's receive loop has ended: stop the writer (unsent messages are dropped).

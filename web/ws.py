@@ -79,7 +79,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                                compress=False)
     await ws.prepare(request)
     request.app[sockets_key].add(ws)
-    client = hub.connect(ws, staff, staff_session=session_hash, address=address)
+    client = hub.connect(ws, staff, staff_session=session_hash, address=address, transport=request.transport)
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:

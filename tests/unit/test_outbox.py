@@ -107,3 +107,34 @@ def test_socket_settings_are_read_from_the_environment() -> None:
     defaults = Settings.from_env({})
     assert (defaults.socket_queue, defaults.hello_timeout_s, defaults.max_sockets_per_address,
             defaults.session_check_s) == (256, 10, 200, 5)
+
+
+class Buffer:
+    """asyncio's transport as the direct-write path sees it."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def get_write_buffer_size(self) -> int:
+        return self.size
+
+    def is_closing(self) -> bool:
+        return False
+
+
+async def test_a_short_message_to_an_idle_socket_is_written_at_once_and_order_is_kept_behind_a_queue() -> None:
+    socket, buffer = HeldSocket(), Buffer()
+    client = Client(socket, None, transport=buffer)
+    client.start()
+    await client.send_text("direct")
+    assert socket.sent == ["direct"]  # written before send_text returned: no writer-task hop
+    buffer.size = 1  # the network is behind: from now on messages queue…
+    await client.send_text("queued")
+    buffer.size = 0
+    await client.send_text("behind it")  # …and one sent after them waits its turn, even with an empty buffer
+    assert socket.sent == ["direct"]
+    await drained(socket, 3)
+    assert socket.sent == ["direct", "queued", "behind it"]
+    await client.send_text("x" * 5000)  # long: always through the writer
+    await drained(socket, 4)
+    await client.stop()
