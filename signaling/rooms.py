@@ -95,8 +95,9 @@ class Client:
     """One websocket: who is on it, which rooms it is in, and what is waiting to be written to it.
 
     Sending never waits for the network: messages go into a bounded outbox that this socket's own
-    writer task drains in order, so one slow reader holds up nobody else. A socket whose outbox
-    overflows is closed with TRY_AGAIN_LATER (the page reconnects and gets fresh state).
+    writer task drains in order (a short one to an idle socket is written at once, which cannot wait
+    either), so one slow reader holds up nobody else. A socket whose outbox overflows is closed with
+    TRY_AGAIN_LATER (the page reconnects and gets fresh state).
     """
 
     def __init__(self, ws: Socket, staff: StaffIdentity | None, *, staff_session: bytes | None = None,
