@@ -93,3 +93,12 @@ async def record_consent(con: asyncpg.Connection, link: JoinLink, text_version: 
 async def consent_given(con: asyncpg.Connection, jti: uuid.UUID, text_version: str) -> bool:
     return bool(await con.fetchval(
         "SELECT 1 FROM consent WHERE link_jti = $1 AND text_version = $2", jti, text_version))
+
+
+async def revoked_among(con: asyncpg.Connection, jtis: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these links have been revoked (the hub closes the sockets that use them)."""
+    if not jtis:
+        return set()
+    rows = await con.fetch("SELECT jti FROM join_link WHERE jti = ANY($1::uuid[]) AND revoked_at IS NOT NULL",
+                           jtis)
+    return {r["jti"] for r in rows}

@@ -91,7 +91,10 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
             return patient_identity(await resolve_link(con, signer, token))
 
     hub = Hub(pool, authenticate_patient=authenticate_patient, ice_servers=lambda: ice_servers(settings),
-              max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s)
+              max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s,
+              outbox_limit=settings.socket_queue, hello_timeout_s=settings.hello_timeout_s,
+              max_sockets_per_address=settings.max_sockets_per_address,
+              session_check_s=settings.session_check_s)
     await hub.start()
     app[hub_key] = hub
     yield

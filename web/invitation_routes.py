@@ -286,9 +286,15 @@ async def send(request: web.Request) -> web.Response:
 
 
 async def revoke(request: web.Request) -> web.Response:
-    """Cancel the invitation: its link stops working and the patient is told."""
-    return await _act(request, Action.invite, lambda con, inv, staff_id, now: invitations_db.revoke(
-        con, inv.id, staff_id=staff_id, now=now))
+    """Cancel the invitation, also after check-in: its link stops working, the patient is told, and their
+    open pages are closed; a wait or call in progress ends (the record stays)."""
+    hub = request.app[hub_key]
+
+    async def action(con: asyncpg.Connection, inv: Invitation, staff_id: int, now: datetime) -> None:
+        revoked, cancelled = await invitations_db.revoke_access(con, inv.id, staff_id=staff_id, now=now)
+        await hub.link_revoked(revoked.link_jti, cancelled)
+
+    return await _act(request, Action.invite, action)
 
 
 async def reschedule(request: web.Request) -> web.Response:

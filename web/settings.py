@@ -94,6 +94,10 @@ class Settings:
     requeue_grace_s: int = 60
     max_message_bytes: int = 64 * 1024
     heartbeat_s: int = 20
+    socket_queue: int = 256
+    hello_timeout_s: float = 10.0
+    max_sockets_per_address: int = 200
+    session_check_s: float = 5.0
     secure_cookies: bool | None = None
     log_level: str = "INFO"
     default_lang: str = "vi"
@@ -200,6 +204,10 @@ class Settings:
             requeue_grace_s=_int(env, "DONGHANH_REQUEUE_GRACE", 60),
             max_message_bytes=_int(env, "DONGHANH_MAX_MESSAGE_BYTES", 64 * 1024, minimum=4096),
             heartbeat_s=_int(env, "DONGHANH_HEARTBEAT", 20),
+            socket_queue=_int(env, "DONGHANH_SOCKET_QUEUE", 256, minimum=8),
+            hello_timeout_s=_int(env, "DONGHANH_HELLO_TIMEOUT", 10, maximum=300),
+            max_sockets_per_address=_int(env, "DONGHANH_MAX_SOCKETS_PER_ADDRESS", 200),
+            session_check_s=_int(env, "DONGHANH_SESSION_CHECK", 5, maximum=300),
             secure_cookies=_bool_or_auto(env.get("DONGHANH_SECURE_COOKIES", "auto"),
                                          name="DONGHANH_SECURE_COOKIES"),
             log_level=(env.get("DONGHANH_LOG_LEVEL", "INFO") or "INFO").upper(),
@@ -245,6 +253,12 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_REQUEUE_GRACE", "60", "seconds before a patient whose doctor dropped goes back to the queue"),
     ("DONGHANH_MAX_MESSAGE_BYTES", "65536", "largest websocket message accepted"),
     ("DONGHANH_HEARTBEAT", "20", "websocket heartbeat interval in seconds"),
+    ("DONGHANH_SOCKET_QUEUE", "256", "messages waiting for one slow websocket before it is closed (1013)"),
+    ("DONGHANH_HELLO_TIMEOUT", "10", "seconds a new websocket has to say hello before it is closed (4408)"),
+    ("DONGHANH_MAX_SOCKETS_PER_ADDRESS", "200", "open websockets per client IP address (a station behind one "
+                                                "NAT shares one); more are refused with 429"),
+    ("DONGHANH_SESSION_CHECK", "5", "seconds between checks that closes websockets of ended staff sessions "
+                                    "and revoked links (sign-out here closes them at once)"),
     ("DONGHANH_SECURE_COOKIES", "auto", "Secure cookies: auto (when PUBLIC_URL is https), true, false"),
     ("DONGHANH_LOG_LEVEL", "INFO", "log level"),
     ("DONGHANH_DEFAULT_LANG", "vi", "default UI language (vi or en)"),

@@ -135,6 +135,7 @@ STAFF_JS: list[str] = [
     N_("No SMS: the patient has no mobile number."),
     N_("No SMS will be sent."),
     N_("The patient can see the summary."),
+    N_("You have been signed out. Taking you to the sign-in page…"),
     N_("Something went wrong. Please try again."),
     N_("Please check the numbers you entered."),
 ]
