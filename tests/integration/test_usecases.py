@@ -52,7 +52,7 @@ async def invited(pool: asyncpg.Pool, make: Factory) -> tuple[links.JoinLink, uu
     async with pool.acquire() as con:
         invitation = await invitations_db.create(
             con, Booking(InvitationKind.walk_in), patient_id=patient_id, created_by=staff_id, now=NOW,
-            policy=Policy(), link_url=lambda jti, at: f"https://example.test/j/{jti}", send=False)
+            policy=Policy(), link_url=lambda jti, at, code=None: f"https://example.test/j/{jti}", send=False)
         link = await links.lookup(con, invitation.link_jti)
         assert link is not None
         await links.give_consent(con, link, CONSENT, "vi")
