@@ -128,6 +128,8 @@ class MessageKind(StrEnum):
     queue_near = "queue_near"
     rescheduled = "rescheduled"
     revoked = "revoked"
+    no_show = "no_show"  # to a patient marked no-show: a fresh link to queue again
+    danger_alert = "danger_alert"  # to the on-call clinician: danger signs and nobody online
 
 
 # {fac}: facility short name; {when}: "14:30 25/11"; {time}: "14:30"; {url}: the join link; {minutes}: a number.
@@ -144,6 +146,9 @@ _TEXTS: dict[str, dict[tuple[MessageKind, bool], str]] = {
                                      "Can kham, xin goi tram y te.",
         (MessageKind.revoked, False): "{fac}: link kham qua video da huy, khong dung duoc nua. "
                                       "Can kham, xin goi tram y te.",
+        (MessageKind.no_show, False): "{fac}: bac si goi luc ban vang. Link moi: {url}",
+        (MessageKind.danger_alert, False): "{fac}: BN co dau hieu nguy hiem ({level}), khong bac si nao truc "
+                                           "tuyen. Xem ngay: {url}",
     },
     "en": {
         (MessageKind.invitation, False): "{fac}: video consultation link: {url}",
@@ -156,6 +161,9 @@ _TEXTS: dict[str, dict[tuple[MessageKind, bool], str]] = {
                                      "Call your health station if needed.",
         (MessageKind.revoked, False): "{fac}: video consultation link cancelled; it no longer works. "
                                       "Call your health station if needed.",
+        (MessageKind.no_show, False): "{fac}: you missed the doctor. New link: {url}",
+        (MessageKind.danger_alert, False): "{fac}: patient with danger signs ({level}), no doctor online. "
+                                           "See now: {url}",
     },
 }
 
@@ -168,9 +176,9 @@ class Sms:
 
 
 def compose(kind: MessageKind, lang: str, *, facility: str, url: str = "", slot_at: datetime | None = None,
-            minutes: int | None = None) -> Sms:
+            minutes: int | None = None, level: str = "") -> Sms:
     """The text of one message and its segment count. `facility` is the full name (shortened here);
-    `slot_at` makes it an appointment text; queue_near needs `minutes`."""
+    `slot_at` makes it an appointment text; queue_near needs `minutes`; danger_alert the triage `level`."""
     texts = _TEXTS.get(lang, _TEXTS["vi"])
     has_slot = slot_at is not None
     template = texts.get((kind, has_slot)) or texts.get((kind, not has_slot))
@@ -182,6 +190,6 @@ def compose(kind: MessageKind, lang: str, *, facility: str, url: str = "", slot_
         raise ValueError(f"a {kind} message needs the number of minutes")
     text = template.format(fac=short_facility_name(facility), url=url,
                            when=local_time_text(slot_at) if slot_at else "",
-                           time=local_time_text(slot_at)[:5] if slot_at else "", minutes=minutes)
+                           time=local_time_text(slot_at)[:5] if slot_at else "", minutes=minutes, level=level)
     counted = count_segments(text)
     return Sms(text, counted.encoding, counted.segments)
