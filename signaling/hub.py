@@ -11,12 +11,13 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Awaitable, Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
 from aiohttp import WSCloseCode
 
+from db import alerts as alerts_db
 from db import audit
 from db import chat as chat_db
 from db import consultations as consultations_db
@@ -27,6 +28,7 @@ from signaling import protocol as p
 from signaling import queue as queue_view
 from signaling.errors import SignalingError
 from signaling.rooms import Client, PatientIdentity, Room, Socket, StaffIdentity, other
+from signaling.safety import AlertOutcome, alert_message, on_call_text
 
 log = logging.getLogger(__name__)
 
@@ -45,24 +47,29 @@ class Hub:
     """All live sockets of this process."""
 
     def __init__(self, pool: asyncpg.Pool, *, authenticate_patient: PatientAuthenticator,
-                 ice_servers: IceServers, max_message_bytes: int, requeue_grace_s: int) -> None:
+                 ice_servers: IceServers, max_message_bytes: int, requeue_grace_s: int,
+                 offline_grace_s: int = 600) -> None:
         self.pool = pool
         self._authenticate_patient = authenticate_patient
         self._ice_servers = ice_servers
         self.max_message_bytes = max_message_bytes
         self.requeue_grace_s = requeue_grace_s
+        self.offline_grace_s = offline_grace_s  # a patient whose page closed keeps their place this long
         self.clients: set[Client] = set()
         self.rooms: dict[uuid.UUID, Room] = {}
         self.patients: dict[int, set[Client]] = {}
         self._queue_dirty = asyncio.Event()
         self._alerts: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         async with self.pool.acquire() as con:
             touched = await consultations_db.touch_all_active(con)
+            # No page is connected to a process that just started: everyone is offline until theirs is back.
+            await queue_db.everyone_left(con)
         if touched:
             log.info("gave %d active consultations a fresh grace period after start", touched)
         self._tasks = [asyncio.create_task(self._broadcast_loop(), name="queue-broadcast"),
@@ -75,6 +82,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
         for client in list(self.clients):
             await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
@@ -88,14 +97,30 @@ class Hub:
     async def disconnect(self, client: Client) -> None:
         """The socket is gone: leave rooms (the peer is told), keep everything in the database."""
         self.clients.discard(client)
-        for room_id in list(client.rooms):
-            await self._leave(client, room_id, reason="disconnected")
         if client.patient is not None:
             same = self.patients.get(client.patient.patient_id)
             if same is not None:
                 same.discard(client)
                 if not same:
                     del self.patients[client.patient.patient_id]
+                    # The patient's last page went away. A task of its own: the socket's handler may be
+                    # cancelled right now (connection lost), and "take next" must learn it either way.
+                    self._spawn(self._patient_left(client.patient.patient_id))
+        for room_id in list(client.rooms):
+            await self._leave(client, room_id, reason="disconnected")
+        self.queue_changed()
+
+    def _spawn(self, work: Awaitable[None]) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _patient_left(self, patient_id: int) -> None:
+        try:
+            async with self.pool.acquire() as con:
+                await queue_db.patient_left(con, patient_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            log.exception("could not record that a patient left", extra={"patient": patient_id})
         self.queue_changed()
 
     async def handle_raw(self, client: Client, raw: str | bytes) -> None:
@@ -160,6 +185,10 @@ class Hub:
                 await self._claim(client, msg)
             case p.End():
                 await self._end(client, msg)
+            case p.CallBack():
+                await self._call_back(client, msg)
+            case p.AckAlert():
+                await self._ack_alert(client, msg)
             case _:  # pragma: no cover - decode() only returns the types above
                 raise SignalingError("unknown_type", f"unhandled message {msg!r}")
 
@@ -183,6 +212,7 @@ class Hub:
                                    "max_message_bytes": self.max_message_bytes}
         async with self.pool.acquire() as con:
             if client.patient is not None:
+                await queue_db.patient_present(con, client.patient.patient_id, self.offline_grace_s)
                 active = await consultations_db.active_for_patient(con, client.patient.patient_id)
                 entry = await queue_db.open_entry(con, client.patient.patient_id)
                 welcome["state"] = "paired" if active else ("waiting" if entry else "checkin")
@@ -196,6 +226,9 @@ class Hub:
                 welcome["staff"] = {"id": client.staff.staff_id, "name": client.staff.name,
                                     "role": client.staff.role}
                 await client.send(welcome)
+                # Danger alerts nobody has acknowledged yet, also those raised before this socket opened.
+                for alert in await alerts_db.open_for(con, client.staff.facility_id):
+                    await client.send(alert_message(alert))
         self.queue_changed()
 
     @staticmethod
@@ -234,10 +267,15 @@ class Hub:
         room.members[side] = client
         client.rooms.add(msg.room)
         peer = room.members.get(other(side))
+        peer_left_at: str | None = None
         async with self.pool.acquire() as con:
             history = await chat_db.history(con, msg.room)
             if client.staff is not None:
                 await consultations_db.touch_doctor(con, msg.room)
+                if peer is None:  # since when the doctor has been waiting for nobody (see the empty-call panel)
+                    entry = await queue_db.get_entry(con, c.queue_entry_id)
+                    gone = entry.left_at if entry is not None and entry.left_at is not None else None
+                    peer_left_at = _iso(gone or c.started_at)
             if peer is not None and not room.call_marked:
                 await consultations_db.mark_in_call(con, msg.room)
                 room.call_marked = True
@@ -250,6 +288,7 @@ class Hub:
             "peer_media": room.media.get(other(side)), "modality": c.modality,
             "peer_name": c.doctor_name if side == "patient" else c.patient_name,
             "chat": [self._chat_view(m) for m in history],
+            **({"peer_left_at": peer_left_at} if client.staff is not None else {}),
         })
         if peer is not None and room.members.get(other(side)) is peer:
             await peer.send({"type": "peer_joined", "room": str(msg.room), "peer_session": client.session,
@@ -264,7 +303,12 @@ class Hub:
         room.media.pop(client.side, None)
         peer = room.members.get(other(client.side))
         if peer is not None:
-            await peer.send({"type": "peer_left", "room": str(room_id), "reason": reason})
+            out: dict[str, Any] = {"type": "peer_left", "room": str(room_id), "reason": reason}
+            if client.staff is not None and reason == "disconnected":
+                out["grace_s"] = self.requeue_grace_s  # the patient keeps their place; requeued after this
+            if peer.staff is not None:
+                out["at"] = _iso(datetime.now(UTC))
+            await peer.send(out)
         if client.staff is not None:
             async with self.pool.acquire() as con:
                 await consultations_db.touch_doctor(con, room_id)  # the grace period starts now
@@ -317,7 +361,8 @@ class Hub:
             if msg.entry is None:
                 claim = await queue_db.claim_next(con, staff.staff_id, staff.facility_id)
                 if claim is None:
-                    raise SignalingError("queue_empty", "nobody is waiting")
+                    raise SignalingError("queue_empty", "nobody is waiting with their page open (patients "
+                                         "shown offline keep their place; choose one to call them)")
             else:
                 claim = await queue_db.claim_entry(con, staff.staff_id, staff.facility_id, msg.entry)
             c = await consultations_db.get(con, claim.consultation_id)
@@ -335,17 +380,80 @@ class Hub:
 
     async def _end(self, client: Client, msg: p.End) -> None:
         await self._authorised_consultation(client, msg.room)
-        actor = (audit.Actor.staff(client.staff.staff_id) if client.staff
-                 else audit.Actor.patient(client.patient.patient_id if client.patient else 0))
+        if client.staff is None:
+            # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back; the doctor
+            # can call them back, and only the doctor closes the consultation (and the patient's link).
+            raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to leave "
+                                 "the call")
         async with self.pool.acquire() as con:
-            by = "doctor" if client.staff else "patient"
-            ended = await consultations_db.end(con, msg.room, by, actor)
-        await self.notify_ended(ended.id, ended.patient_id, by=by, ref=msg.id, requester=client)
+            ended = await consultations_db.end(con, msg.room, "doctor", audit.Actor.staff(client.staff.staff_id))
+        await self.notify_ended(ended.id, ended.patient_id, by="doctor", ref=msg.id, requester=client)
+
+    async def _call_back(self, client: Client, msg: p.CallBack) -> None:
+        if client.staff is None:
+            raise SignalingError("forbidden", "only the doctor calls back")
+        c = await self._authorised_consultation(client, msg.room)
+        pages = list(self.patients.get(c.patient_id, ()))
+        if not pages:
+            raise SignalingError("patient_offline", "the patient has no page open; call their phone or mark "
+                                 "them as a no-show")
+        for page in pages:
+            await page.send({**self._paired_for_patient(c), "call_back": True})
+        await client.send({"type": "calling", "id": msg.id, "room": str(c.id), "pages": len(pages)})
+
+    # ---- danger alerts ---------------------------------------------------------------------------
+
+    async def clinicians_online(self, facility_id: int) -> int:
+        """Doctors and specialists serving `facility_id` with a socket open in this process (one per person)."""
+        async with self.pool.acquire() as con:
+            parents = await facilities_db.parents(con)
+        return len({c.staff.staff_id for c in self.clients
+                    if c.staff is not None and c.greeted and c.staff.may_claim
+                    and queue_view.serves(c.staff.facility_id, facility_id, parents)})
+
+    async def raise_danger_alert(self, entry: queue_db.QueueEntry, *, now: datetime,
+                                 staff_url: str) -> AlertOutcome:
+        """A patient checked in with danger signs: store the alert, show it to every staff member serving the
+        facility (now and when they connect later), and text the on-call clinician when no clinician serving
+        it is online. Returns what the patient's page should say."""
+        online = await self.clinicians_online(entry.facility_id)
+        texted = False
+        async with self.pool.acquire() as con:
+            alert = await alerts_db.raise_alert(
+                con, entry_id=entry.id, patient_id=entry.patient_id, facility_id=entry.facility_id,
+                level=entry.triage_level, danger_signs=entry.danger_signs, clinicians_online=online)
+            contact = await alerts_db.on_call(con, entry.facility_id)
+            if online == 0 and contact.phone is not None:
+                await alerts_db.text_on_call(con, alert, to_phone=contact.phone, body=on_call_text(alert, staff_url),
+                                             now=now)
+                alert = await alerts_db.get(con, alert.id) or alert
+                texted = alert.on_call_message_id is not None
+            elif online == 0:
+                log.warning("danger alert with no clinician online and no on-call contact",
+                            extra={"alert": str(alert.id), "facility": entry.facility_id})
+        self.queue_changed({**alert_message(alert), "facility_id": alert.facility_id})
+        return AlertOutcome(alert.id, online, texted, contact.facility_phone)
+
+    async def _ack_alert(self, client: Client, msg: p.AckAlert) -> None:
+        if client.staff is None:
+            raise SignalingError("forbidden", "patients cannot acknowledge alerts")
+        async with self.pool.acquire() as con:
+            alert = await alerts_db.acknowledge(con, msg.alert, client.staff.staff_id, client.staff.facility_id)
+            parents = await facilities_db.parents(con)
+        out = {"type": "alert_acked", "alert": str(alert.id), "entry": str(alert.queue_entry_id),
+               "by": client.staff.name}
+        await client.send({**out, "id": msg.id})
+        for c in list(self.clients):
+            if c is not client and c.staff is not None and c.greeted and queue_view.serves(
+                    c.staff.facility_id, alert.facility_id, parents):
+                await c.send(out)
 
     async def notify_ended(self, room_id: uuid.UUID, patient_id: int, *, by: str, ref: str = "",
-                           requester: Client | None = None) -> None:
+                           requester: Client | None = None, outcome: str | None = None) -> None:
         """Tell everyone in the room (and the patient's other tabs) that the consultation is over."""
-        out = {"type": "ended", "room": str(room_id), "by": by}
+        out: dict[str, Any] = {"type": "ended", "room": str(room_id), "by": by}
+        if outcome is not None:
+            out["outcome"] = outcome
         room = self.rooms.pop(room_id, None)
         targets = set(room.members.values()) if room else set()
         targets |= self.patients.get(patient_id, set())
@@ -384,7 +492,7 @@ class Hub:
             for c in staff_clients:
                 assert c.staff is not None
                 if c.staff.facility_id not in lists:
-                    view = await queue_view.staff_list(con, c.staff.facility_id, self.patients.keys())
+                    view = await queue_view.staff_list(con, c.staff.facility_id)
                     lists[c.staff.facility_id] = (queue_view.list_digest(view), p.encode(view))
         # One count per doctor, however many tabs they have open.
         doctor_facilities = list({c.staff.staff_id: c.staff.facility_id

@@ -17,7 +17,7 @@ from db import demo
 from db.migrate import migrate
 from db.pool import create_pool
 from signaling.hub import Hub
-from web import echo_routes, invitation_routes, patient_routes, registry_routes, staff_routes, ws
+from web import echo_routes, invitation_routes, patient_routes, registry_routes, safety_routes, staff_routes, ws
 from web.auth import LinkSigner, ice_servers, patient_identity, resolve_link
 from web.clock import Clock
 from web.database import database_dsn
@@ -64,7 +64,8 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
             return patient_identity(await resolve_link(con, signer, token))
 
     hub = Hub(pool, authenticate_patient=authenticate_patient, ice_servers=lambda: ice_servers(settings),
-              max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s)
+              max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s,
+              offline_grace_s=settings.offline_grace_s)
     await hub.start()
     app[hub_key] = hub
     yield
@@ -107,6 +108,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     registry_routes.setup(app)
     invitation_routes.setup(app)
     echo_routes.setup(app)
+    safety_routes.setup(app)
     return app
 
 

@@ -10,7 +10,9 @@ import msgspec
 from aiohttp import web
 
 from care.appointments import FACILITY_TZ, WindowState
+from care.phone import national
 from care.triage import CheckIn, CheckInError, KeyGroup, Symptom, assess
+from db import alerts as alerts_db
 from db import audit
 from db import consultations as consultations_db
 from db import invitations as invitations_db
@@ -128,6 +130,9 @@ async def join_page(request: web.Request) -> web.Response:
         entry = await queue_db.open_entry(con, link.patient_id)
         active = await consultations_db.active_for_patient(con, link.patient_id)
     step = "call" if active else "waiting" if entry else "device"
+    emergency = bool(entry and entry.danger_signs)
+    safety = await _emergency_state(request, entry) if entry is not None and emergency else {
+        "clinicians_online": 0, "on_call_texted": False, "facility_phone": None}
     context: dict[str, Any] = {
         "token": token,
         "step": step,
@@ -137,7 +142,9 @@ async def join_page(request: web.Request) -> web.Response:
         "symptoms": [(s.value, t(texts.SYMPTOMS[s])) for s in Symptom],
         "js_strings": t.json(texts.PATIENT_JS),
         "ice_servers": ice_servers(request.app[settings_key]),
-        "emergency": bool(entry and entry.danger_signs),
+        "emergency": emergency,
+        **safety,
+        "facility_phone_text": national(str(safety["facility_phone"])) if safety["facility_phone"] else "",
     }
     return render(request, "patient.html", context)
 
@@ -195,17 +202,34 @@ async def checkin(request: web.Request) -> web.Response:
             audio_only=body.audio_only)
         if invitation is not None:
             await invitations_db.mark_used(con, link.jti, request.app[clock_key].now())
-    alert = None
-    if created and result.emergency:
-        alert = {"type": "alert", "entry": str(entry.id), "level": result.level.value,
-                 "danger_signs": list(result.danger_signs), "patient_name": patient.name,
-                 "facility_id": patient.facility_id}
-    request.app[hub_key].queue_changed(alert)
+    hub = request.app[hub_key]
+    safety: dict[str, Any] = {}
+    if result.emergency:
+        # Tell the patient the truth: whether a doctor was shown the alert, or nobody is online (call 115).
+        if created:
+            outcome = await hub.raise_danger_alert(entry, now=request.app[clock_key].now(),
+                                                   staff_url=request.app[settings_key].base_url + "/staff")
+            safety = {"clinicians_online": outcome.clinicians_online, "on_call_texted": outcome.on_call_texted,
+                      "facility_phone": outcome.facility_phone}
+        else:
+            safety = await _emergency_state(request, entry)
+    hub.queue_changed()
     return web.json_response({
         "entry": str(entry.id), "created": created, "level": f"NC{entry.triage_level}",
         "colour": result.level.colour, "emergency": result.emergency,
-        "danger_signs": list(entry.danger_signs), "reasons": list(result.reasons),
+        "danger_signs": list(entry.danger_signs), "reasons": list(result.reasons), **safety,
     })
+
+
+async def _emergency_state(request: web.Request, entry: queue_db.QueueEntry) -> dict[str, Any]:
+    """Who can help a patient with danger signs now: clinicians online, whether the on-call clinician was
+    texted, and the station's phone number."""
+    async with request.app[pool_key].acquire() as con:
+        contact = await alerts_db.on_call(con, entry.facility_id)
+        alert = await alerts_db.for_entry(con, entry.id)
+    return {"clinicians_online": await request.app[hub_key].clinicians_online(entry.facility_id),
+            "on_call_texted": alert is not None and alert.on_call_message_id is not None,
+            "facility_phone": contact.facility_phone}
 
 
 def setup(app: web.Application) -> None:

@@ -141,7 +141,8 @@ async def logout(request: web.Request) -> web.Response:
 
 def _labels(t: Any) -> dict[str, dict[str, str]]:
     return {"key_groups": {k.value: t(v) for k, v in texts.KEY_GROUPS.items()},
-            "danger_signs": {k: t(v) for k, v in texts.DANGER_SIGNS.items()}}
+            "danger_signs": {k: t(v) for k, v in texts.DANGER_SIGNS.items()},
+            "no_show_reasons": {k.value: t(v) for k, v in texts.NO_SHOW_REASONS.items()}}
 
 
 async def queue_page(request: web.Request) -> web.Response:

@@ -1,6 +1,7 @@
 // The doctor's call view: video + chat beside the consult note (autosaved drafts, signed versions).
 import { Signal, strings } from "./signal.js";
 import { Call, wireCallUi } from "./call.js";
+import { emptyCallPanel } from "./empty_call.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -11,6 +12,7 @@ let ui = null;
 let stream = null;
 let version = 0;
 let diagnoses = [];
+let emptyCall = null;
 
 // ---- call -----------------------------------------------------------------------------------------
 
@@ -28,6 +30,7 @@ const signal = new Signal({
 });
 
 function onMessage(msg) {
+  if (emptyCall) emptyCall.onMessage(msg);
   if (ui.handle(msg, { absentText: t("Patient is not in the call yet…"),
     peerLeftText: t("Patient left the call. Waiting for them to come back…") })) return;
   switch (msg.type) {
@@ -233,6 +236,9 @@ async function main() {
   window.dhCall = call;
   ui = wireCallUi({ call, signal, t, room, mySide: "staff", peerLabel: t("Patient"), onHangup: () => {
     if (confirm(t("End the consultation for both of you?"))) signal.send({ type: "end", room });
+  } });
+  emptyCall = emptyCallPanel({ room, signal, t, csrf, onClosed: () => {
+    call.destroy(); signal.stop(); ui.status(t("The consultation has ended.")); document.body.dataset.active = "false";
   } });
   loadNote().catch(() => { $("note-status").textContent = t("Something went wrong. Please try again."); });
   if (document.body.dataset.active !== "true") { ui.status(t("The consultation has ended.")); return; }
