@@ -95,32 +95,33 @@ class Hub:
         return client
 
     async def disconnect(self, client: Client) -> None:
-        """The socket is gone: leave rooms (the peer is told), keep everything in the database."""
+        """The socket is gone: leave rooms (the peer is told), keep everything in the database.
+
+        The cleanup runs in a task of its own: the socket's handler may be cancelled right now (the
+        connection was lost), and the peer, the grace period and "take next" must learn it either way."""
+        task = asyncio.ensure_future(self._disconnect(client))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.shield(task)
+
+    async def _disconnect(self, client: Client) -> None:
         self.clients.discard(client)
+        patient_left = False
         if client.patient is not None:
             same = self.patients.get(client.patient.patient_id)
             if same is not None:
                 same.discard(client)
                 if not same:
                     del self.patients[client.patient.patient_id]
-                    # The patient's last page went away. A task of its own: the socket's handler may be
-                    # cancelled right now (connection lost), and "take next" must learn it either way.
-                    self._spawn(self._patient_left(client.patient.patient_id))
+                    patient_left = True
+        if client.patient is not None and patient_left:  # the patient's last page went away
+            try:
+                async with self.pool.acquire() as con:
+                    await queue_db.patient_left(con, client.patient.patient_id)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):  # shutting down; start resets it
+                log.exception("could not record that a patient left", extra={"patient": client.patient.patient_id})
         for room_id in list(client.rooms):
             await self._leave(client, room_id, reason="disconnected")
-        self.queue_changed()
-
-    def _spawn(self, work: Awaitable[None]) -> None:
-        task: asyncio.Task[None] = asyncio.ensure_future(work)
-        self._background.add(task)
-        task.add_done_callback(self._background.discard)
-
-    async def _patient_left(self, patient_id: int) -> None:
-        try:
-            async with self.pool.acquire() as con:
-                await queue_db.patient_left(con, patient_id)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
-            log.exception("could not record that a patient left", extra={"patient": patient_id})
         self.queue_changed()
 
     async def handle_raw(self, client: Client, raw: str | bytes) -> None:
@@ -301,6 +302,9 @@ class Hub:
             return
         del room.members[client.side]
         room.media.pop(client.side, None)
+        if client.staff is not None:
+            async with self.pool.acquire() as con:
+                await consultations_db.touch_doctor(con, room_id)  # the grace period starts now
         peer = room.members.get(other(client.side))
         if peer is not None:
             out: dict[str, Any] = {"type": "peer_left", "room": str(room_id), "reason": reason}
@@ -309,9 +313,6 @@ class Hub:
             if peer.staff is not None:
                 out["at"] = _iso(datetime.now(UTC))
             await peer.send(out)
-        if client.staff is not None:
-            async with self.pool.acquire() as con:
-                await consultations_db.touch_doctor(con, room_id)  # the grace period starts now
         if not room.members:
             self.rooms.pop(room_id, None)
 
