@@ -44,6 +44,8 @@ async def test_patient_page_tells_the_truth_and_hanging_up_only_leaves_the_call(
         await doctor.wait_for_url("**/staff/c/*")
         room = uuid.UUID(doctor.url.rsplit("/", 1)[1])
         await expect(patient.locator("#step-call")).to_be_visible()
+        for side in (patient, doctor):  # both in the room together: each has started its peer connection
+            await side.wait_for_function("() => window.dhCall && window.dhCall.pc !== null")
         await expect(doctor.locator("#empty-call")).to_be_hidden()
 
         patient.once("dialog", lambda dialog: dialog.accept())
