@@ -289,7 +289,8 @@ class Hub:
             "peer_media": room.media.get(other(side)), "modality": c.modality,
             "peer_name": c.doctor_name if side == "patient" else c.patient_name,
             "chat": [self._chat_view(m) for m in history],
-            **({"peer_left_at": peer_left_at} if client.staff is not None else {}),
+            **({"peer_left_at": peer_left_at, "peer_page_open": c.patient_id in self.patients}
+               if client.staff is not None else {}),
         })
         if peer is not None and room.members.get(other(side)) is peer:
             await peer.send({"type": "peer_joined", "room": str(msg.room), "peer_session": client.session,

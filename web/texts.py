@@ -144,6 +144,7 @@ STAFF_JS: list[str] = [
     N_("Please check this field: {field}"),
     N_("Change triage level for {name}"),
     N_("The patient left the call {minutes} min ago."),
+    N_("The patient's page has been closed for {minutes} min."),
     N_("The patient has not come to the call yet ({minutes} min)."),
     N_("Calling the patient's page…"),
     N_("The patient's page is closed: call their phone or mark them as a no-show."),

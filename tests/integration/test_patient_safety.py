@@ -200,12 +200,16 @@ async def test_no_show_is_recorded_with_its_reason_and_the_patient_gets_a_new_li
     await check_in(http, running_app, token)
     page = await connect(http, running_app, token)
     doctor = await connect(lan, running_app)
+    await gone(running_app, page, doctor, 1)  # the patient's page closed before the call
     ref = await doctor.send(type="claim_next")
+    assert (await doctor.expect("error", id=ref))["code"] == "queue_empty"  # nobody online to hand out
+    entry_id = (await fetchrow(running_app, "SELECT id FROM queue_entry WHERE patient_id = 1 "
+                               "AND status = 'waiting'"))["id"]
+    ref = await doctor.send(type="claim_next", entry=str(entry_id))  # the doctor chooses her anyway
     room = (await doctor.expect("paired", id=ref))["room"]
-    await page.close()  # the patient's page closed before the call
     await doctor.send(type="join", room=room)
     joined = await doctor.expect("joined")
-    assert joined["peer_present"] is False and joined["peer_left_at"]
+    assert joined["peer_present"] is False and joined["peer_left_at"] and joined["peer_page_open"] is False
 
     ref = await doctor.send(type="call_back", room=room)
     assert (await doctor.expect("error", id=ref))["code"] == "patient_offline"

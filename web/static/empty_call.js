@@ -6,6 +6,7 @@ export function emptyCallPanel({ room, signal, t, csrf, onClosed }) {
   const panel = $("empty-call");
   let since = null;     // when the patient went (or when the call started, if they never came)
   let everJoined = false;
+  let pageOpen = true; // false: the patient's page is closed (they can only be reached by phone)
   let timer = null;
   if (!panel) return { onMessage() {} };
 
@@ -13,9 +14,10 @@ export function emptyCallPanel({ room, signal, t, csrf, onClosed }) {
 
   function renderSince() {
     if (since === null) return;
-    $("empty-call-since").textContent = everJoined
-      ? t("The patient left the call {minutes} min ago.", { minutes: minutes() })
-      : t("The patient has not come to the call yet ({minutes} min).", { minutes: minutes() });
+    $("empty-call-since").textContent = !pageOpen
+      ? t("The patient's page has been closed for {minutes} min.", { minutes: minutes() })
+      : everJoined ? t("The patient left the call {minutes} min ago.", { minutes: minutes() })
+        : t("The patient has not come to the call yet ({minutes} min).", { minutes: minutes() });
   }
 
   function absent(at, joinedBefore) {
@@ -82,9 +84,12 @@ export function emptyCallPanel({ room, signal, t, csrf, onClosed }) {
     // Called with every socket message of the call page (before the shared call handling).
     onMessage(msg) {
       switch (msg.type) {
-        case "joined": if (msg.peer_present) present(); else absent(msg.peer_left_at, false); break;
-        case "peer_joined": present(); break;
-        case "peer_left": absent(msg.at, true); break;
+        case "joined":
+          pageOpen = msg.peer_page_open !== false;
+          if (msg.peer_present) present(); else absent(msg.peer_left_at, false);
+          break;
+        case "peer_joined": pageOpen = true; present(); break;
+        case "peer_left": pageOpen = msg.reason !== "disconnected"; absent(msg.at, true); break;
         case "calling": $("empty-call-status").textContent = t("Calling the patient's page…"); break;
         case "ended": clearInterval(timer); for (const b of panel.querySelectorAll("button, select")) b.disabled = true; break;
         case "error":
