@@ -17,7 +17,6 @@ from typing import Any
 import asyncpg
 from aiohttp import WSCloseCode
 
-from db import alerts as alerts_db
 from db import audit
 from db import chat as chat_db
 from db import consultations as consultations_db
@@ -26,9 +25,9 @@ from db import queue as queue_db
 from db.errors import DbError
 from signaling import protocol as p
 from signaling import queue as queue_view
+from signaling import safety
 from signaling.errors import SignalingError
 from signaling.rooms import Client, PatientIdentity, Room, Socket, StaffIdentity, other
-from signaling.safety import AlertOutcome, alert_message, on_call_text
 
 log = logging.getLogger(__name__)
 
@@ -189,7 +188,7 @@ class Hub:
             case p.CallBack():
                 await self._call_back(client, msg)
             case p.AckAlert():
-                await self._ack_alert(client, msg)
+                await safety.ack_alert(self, client, msg)
             case _:  # pragma: no cover - decode() only returns the types above
                 raise SignalingError("unknown_type", f"unhandled message {msg!r}")
 
@@ -228,8 +227,8 @@ class Hub:
                                     "role": client.staff.role}
                 await client.send(welcome)
                 # Danger alerts nobody has acknowledged yet, also those raised before this socket opened.
-                for alert in await alerts_db.open_for(con, client.staff.facility_id):
-                    await client.send(alert_message(alert))
+                for alert in await safety.open_alerts(con, client.staff.facility_id):
+                    await client.send(safety.alert_message(alert))
         self.queue_changed()
 
     @staticmethod
@@ -402,53 +401,6 @@ class Hub:
         for page in pages:
             await page.send({**self._paired_for_patient(c), "call_back": True})
         await client.send({"type": "calling", "id": msg.id, "room": str(c.id), "pages": len(pages)})
-
-    # ---- danger alerts ---------------------------------------------------------------------------
-
-    async def clinicians_online(self, facility_id: int) -> int:
-        """Doctors and specialists serving `facility_id` with a socket open in this process (one per person)."""
-        async with self.pool.acquire() as con:
-            parents = await facilities_db.parents(con)
-        return len({c.staff.staff_id for c in self.clients
-                    if c.staff is not None and c.greeted and c.staff.may_claim
-                    and queue_view.serves(c.staff.facility_id, facility_id, parents)})
-
-    async def raise_danger_alert(self, entry: queue_db.QueueEntry, *, now: datetime,
-                                 staff_url: str) -> AlertOutcome:
-        """A patient checked in with danger signs: store the alert, show it to every staff member serving the
-        facility (now and when they connect later), and text the on-call clinician when no clinician serving
-        it is online. Returns what the patient's page should say."""
-        online = await self.clinicians_online(entry.facility_id)
-        texted = False
-        async with self.pool.acquire() as con:
-            alert = await alerts_db.raise_alert(
-                con, entry_id=entry.id, patient_id=entry.patient_id, facility_id=entry.facility_id,
-                level=entry.triage_level, danger_signs=entry.danger_signs, clinicians_online=online)
-            contact = await alerts_db.on_call(con, entry.facility_id)
-            if online == 0 and contact.phone is not None:
-                await alerts_db.text_on_call(con, alert, to_phone=contact.phone, body=on_call_text(alert, staff_url),
-                                             now=now)
-                alert = await alerts_db.get(con, alert.id) or alert
-                texted = alert.on_call_message_id is not None
-            elif online == 0:
-                log.warning("danger alert with no clinician online and no on-call contact",
-                            extra={"alert": str(alert.id), "facility": entry.facility_id})
-        self.queue_changed({**alert_message(alert), "facility_id": alert.facility_id})
-        return AlertOutcome(alert.id, online, texted, contact.facility_phone)
-
-    async def _ack_alert(self, client: Client, msg: p.AckAlert) -> None:
-        if client.staff is None:
-            raise SignalingError("forbidden", "patients cannot acknowledge alerts")
-        async with self.pool.acquire() as con:
-            alert = await alerts_db.acknowledge(con, msg.alert, client.staff.staff_id, client.staff.facility_id)
-            parents = await facilities_db.parents(con)
-        out = {"type": "alert_acked", "alert": str(alert.id), "entry": str(alert.queue_entry_id),
-               "by": client.staff.name}
-        await client.send({**out, "id": msg.id})
-        for c in list(self.clients):
-            if c is not client and c.staff is not None and c.greeted and queue_view.serves(
-                    c.staff.facility_id, alert.facility_id, parents):
-                await c.send(out)
 
     async def notify_ended(self, room_id: uuid.UUID, patient_id: int, *, by: str, ref: str = "",
                            requester: Client | None = None, outcome: str | None = None) -> None:

@@ -21,6 +21,7 @@ from db import patients as patients_db
 from db import queue as queue_db
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
+from signaling import safety
 from web import texts
 from web.auth import LinkError, ice_servers, resolve_link
 from web.errors import ApiError
@@ -131,7 +132,7 @@ async def join_page(request: web.Request) -> web.Response:
         active = await consultations_db.active_for_patient(con, link.patient_id)
     step = "call" if active else "waiting" if entry else "device"
     emergency = bool(entry and entry.danger_signs)
-    safety = await _emergency_state(request, entry) if entry is not None and emergency else {
+    truth = await _emergency_state(request, entry) if entry is not None and emergency else {
         "clinicians_online": 0, "on_call_texted": False, "facility_phone": None}
     context: dict[str, Any] = {
         "token": token,
@@ -143,8 +144,8 @@ async def join_page(request: web.Request) -> web.Response:
         "js_strings": t.json(texts.PATIENT_JS),
         "ice_servers": ice_servers(request.app[settings_key]),
         "emergency": emergency,
-        **safety,
-        "facility_phone_text": national(str(safety["facility_phone"])) if safety["facility_phone"] else "",
+        **truth,
+        "facility_phone_text": national(str(truth["facility_phone"])) if truth["facility_phone"] else "",
     }
     return render(request, "patient.html", context)
 
@@ -203,21 +204,21 @@ async def checkin(request: web.Request) -> web.Response:
         if invitation is not None:
             await invitations_db.mark_used(con, link.jti, request.app[clock_key].now())
     hub = request.app[hub_key]
-    safety: dict[str, Any] = {}
+    truth: dict[str, Any] = {}
     if result.emergency:
         # Tell the patient the truth: whether a doctor was shown the alert, or nobody is online (call 115).
         if created:
-            outcome = await hub.raise_danger_alert(entry, now=request.app[clock_key].now(),
-                                                   staff_url=request.app[settings_key].base_url + "/staff")
-            safety = {"clinicians_online": outcome.clinicians_online, "on_call_texted": outcome.on_call_texted,
-                      "facility_phone": outcome.facility_phone}
+            outcome = await safety.raise_danger_alert(hub, entry, now=request.app[clock_key].now(),
+                                                      staff_url=request.app[settings_key].base_url + "/staff")
+            truth = {"clinicians_online": outcome.clinicians_online, "on_call_texted": outcome.on_call_texted,
+                     "facility_phone": outcome.facility_phone}
         else:
-            safety = await _emergency_state(request, entry)
+            truth = await _emergency_state(request, entry)
     hub.queue_changed()
     return web.json_response({
         "entry": str(entry.id), "created": created, "level": f"NC{entry.triage_level}",
         "colour": result.level.colour, "emergency": result.emergency,
-        "danger_signs": list(entry.danger_signs), "reasons": list(result.reasons), **safety,
+        "danger_signs": list(entry.danger_signs), "reasons": list(result.reasons), **truth,
     })
 
 
@@ -227,7 +228,7 @@ async def _emergency_state(request: web.Request, entry: queue_db.QueueEntry) -> 
     async with request.app[pool_key].acquire() as con:
         contact = await alerts_db.on_call(con, entry.facility_id)
         alert = await alerts_db.for_entry(con, entry.id)
-    return {"clinicians_online": await request.app[hub_key].clinicians_online(entry.facility_id),
+    return {"clinicians_online": await safety.clinicians_online(request.app[hub_key], entry.facility_id),
             "on_call_texted": alert is not None and alert.on_call_message_id is not None,
             "facility_phone": contact.facility_phone}
 
