@@ -27,6 +27,7 @@ from web import (
     localtime,
     patient_routes,
     registry_routes,
+    safety_routes,
     short_link_routes,
     staff_routes,
     ws,
@@ -91,7 +92,8 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
             return patient_identity(await resolve_link(con, signer, token))
 
     hub = Hub(pool, authenticate_patient=authenticate_patient, ice_servers=lambda: ice_servers(settings),
-              max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s)
+              max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s,
+              offline_grace_s=settings.offline_grace_s)
     await hub.start()
     app[hub_key] = hub
     yield
@@ -138,6 +140,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     registry_routes.setup(app)
     invitation_routes.setup(app)
     echo_routes.setup(app)
+    safety_routes.setup(app)
     return app
 
 
