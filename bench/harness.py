@@ -109,7 +109,9 @@ def app_settings(dsn: str, data_dir: Path) -> Any:
     """Settings for the real app under test: loopback, a fixed secret (so the load side can sign links)."""
     from web.settings import Settings
 
-    return Settings(database_url=dsn, data_dir=data_dir, host=LOOPBACK, port=0, secret_key=BENCH_SECRET)
+    # Every load-generator socket comes from 127.0.0.1: lift the per-address socket cap for them.
+    return Settings(database_url=dsn, data_dir=data_dir, host=LOOPBACK, port=0, secret_key=BENCH_SECRET,
+                    max_sockets_per_address=1_000_000)
 
 
 class GcPauses:

@@ -105,6 +105,15 @@ async def seed(con: asyncpg.Connection, today: date | None = None) -> bool:
     return True
 
 
+async def patient_not_in_queue(con: asyncpg.Connection) -> int | None:
+    """The first patient neither waiting nor in a call: the one the demo banner prints a link for."""
+    patient_id: int | None = await con.fetchval(
+        """SELECT p.id FROM patient p WHERE NOT EXISTS (
+               SELECT 1 FROM queue_entry q WHERE q.patient_id = p.id
+               AND q.status IN ('waiting', 'claimed', 'in_call')) ORDER BY p.id LIMIT 1""")
+    return patient_id
+
+
 async def _past_consultation(con: asyncpg.Connection, patient_id: int, facility_id: int, doctor_id: int,
                              day: date, reason: str, diagnoses: tuple[str, ...], vitals: dict[str, float],
                              plan: str) -> None:

@@ -20,6 +20,7 @@ from care.appointments import DEFAULT_LATE, OPENS_BEFORE, Window, appointment_wi
 from care.sms import MessageKind, compose
 from db import audit, links, short_links
 from db import messages as messages_db
+from db import queue as queue_db
 from db.errors import Conflict, DbError, NotFound
 
 
@@ -127,9 +128,10 @@ async def get(con: asyncpg.Connection, invitation_id: uuid.UUID) -> Invitation |
     return _invitation(row) if row else None
 
 
-async def for_link(con: asyncpg.Connection, jti: uuid.UUID) -> Invitation | None:
-    """The invitation a join link was issued for (None for links made otherwise, e.g. `donghanh link`)."""
-    row = await con.fetchrow(_SELECT + " WHERE i.link_jti = $1", jti)
+async def for_link(con: asyncpg.Connection, jti: uuid.UUID, *, for_update: bool = False) -> Invitation | None:
+    """The invitation a join link was issued for (None for links made otherwise, e.g. `donghanh link`);
+    `for_update` row-locks it until the caller's transaction ends."""
+    row = await con.fetchrow(_SELECT + " WHERE i.link_jti = $1" + (" FOR UPDATE OF i" if for_update else ""), jti)
     return _invitation(row) if row else None
 
 
@@ -158,12 +160,13 @@ async def bookable_doctors(con: asyncpg.Connection, patient_facility_id: int) ->
 
 # ---- use cases ---------------------------------------------------------------------------------------
 
-async def _locked(con: asyncpg.Connection, invitation_id: uuid.UUID) -> Invitation:
-    """The invitation, row-locked for a change; Conflict unless it is still active."""
+async def _locked(con: asyncpg.Connection, invitation_id: uuid.UUID,
+                  allowed: tuple[InvitationStatus, ...] = (InvitationStatus.active,)) -> Invitation:
+    """The invitation, row-locked for a change; Conflict unless it is in one of the `allowed` states."""
     status = await con.fetchval("SELECT status FROM invitation WHERE id = $1 FOR UPDATE", invitation_id)
     if status is None:
         raise NotFound("invitation", invitation_id)
-    if status != InvitationStatus.active:
+    if status not in allowed:
         raise Conflict("not_active", f"cannot change invitation in state \"{status}\"")
     invitation = await get(con, invitation_id)
     assert invitation is not None
@@ -309,15 +312,28 @@ async def _retire(con: asyncpg.Connection, invitation: Invitation, status: str, 
 
 async def revoke(con: asyncpg.Connection, invitation_id: uuid.UUID, *, staff_id: int, now: datetime) -> Invitation:
     """Cancel: the link stops working, pending reminders are cancelled and the patient is told."""
+    revoked, _ = await revoke_access(con, invitation_id, staff_id=staff_id, now=now)
+    return revoked
+
+
+async def revoke_access(con: asyncpg.Connection, invitation_id: uuid.UUID, *, staff_id: int,
+                        now: datetime) -> tuple[Invitation, queue_db.Cancelled | None]:
+    """Cancel at any time, also after check-in: the link stops working, pending reminders are cancelled and
+    the patient is told; if they are waiting or in a call, their queue entry is closed as cancelled
+    (`link_revoked`) and the consultation ends. The record (notes, chat, history) is kept. Returns the
+    invitation and what was closed, so the caller can close the patient's sockets and tell the doctor."""
     async with con.transaction():
-        invitation = await _locked(con, invitation_id)
+        invitation = await _locked(con, invitation_id, (InvitationStatus.active, InvitationStatus.used))
         cancelled = await _retire(con, invitation, "revoked", now)
         told = await _schedule(con, invitation, MessageKind.revoked, f"revoked:{invitation_id}", now)
-        await audit.record(con, audit.Actor.staff(staff_id), "invitation.revoke", "invitation", invitation_id,
-                           {**_details(invitation), "cancelled_messages": cancelled, "message": told})
+        actor = audit.Actor.staff(staff_id)
+        closed = await queue_db.cancel_for_link(con, invitation.link_jti, actor, "link_revoked")
+        await audit.record(con, actor, "invitation.revoke", "invitation", invitation_id,
+                           {**_details(invitation), "cancelled_messages": cancelled, "message": told,
+                            "after_check_in": invitation.status is InvitationStatus.used})
         revoked = await get(con, invitation_id)
     assert revoked is not None
-    return revoked
+    return revoked, closed
 
 
 async def reschedule(con: asyncpg.Connection, invitation_id: uuid.UUID, booking: Booking, *, staff_id: int,

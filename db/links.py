@@ -9,6 +9,7 @@ from enum import StrEnum
 
 import asyncpg
 
+from db import audit
 from db.errors import NotFound
 
 
@@ -71,6 +72,15 @@ async def mark_finished(con: asyncpg.Connection, jti: uuid.UUID) -> None:
     await con.execute("UPDATE join_link SET finished_at = now() WHERE jti = $1 AND finished_at IS NULL", jti)
 
 
+async def give_consent(con: asyncpg.Connection, link: JoinLink, text_version: str, lang: str) -> datetime:
+    """The patient consents to a remote consultation: the consent row and its audit event, together."""
+    async with con.transaction():
+        given_at = await record_consent(con, link, text_version, lang)
+        await audit.record(con, audit.Actor.patient(link.patient_id), "consent.give", "join_link", link.jti,
+                           {"version": text_version, "lang": lang})
+    return given_at
+
+
 async def record_consent(con: asyncpg.Connection, link: JoinLink, text_version: str, lang: str) -> datetime:
     given_at: datetime = await con.fetchval(
         """INSERT INTO consent (patient_id, link_jti, kind, text_version, lang)
@@ -83,3 +93,12 @@ async def record_consent(con: asyncpg.Connection, link: JoinLink, text_version: 
 async def consent_given(con: asyncpg.Connection, jti: uuid.UUID, text_version: str) -> bool:
     return bool(await con.fetchval(
         "SELECT 1 FROM consent WHERE link_jti = $1 AND text_version = $2", jti, text_version))
+
+
+async def revoked_among(con: asyncpg.Connection, jtis: list[uuid.UUID]) -> set[uuid.UUID]:
+    """Which of these links have been revoked (the hub closes the sockets that use them)."""
+    if not jtis:
+        return set()
+    rows = await con.fetch("SELECT jti FROM join_link WHERE jti = ANY($1::uuid[]) AND revoked_at IS NOT NULL",
+                           jtis)
+    return {r["jti"] for r in rows}

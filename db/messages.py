@@ -70,6 +70,22 @@ async def schedule(con: asyncpg.Connection, *, patient_id: int, to_phone: str, l
     return message_id
 
 
+async def queue_near_candidates(con: asyncpg.Connection) -> list[asyncpg.Record]:
+    """Waiting patients who came by an invitation with a phone number and have not yet been sent the
+    "about N minutes" SMS of this queue entry (its dedupe key is `queue_near:<entry id>`)."""
+    rows: list[asyncpg.Record] = await con.fetch(
+        """SELECT q.id AS entry_id, q.patient_id, q.facility_id, i.id AS invitation_id, i.lang, i.phone,
+                  i.link_jti, l.expires_at, f.name AS facility_name
+           FROM queue_entry q
+           JOIN invitation i ON i.link_jti = q.link_jti
+           JOIN join_link l ON l.jti = i.link_jti
+           JOIN facility f ON f.id = i.facility_id
+           WHERE q.status = 'waiting' AND i.phone IS NOT NULL
+             AND NOT EXISTS (SELECT 1 FROM outbound_message m
+                             WHERE m.dedupe_key = 'queue_near:' || q.id::text)""")
+    return rows
+
+
 async def cancel_pending(con: asyncpg.Connection, invitation_id: uuid.UUID) -> int:
     """Cancel the invitation's messages not yet sent (reminders of a revoked or moved appointment)."""
     status = await con.execute(

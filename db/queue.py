@@ -244,3 +244,34 @@ async def recent_no_shows(con: asyncpg.Connection, facility_id: int, since: date
         WHERE q.status = 'no_show' AND q.finished_at >= $2 AND {IN_SCOPE}
         ORDER BY q.finished_at DESC LIMIT $3""", facility_id, since, limit)
     return rows
+
+
+@dataclass(frozen=True)
+class Cancelled:
+    """A queue entry closed because the patient's access ended, and the consultation that ended with it."""
+
+    entry_id: uuid.UUID
+    patient_id: int
+    consultation_id: uuid.UUID | None
+
+
+async def cancel_for_link(con: asyncpg.Connection, link_jti: uuid.UUID, actor: audit.Actor,
+                          reason: str) -> Cancelled | None:
+    """The link the patient checked in with was revoked: their open queue entry is closed as `cancelled`
+    (with the reason) and its active consultation, if any, ends. Notes, chat and history stay.
+    None when the link has no open entry. Audited; one transaction (the caller's, if it has one)."""
+    async with con.transaction():
+        row = await con.fetchrow(
+            """SELECT id, patient_id FROM queue_entry
+               WHERE link_jti = $1 AND status IN ('waiting', 'claimed', 'in_call') FOR UPDATE""", link_jti)
+        if row is None:
+            return None
+        consultation_id: uuid.UUID | None = await con.fetchval(
+            """UPDATE consultation SET status = 'ended', ended_at = now(), ended_by = 'system', outcome = $2
+               WHERE queue_entry_id = $1 AND status = 'active' RETURNING id""", row["id"], reason)
+        await con.execute(
+            """UPDATE queue_entry SET status = 'cancelled', finished_at = now(), cancel_reason = $2
+               WHERE id = $1""", row["id"], reason)
+        await audit.record(con, actor, "queue.cancel", "queue_entry", row["id"],
+                           {"reason": reason, "consultation": str(consultation_id) if consultation_id else None})
+    return Cancelled(row["id"], row["patient_id"], consultation_id)

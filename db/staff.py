@@ -15,6 +15,8 @@ import asyncpg
 
 from care import access
 from care.access import Action
+from db import audit
+from db.errors import NotFound
 
 # scrypt cost: n=2**14, r=8, p=1 is the OWASP minimum (16 MiB, ~50 ms): slow for attackers, fine per sign-in.
 _SCRYPT_N, _SCRYPT_R, _SCRYPT_P = 2**14, 8, 1
@@ -121,6 +123,11 @@ def _token_hash(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def token_hash(token: str) -> bytes:
+    """What a session is known by in the database (and in the hub's index of live sockets)."""
+    return _token_hash(token)
+
+
 async def open_session(con: asyncpg.Connection, staff_id: int, ttl: timedelta) -> tuple[str, str]:
     """Create a session; returns (cookie token, CSRF token). Only the token's hash is stored."""
     token = secrets.token_urlsafe(32)
@@ -157,3 +164,52 @@ async def create(con: asyncpg.Connection, *, facility_id: int, username: str, na
         facility_id, username, name, role, list(specialties), await hash_off_loop(password), on_duty,
     )
     return staff_id
+
+
+async def live_sessions(con: asyncpg.Connection, token_hashes: list[bytes]) -> set[bytes]:
+    """Which of these sessions are still valid: not signed out, not expired, account active."""
+    if not token_hashes:
+        return set()
+    rows = await con.fetch(
+        """SELECT ss.token_hash FROM staff_session ss JOIN staff s ON s.id = ss.staff_id
+           WHERE ss.token_hash = ANY($1::bytea[]) AND ss.revoked_at IS NULL AND ss.expires_at > now()
+             AND s.active""", token_hashes)
+    return {bytes(r["token_hash"]) for r in rows}
+
+
+async def by_username(con: asyncpg.Connection, username: str) -> StaffMember | None:
+    row = await con.fetchrow(_SELECT + " WHERE s.username = $1", username.strip().lower())
+    return _member(row) if row else None
+
+
+async def _revoke_sessions(con: asyncpg.Connection, staff_id: int) -> int:
+    status = await con.execute(
+        "UPDATE staff_session SET revoked_at = now() WHERE staff_id = $1 AND revoked_at IS NULL", staff_id)
+    return int(status.split()[-1])
+
+
+async def deactivate(con: asyncpg.Connection, staff_id: int, actor: audit.Actor = audit.SYSTEM) -> int:
+    """The account can no longer sign in and every open session ends (live sockets are closed by the hub
+    within seconds, in any process). Audited. Returns how many sessions were ended; NotFound if no account."""
+    async with con.transaction():
+        found = await con.fetchval("UPDATE staff SET active = false WHERE id = $1 RETURNING id", staff_id)
+        if found is None:
+            raise NotFound("staff member", staff_id)
+        ended = await _revoke_sessions(con, staff_id)
+        await audit.record(con, actor, "staff.deactivate", "staff", staff_id, {"sessions_ended": ended})
+    return ended
+
+
+async def set_password(con: asyncpg.Connection, staff_id: int, password: str,
+                       actor: audit.Actor = audit.SYSTEM) -> int:
+    """A new password; every open session of the account ends (a stolen session dies with the old password).
+    Hashed off the event loop. Audited. Returns how many sessions were ended; NotFound if no account."""
+    password_hash = await asyncio.to_thread(hash_password, password)
+    async with con.transaction():
+        found = await con.fetchval("UPDATE staff SET password_hash = $2 WHERE id = $1 RETURNING id",
+                                   staff_id, password_hash)
+        if found is None:
+            raise NotFound("staff member", staff_id)
+        ended = await _revoke_sessions(con, staff_id)
+        await audit.record(con, actor, "staff.set_password", "staff", staff_id, {"sessions_ended": ended})
+    return ended

@@ -10,7 +10,8 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,17 +20,29 @@ from aiohttp import WSCloseCode
 
 from care import access
 from care.access import Action, Relation, Role
-from db import audit, scope
+from db import audit, scope, usecases
 from db import chat as chat_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
+from db import links as links_db
 from db import queue as queue_db
+from db import staff as staff_db
 from db.errors import DbError
 from signaling import protocol as p
 from signaling import queue as queue_view
 from signaling import safety
 from signaling.errors import SignalingError
-from signaling.rooms import Client, PatientIdentity, Room, Socket, StaffIdentity, other
+from signaling.rooms import (
+    DEFAULT_OUTBOX_LIMIT,
+    Client,
+    CloseCode,
+    PatientIdentity,
+    Room,
+    Socket,
+    StaffIdentity,
+    Transport,
+    other,
+)
 
 log = logging.getLogger(__name__)
 
@@ -49,16 +62,24 @@ class Hub:
 
     def __init__(self, pool: asyncpg.Pool, *, authenticate_patient: PatientAuthenticator,
                  ice_servers: IceServers, max_message_bytes: int, requeue_grace_s: int,
+                 outbox_limit: int = DEFAULT_OUTBOX_LIMIT, hello_timeout_s: float = 10.0,
+                 max_sockets_per_address: int = 200, session_check_s: float = 5.0,
                  offline_grace_s: int = 600) -> None:
         self.pool = pool
         self._authenticate_patient = authenticate_patient
         self._ice_servers = ice_servers
         self.max_message_bytes = max_message_bytes
         self.requeue_grace_s = requeue_grace_s
+        self.outbox_limit = outbox_limit
+        self.hello_timeout_s = hello_timeout_s
+        self.max_sockets_per_address = max_sockets_per_address
+        self.session_check_s = session_check_s
         self.offline_grace_s = offline_grace_s  # a patient whose page closed keeps their place this long
         self.clients: set[Client] = set()
         self.rooms: dict[uuid.UUID, Room] = {}
         self.patients: dict[int, set[Client]] = {}
+        self._per_address: Counter[str] = Counter()
+        self._hello_timers: dict[Client, asyncio.TimerHandle] = {}
         self._queue_dirty = asyncio.Event()
         self._alerts: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -74,7 +95,8 @@ class Hub:
         if touched:
             log.info("gave %d active consultations a fresh grace period after start", touched)
         self._tasks = [asyncio.create_task(self._broadcast_loop(), name="queue-broadcast"),
-                       asyncio.create_task(self._sweep_loop(), name="requeue-sweeper")]
+                       asyncio.create_task(self._sweep_loop(), name="requeue-sweeper"),
+                       asyncio.create_task(self._revalidate_loop(), name="session-revalidation")]
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -90,10 +112,27 @@ class Hub:
 
     # ---- connections -----------------------------------------------------------------------------
 
-    def connect(self, ws: Socket, staff: StaffIdentity | None) -> Client:
-        client = Client(ws, staff)
+    def admits(self, address: str) -> bool:
+        """Is there room for one more socket from this client address (DONGHANH_MAX_SOCKETS_PER_ADDRESS)?"""
+        return self._per_address[address] < self.max_sockets_per_address
+
+    def connect(self, ws: Socket, staff: StaffIdentity | None, *, staff_session: bytes | None = None,
+                address: str = "", transport: Transport | None = None) -> Client:
+        """An open socket: its writer starts, and it has `hello_timeout_s` to say hello."""
+        client = Client(ws, staff, staff_session=staff_session, address=address, outbox_limit=self.outbox_limit,
+                        transport=transport)
         self.clients.add(client)
+        self._per_address[address] += 1
+        client.start()
+        self._hello_timers[client] = asyncio.get_running_loop().call_later(
+            self.hello_timeout_s, self._hello_overdue, client)
         return client
+
+    def _hello_overdue(self, client: Client) -> None:
+        self._hello_timers.pop(client, None)
+        if not client.greeted and client in self.clients:
+            log.info("closing a socket that never said hello", extra={"session": client.session})
+            client.close(CloseCode.HELLO_TIMEOUT, "no hello")
 
     async def disconnect(self, client: Client) -> None:
         """The socket is gone: leave rooms (the peer is told), keep everything in the database.
@@ -107,6 +146,13 @@ class Hub:
 
     async def _disconnect(self, client: Client) -> None:
         self.clients.discard(client)
+        timer = self._hello_timers.pop(client, None)
+        if timer is not None:
+            timer.cancel()
+        self._per_address[client.address] -= 1
+        if self._per_address[client.address] <= 0:
+            del self._per_address[client.address]
+        await client.stop()
         patient_left = False
         if client.patient is not None:
             same = self.patients.get(client.patient.patient_id)
@@ -127,6 +173,8 @@ class Hub:
 
     async def handle_raw(self, client: Client, raw: str | bytes) -> None:
         """Decode, validate and dispatch one message; errors go back to the sender as `error`."""
+        if client.ending:
+            return  # the server is closing this socket (session ended, link revoked…): nothing more is done
         try:
             message = p.decode(raw, max_bytes=self.max_message_bytes)
             await self._dispatch(client, message)
@@ -142,7 +190,7 @@ class Hub:
         await client.send(exc.as_message())
         if client.count_error():
             log.warning("closing abusive socket", extra={"session": client.session})
-            await client.ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"too many invalid messages")
+            client.close(CloseCode.POLICY_VIOLATION, "too many invalid messages")
 
     async def _dispatch(self, client: Client, msg: p.ClientMessage) -> None:
         try:
@@ -162,6 +210,8 @@ class Hub:
             return
         if not client.greeted:
             raise SignalingError("not_authenticated", "send hello first")
+        if isinstance(msg, _SESSION_CHECKED) and not await self._session_live(client):
+            return
         match msg:
             case p.Join():
                 await self._join(client, msg)
@@ -212,25 +262,26 @@ class Hub:
         welcome: dict[str, Any] = {"type": "welcome", "id": msg.id, "role": client.side,
                                    "session": client.session, "ice_servers": self._ice_servers(),
                                    "max_message_bytes": self.max_message_bytes}
+        out = [welcome]
         async with self.pool.acquire() as con:
             if client.patient is not None:
                 await queue_db.patient_present(con, client.patient.patient_id, self.offline_grace_s)
                 active = await consultations_db.active_for_patient(con, client.patient.patient_id)
                 entry = await queue_db.open_entry(con, client.patient.patient_id)
                 welcome["state"] = "paired" if active else ("waiting" if entry else "checkin")
-                await client.send(welcome)
                 if active is not None:
-                    await client.send(self._paired_for_patient(active))
+                    out.append(self._paired_for_patient(active))
             else:
                 assert client.staff is not None
                 active = await consultations_db.active_for_doctor(con, client.staff.staff_id)
                 welcome["active_room"] = str(active.id) if active else None
                 welcome["staff"] = {"id": client.staff.staff_id, "name": client.staff.name,
                                     "role": client.staff.role}
-                await client.send(welcome)
                 # Danger alerts nobody has acknowledged yet, also those raised before this socket opened.
-                for alert in await safety.open_alerts(con, client.staff.role, client.staff.facility_id):
-                    await client.send(safety.alert_message(alert))
+                out += [safety.alert_message(a)
+                        for a in await safety.open_alerts(con, client.staff.role, client.staff.facility_id)]
+        for message in out:  # sent once the connection is back in the pool
+            await client.send(message)
         self.queue_changed()
 
     @staticmethod
@@ -375,17 +426,12 @@ class Hub:
                 if entry is None or not access.allows(staff.role, Action.claim, await scope.relation(
                         con, staff.facility_id, entry.facility_id)):
                     raise SignalingError("not_found", f"no queue entry {msg.entry}")
-            if msg.entry is None:
-                claim = await queue_db.claim_next(con, staff.staff_id, staff.facility_id)
-                if claim is None:
-                    raise SignalingError("queue_empty", "nobody is waiting with their page open (patients "
-                                         "shown offline keep their place; choose one to call them)")
-            else:
-                claim = await queue_db.claim_entry(con, staff.staff_id, staff.facility_id, msg.entry)
-            c = await consultations_db.get(con, claim.consultation_id)
-        assert c is not None
+            c = await usecases.take_patient(con, staff.staff_id, staff.facility_id, msg.entry)
+        if c is None:
+            raise SignalingError("queue_empty", "nobody is waiting with their page open (patients shown offline "
+                                 "keep their place; choose one to call them)")
         await client.send({"type": "paired", "id": msg.id, "room": str(c.id), "polite": False,
-                           "peer_name": c.patient_name, "entry": str(claim.entry_id)})
+                           "peer_name": c.patient_name, "entry": str(c.queue_entry_id)})
         await self.claimed(c)
 
     async def claimed(self, c: consultations_db.Consultation) -> None:
@@ -511,6 +557,7 @@ class Hub:
     async def sweep(self) -> list[uuid.UUID]:
         """Keep connected doctors' consultations alive; put the patients of doctors gone too long back."""
         online = sorted({c.staff.staff_id for c in self.clients if c.staff is not None})
+        outgoing: list[tuple[Client, dict[str, Any]]] = []  # sent after the connection is back in the pool
         async with self.pool.acquire() as con:
             if online:
                 await consultations_db.touch_doctors(con, online)
@@ -528,8 +575,86 @@ class Hub:
                 targets |= self.patients.get(c.patient_id, set())
                 for member in targets:
                     member.rooms.discard(consultation_id)
-                    await member.send({"type": "requeued", "room": str(consultation_id),
-                                       "reason": "doctor_disconnected"})
+                    outgoing.append((member, {"type": "requeued", "room": str(consultation_id),
+                                              "reason": "doctor_disconnected"}))
+        for member, message in outgoing:
+            await member.send(message)
         if requeued:
             self.queue_changed()
         return requeued
+
+    # ---- sessions that end everywhere --------------------------------------------------------------
+
+    def _close(self, clients: Iterable[Client], code: CloseCode, reason: str) -> int:
+        closed = 0
+        for client in list(clients):
+            if not client.ending:
+                client.close(code, reason)
+                closed += 1
+        return closed
+
+    def end_staff_session(self, token_hash: bytes) -> int:
+        """A staff session was signed out here: close its sockets now (4401). Returns how many."""
+        return self._close((c for c in self.clients if c.staff_session == token_hash),
+                           CloseCode.SESSION_ENDED, "signed out")
+
+    def end_staff(self, staff_id: int) -> int:
+        """Every session of this account ended (deactivated, password changed): close its sockets (4401)."""
+        return self._close((c for c in self.clients if c.staff is not None and c.staff.staff_id == staff_id),
+                           CloseCode.SESSION_ENDED, "session ended")
+
+    def revoke_link(self, link_jti: uuid.UUID) -> int:
+        """The station revoked this join link: close the sockets that said hello with it (4410)."""
+        return self._close((c for c in self.clients if c.patient is not None and c.patient.link_jti == link_jti),
+                           CloseCode.LINK_REVOKED, "link revoked")
+
+    async def link_revoked(self, link_jti: uuid.UUID, cancelled: queue_db.Cancelled | None) -> None:
+        """After a station revoked a link (committed): the patient's sockets close (4410); if that ended
+        their consultation, the doctor's page is told (`ended`, by "station"); queues are refreshed."""
+        self.revoke_link(link_jti)
+        if cancelled is not None and cancelled.consultation_id is not None:
+            await self.notify_ended(cancelled.consultation_id, cancelled.patient_id, by="station")
+        self.queue_changed()
+
+    async def _session_live(self, client: Client) -> bool:
+        """Before a staff message that acts (join, chat, claim, end): is the socket's session still valid?
+        If not, the socket is closed (4401) and the message is not handled."""
+        if client.staff is None or client.staff_session is None:
+            return True
+        async with self.pool.acquire() as con:
+            live = await staff_db.live_sessions(con, [client.staff_session])
+        if client.staff_session in live:
+            return True
+        self._close([client], CloseCode.SESSION_ENDED, "session ended")
+        return False
+
+    async def revalidate(self) -> int:
+        """One query for every connected staff session and patient link: close the sockets of sessions that
+        expired, were signed out (here or in another process), or whose account was deactivated or had its
+        password changed (4401), and of links revoked elsewhere (4410). Returns how many were closed."""
+        staff = [c for c in self.clients if c.staff_session is not None and not c.ending]
+        patients = [c for c in self.clients if c.patient is not None and not c.ending]
+        if not staff and not patients:
+            return 0
+        async with self.pool.acquire() as con:
+            live = await staff_db.live_sessions(con, list({c.staff_session for c in staff if c.staff_session}))
+            revoked = await links_db.revoked_among(con, list({c.patient.link_jti for c in patients if c.patient}))
+        closed = self._close((c for c in staff if c.staff_session not in live), CloseCode.SESSION_ENDED,
+                             "session ended")
+        closed += self._close((c for c in patients if c.patient and c.patient.link_jti in revoked),
+                              CloseCode.LINK_REVOKED, "link revoked")
+        if closed:
+            log.info("closed %d sockets whose session or link ended", closed)
+        return closed
+
+    async def _revalidate_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.session_check_s)
+            try:
+                await self.revalidate()
+            except (OSError, asyncpg.PostgresError):
+                log.exception("session revalidation failed; will retry")
+
+
+# Staff messages that act on patients or records: the session is checked in PostgreSQL first.
+_SESSION_CHECKED = (p.Join, p.Chat, p.ClaimNext, p.End)

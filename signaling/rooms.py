@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import secrets
 import time
 import uuid
 from collections import deque
 from dataclasses import dataclass, field
+from enum import IntEnum
 from typing import Any, Literal, Protocol
 
 from care import access
@@ -50,41 +53,179 @@ class Socket(Protocol):
 
     async def send_str(self, data: str) -> None: ...
 
-    async def close(self, *, code: int = ..., message: bytes = ...) -> bool: ...
+    async def close(self, *, code: int = ..., message: bytes = ..., drain: bool = ...) -> bool: ...
+
+
+class Transport(Protocol):
+    """The part of asyncio's transport the direct-write path looks at."""
+
+    def get_write_buffer_size(self) -> int: ...
+
+    def is_closing(self) -> bool: ...
+
+
+class CloseCode(IntEnum):
+    """Websocket close codes the server uses on purpose (docs/protocol.md, "Connection rules")."""
+
+    POLICY_VIOLATION = 1008  # too many invalid messages
+    TRY_AGAIN_LATER = 1013  # the socket fell behind: its outgoing queue overflowed; reconnect
+    SESSION_ENDED = 4401  # staff: signed out, session expired, account deactivated or password changed
+    HELLO_TIMEOUT = 4408  # no `hello` within DONGHANH_HELLO_TIMEOUT seconds
+    LINK_REVOKED = 4410  # patient: the station revoked the join link
 
 
 # More than this many rejected messages in the window closes the socket (policy violation).
 ABUSE_ERRORS = 20
 ABUSE_WINDOW_S = 10.0
+# Messages waiting for one socket beyond this many close it (TRY_AGAIN_LATER); DONGHANH_SOCKET_QUEUE.
+DEFAULT_OUTBOX_LIMIT = 256
+# A message this short is written straight to the transport (no writer-task hop) when nothing is queued or
+# being written and the transport's buffer is empty: aiohttp then cannot wait for the network (it waits only
+# once the buffer passed asyncio's 64 KiB mark, and an empty buffer means writing was resumed).
+DIRECT_WRITE_CHARS = 4096
+
+
+@dataclass(frozen=True)
+class _Close:
+    """In the outbox: close the socket once the messages queued before it have been written."""
+
+    code: int
+    reason: bytes
 
 
 class Client:
-    """One websocket: who is on it, which rooms it is in."""
+    """One websocket: who is on it, which rooms it is in, and what is waiting to be written to it.
 
-    def __init__(self, ws: Socket, staff: StaffIdentity | None) -> None:
+    Sending never waits for the network: messages go into a bounded outbox that this socket's own
+    writer task drains in order (a short one to an idle socket is written at once, which cannot wait
+    either), so one slow reader holds up nobody else. A socket whose outbox overflows is closed with
+    TRY_AGAIN_LATER (the page reconnects and gets fresh state).
+    """
+
+    def __init__(self, ws: Socket, staff: StaffIdentity | None, *, staff_session: bytes | None = None,
+                 address: str = "", outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
+                 transport: Transport | None = None) -> None:
         self.ws = ws
         self.staff = staff
+        self.staff_session = staff_session  # hash of the session token the socket was opened with
+        self.address = address
         self.patient: PatientIdentity | None = None
         self.greeted = False
         self.session = secrets.token_hex(8)
         self.rooms: set[uuid.UUID] = set()
         self.last_list_digest: str | None = None  # the last queue_list this (staff) socket was sent
+        self.close_code: int | None = None  # set once the server decided to close this socket
         self._errors: deque[float] = deque()
+        self._outbox: deque[str | _Close] = deque()
+        self._outbox_limit = outbox_limit
+        self._wake = asyncio.Event()
+        self._writer: asyncio.Task[None] | None = None
+        self._writing = False  # the writer holds a message it has not finished writing
+        self._transport = transport
 
     @property
     def side(self) -> Side:
         return "staff" if self.staff is not None else "patient"
 
+    @property
+    def ending(self) -> bool:
+        """The server is closing this socket: nothing more is accepted from it or queued for it."""
+        return self.close_code is not None
+
+    def start(self) -> None:
+        """Start the writer (once the socket is open)."""
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write(), name=f"ws-writer-{self.session}")
+
     async def send(self, message: dict[str, Any]) -> None:
+        """Queue a message for this socket, or write it at once if that cannot wait (never waits for the network)."""
         await self.send_text(encode(message))
 
     async def send_text(self, text: str) -> None:
-        if self.ws.closed:
+        """Queue text, or write it at once when that cannot wait for the network (see DIRECT_WRITE_CHARS)."""
+        if self._direct(len(text)):
+            try:
+                await self.ws.send_str(text)
+            except ConnectionError:
+                pass  # the receive loop sees the close and disconnects this client
             return
-        try:
-            await self.ws.send_str(text)
-        except ConnectionResetError:
-            pass  # the receive loop sees the close and disconnects this client
+        self.post(text)
+
+    def _direct(self, chars: int) -> bool:
+        t = self._transport
+        return (t is not None and chars <= DIRECT_WRITE_CHARS and self._writer is not None and not self._outbox
+                and not self._writing and not self.ending and not self.ws.closed and not t.is_closing()
+                and t.get_write_buffer_size() == 0)
+
+    def post(self, text: str) -> None:
+        """Queue already-encoded text; on overflow the socket is closed (TRY_AGAIN_LATER)."""
+        if self.ending or self.ws.closed:
+            return
+        if len(self._outbox) >= self._outbox_limit:
+            self._overflow()
+            return
+        self._outbox.append(text)
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        """Close after the messages already queued (an `error` explaining why, say) have been written."""
+        if self.ending:
+            return
+        self.close_code = code
+        self._outbox.append(_Close(code, reason.encode()[:120]))
+        self._wake.set()
+
+    def _overflow(self) -> None:
+        log.warning("closing a socket whose outgoing queue overflowed", extra={"session": self.session})
+        self.close_code = CloseCode.TRY_AGAIN_LATER
+        self._outbox.clear()
+        # The writer is stuck behind a full transport buffer: stop it and close without draining.
+        if self._writer is not None:
+            self._writer.cancel()
+        self._writer = asyncio.create_task(self._close_now(CloseCode.TRY_AGAIN_LATER, b"too slow: reconnect"),
+                                           name=f"ws-close-{self.session}")
+
+    async def _close_now(self, code: int, reason: bytes) -> None:
+        with contextlib.suppress(ConnectionError):
+            await self.ws.close(code=code, message=reason, drain=False)
+
+    async def _write(self) -> None:
+        while True:
+            while not self._outbox:
+                self._wake.clear()
+                await self._wake.wait()
+            item = self._outbox.popleft()
+            if isinstance(item, _Close):
+                self._outbox.clear()
+                await self._close_now(item.code, item.reason)
+                return
+            if self.ws.closed:
+                self._outbox.clear()
+                return
+            self._writing = True
+            try:
+                await self.ws.send_str(item)
+            except ConnectionError:
+                self._outbox.clear()
+                return  # the receive loop sees the close and disconnects this client
+            finally:
+                self._writing = False
+
+    async def stop(self) -> None:
+        """The socket's receive loop has ended: stop the writer (unsent messages are dropped).
+
+        A writer that is closing the socket is left to finish its close handshake (aiohttp bounds it)."""
+        writer, self._writer = self._writer, None
+        self._outbox.clear()
+        if writer is None or writer.done():
+            return
+        if self.ending:
+            await asyncio.wait({writer}, timeout=1.0)
+            if writer.done():
+                return
+        writer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await writer
 
     def count_error(self, now: float | None = None) -> bool:
         """Record a rejected message; True when the client has become abusive."""

@@ -65,6 +65,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/staff/logout"): PUBLIC,
     ("GET", "/ws"): RouteRule(Audience.socket),
     ("GET", "/j/{token}"): PATIENT,
+    ("GET", "/s/{code}"): PATIENT,
     ("POST", "/api/p/consent"): PATIENT,
     ("POST", "/api/p/checkin"): PATIENT,
     ("POST", "/api/p/connection-test"): PATIENT,
@@ -75,6 +76,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/c/{cid}/note"): _S(Action.write_note, _C),
     ("PUT", "/api/c/{cid}/note/draft"): _S(Action.write_note, _C),
     ("POST", "/api/c/{cid}/note/sign"): _S(Action.write_note, _C),
+    ("POST", "/api/c/{cid}/summary/preview"): _S(Action.write_note, _C),
     ("POST", "/api/c/{cid}/patient-phone"): _S(Action.conduct_consultation, _C),  # the empty call: audited
     ("POST", "/api/c/{cid}/no-show"): _S(Action.conduct_consultation, _C),
     ("POST", "/api/queue/{entry}/level"): _S(Action.change_level, _Q),

@@ -93,6 +93,9 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
 
     hub = Hub(pool, authenticate_patient=authenticate_patient, ice_servers=lambda: ice_servers(settings),
               max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s,
+              outbox_limit=settings.socket_queue, hello_timeout_s=settings.hello_timeout_s,
+              max_sockets_per_address=settings.max_sockets_per_address,
+              session_check_s=settings.session_check_s,
               offline_grace_s=settings.offline_grace_s)
     await hub.start()
     app[hub_key] = hub

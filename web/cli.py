@@ -1,12 +1,14 @@
-"""`donghanh`: serve, migrate, make a patient link, show the effective configuration."""
+"""`donghanh`: serve, migrate, make a patient link, manage staff accounts, show the effective configuration."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import dataclasses
+import getpass
 import logging
 import sys
+import textwrap
 from collections.abc import Sequence
 
 import asyncpg
@@ -14,8 +16,10 @@ from aiohttp import web
 
 from care.appointments import FACILITY_TZ
 from db import demo, short_links
+from db import staff as staff_db
 from db.errors import DbError
 from db.migrate import migrate
+from db.pool import create_pool
 from web.app import create_app
 from web.auth import LinkSigner, issue_link
 from web.database import database_dsn
@@ -64,10 +68,88 @@ def build_parser() -> argparse.ArgumentParser:
     link.add_argument("--ttl", default=None, metavar="DURATION",
                       help="how long the link works: 90m, 24h, 7d (default: DONGHANH_LINK_TTL, 24h)")
 
+    _staff_parser(sub)
+
     sub.add_parser("config", help="print the effective configuration (secrets masked)",
                    description="Print the settings this process would use, secrets masked.",
                    epilog=_config_epilog(), formatter_class=argparse.RawDescriptionHelpFormatter)
     return parser
+
+
+# Staff passwords shorter than this are refused (OWASP ASVS V2.1.1: at least 8 characters; we ask 10).
+MIN_PASSWORD = 10
+
+
+def _para(text: str) -> str:
+    return textwrap.fill(text, 100, break_on_hyphens=False)
+
+
+def _staff_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ending = ("Every open session of the account ends at once: a running server closes the account's pages "
+              "(websocket close 4401, the page goes to sign-in) within DONGHANH_SESSION_CHECK seconds.")
+    staff = sub.add_parser(
+        "staff", help="manage a staff account: deactivate it, or set a new password",
+        description=_para("Manage staff accounts. " + ending), epilog=_config_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    actions = staff.add_subparsers(dest="staff_command", required=True, metavar="ACTION")
+    deactivate = actions.add_parser(
+        "deactivate", help="the account can no longer sign in; its sessions end",
+        description=_para(
+            "Deactivate a staff account (someone left, or a password leaked): sign-in is refused from now on. "
+            + ending + " The account and everything it wrote stay; the change is audited."),
+        epilog=_config_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    deactivate.add_argument("username", metavar="USERNAME", help="the account's sign-in name, e.g. bacsi.lan")
+    password = actions.add_parser(
+        "password", help="set a new password; the account's sessions end",
+        description=_para(
+            "Set a new password for a staff account. On a terminal it is asked twice (not echoed); otherwise "
+            f"the first line of standard input is used. At least {MIN_PASSWORD} characters. " + ending
+            + " The change is audited.") + "\n\nexample:\n  printf '%s\\n' \"$NEW_PASSWORD\" | "
+            "donghanh staff password bacsi.lan", epilog=_config_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    password.add_argument("username", metavar="USERNAME", help="the account's sign-in name, e.g. bacsi.lan")
+
+
+def _read_password() -> str | None:
+    """From the terminal (asked twice) or the first line of stdin; None (after saying why) if unusable."""
+    if sys.stdin.isatty():
+        first = getpass.getpass("new password: ")
+        if getpass.getpass("again: ") != first:
+            print("donghanh: the two passwords differ; nothing changed", file=sys.stderr)
+            return None
+    else:
+        first = sys.stdin.readline().rstrip("\r\n")
+    if len(first) < MIN_PASSWORD:
+        print(f"donghanh: a password needs at least {MIN_PASSWORD} characters; nothing changed", file=sys.stderr)
+        return None
+    return first
+
+
+async def _staff(settings: Settings, command: str, username: str, password: str | None) -> int:
+    async with database_dsn(settings) as dsn:
+        pool = await create_pool(dsn, min_size=1, max_size=1)  # jsonb codec for the audit details
+        try:
+            async with pool.acquire() as con:
+                await migrate(con)
+                return await _staff_change(con, command, username, password)
+        finally:
+            await pool.close()
+
+
+async def _staff_change(con: asyncpg.Connection, command: str, username: str, password: str | None) -> int:
+    member = await staff_db.by_username(con, username)
+    if member is None:
+        print(f"donghanh: no staff account named {username!r}", file=sys.stderr)
+        return 1
+    if command == "deactivate":
+        ended = await staff_db.deactivate(con, member.id)
+        print(f"deactivated {member.username}; {ended} session(s) ended")
+    else:
+        assert password is not None
+        ended = await staff_db.set_password(con, member.id, password)
+        print(f"new password set for {member.username}; {ended} session(s) ended")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -92,6 +174,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_migrate(settings))
         if args.command == "link":
             return asyncio.run(_link(settings, args.patient, ttl_s))
+        if args.command == "staff":
+            password = _read_password() if args.staff_command == "password" else None
+            if args.staff_command == "password" and password is None:
+                return 2
+            return asyncio.run(_staff(settings, args.staff_command, args.username, password))
         if args.command == "config":
             values = settings.masked()
             width = max(len(k) for k in values)
@@ -170,10 +257,7 @@ async def _demo_banner(app: web.Application) -> None:
     """After start-up: where to go, who to sign in as, and a patient link ready to open."""
     settings = app[settings_key]
     async with app[pool_key].acquire() as con:
-        patient_id = await con.fetchval(
-            """SELECT p.id FROM patient p WHERE NOT EXISTS (
-                   SELECT 1 FROM queue_entry q WHERE q.patient_id = p.id
-                   AND q.status IN ('waiting', 'claimed', 'in_call')) ORDER BY p.id LIMIT 1""")
+        patient_id = await demo.patient_not_in_queue(con)
         link = None
         if patient_id is not None:
             token, _ = await issue_link(con, app[signer_key], patient_id, settings.link_ttl_s)

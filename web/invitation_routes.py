@@ -19,8 +19,7 @@ from care.appointments import FACILITY_TZ, attendance
 from care.phone import PhoneError, national, parse_mobile
 from care.phone import mask as mask_phone
 from care.sms import MessageKind, compose
-from db import audit, scope
-from db import consultations as consultations_db
+from db import audit, scope, usecases
 from db import invitations as invitations_db
 from db import messages as messages_db
 from db import patients as patients_db
@@ -287,9 +286,15 @@ async def send(request: web.Request) -> web.Response:
 
 
 async def revoke(request: web.Request) -> web.Response:
-    """Cancel the invitation: its link stops working and the patient is told."""
-    return await _act(request, Action.invite, lambda con, inv, staff_id, now: invitations_db.revoke(
-        con, inv.id, staff_id=staff_id, now=now))
+    """Cancel the invitation, also after check-in: its link stops working, the patient is told, and their
+    open pages are closed; a wait or call in progress ends (the record stays)."""
+    hub = request.app[hub_key]
+
+    async def action(con: asyncpg.Connection, inv: Invitation, staff_id: int, now: datetime) -> None:
+        revoked, cancelled = await invitations_db.revoke_access(con, inv.id, staff_id=staff_id, now=now)
+        await hub.link_revoked(revoked.link_jti, cancelled)
+
+    return await _act(request, Action.invite, action)
 
 
 async def reschedule(request: web.Request) -> web.Response:
@@ -411,8 +416,7 @@ async def start_call(request: web.Request) -> web.Response:
             if entry is None:
                 return await _render_schedule(request, session, "not_found", status=404)
             await require(request, con, session.staff, Action.claim, entry.facility_id, hide=True)
-            claim = await queue_db.claim_entry(con, session.staff.id, session.staff.facility_id, entry_id)
-            consultation = await consultations_db.get(con, claim.consultation_id)
+            consultation = await usecases.take_patient(con, session.staff.id, session.staff.facility_id, entry_id)
     except DbError as exc:
         return await _render_schedule(request, session, exc.code, status=404 if exc.code == "not_found" else 409)
     assert consultation is not None

@@ -12,13 +12,14 @@ from care.appointments import WindowState
 from care.phone import national
 from care.triage import CheckIn, CheckInError, KeyGroup, Symptom, assess
 from db import alerts as alerts_db
-from db import audit
 from db import consultations as consultations_db
 from db import facilities as facilities_db
 from db import invitations as invitations_db
 from db import links as links_db
 from db import patients as patients_db
 from db import queue as queue_db
+from db import usecases
+from db.errors import DbError
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
 from signaling import safety
@@ -185,10 +186,8 @@ async def consent(request: web.Request) -> web.Response:
     if body.version != CONSENT_VERSION:
         raise ApiError("invalid", f"consent text version {body.version!r} is not the current one; reload",
                        field="version")
-    async with request.app[pool_key].acquire() as con, con.transaction():
-        given_at = await links_db.record_consent(con, link, CONSENT_VERSION, request[lang_rkey])
-        await audit.record(con, audit.Actor.patient(link.patient_id), "consent.give", "join_link", link.jti,
-                           {"version": CONSENT_VERSION, "lang": request[lang_rkey]})
+    async with request.app[pool_key].acquire() as con:
+        given_at = await links_db.give_consent(con, link, CONSENT_VERSION, request[lang_rkey])
     return web.json_response({"consented": True, "version": CONSENT_VERSION, "given_at": given_at.isoformat()})
 
 
@@ -210,29 +209,24 @@ async def checkin(request: web.Request) -> web.Response:
     """Check-in → suggested triage level → the queue. Danger signs come back at once (call 115)."""
     link = await _link(request, _bearer(request))
     body = decode_body(await request.read(), CheckInBody)
-    pool = request.app[pool_key]
-    async with pool.acquire() as con:
-        state, invitation = await _window(con, request, link)
-        if invitation is not None and state is WindowState.too_early:
-            raise ApiError("too_early", f"the appointment's link opens at {invitation.opens_at.isoformat()}")
-        if invitation is not None and state is WindowState.too_late:
-            raise ApiError("too_late", f"the appointment's link closed at {invitation.closes_at.isoformat()}")
-        if not await links_db.consent_given(con, link.jti, CONSENT_VERSION):
-            raise ApiError("consent_required", "consent to a remote consultation is needed first")
+    async with request.app[pool_key].acquire() as con:
         patient = await patients_db.get(con, link.patient_id)
         assert patient is not None
         check = _checkin(body, patient.age(facility_today(request)), patient.key_groups)
         result = assess(check)
-        entry, created = await queue_db.enqueue(
-            con, patient_id=link.patient_id, link_jti=link.jti, facility_id=patient.facility_id,
+        triaged = usecases.Triaged(
             level=result.level.rank, danger_signs=result.danger_signs, reason=body.reason.strip(),
-            checkin={"symptoms": sorted(s.value for s in check.symptoms), "spo2": check.spo2,
+            answers={"symptoms": sorted(s.value for s in check.symptoms), "spo2": check.spo2,
                      "systolic": check.systolic, "diastolic": check.diastolic, "days_ill": check.days_ill,
                      "reasons": list(result.reasons),
                      "connection_test": msgspec.to_builtins(body.connection_test)},
             audio_only=body.audio_only)
-        if invitation is not None:
-            await invitations_db.mark_used(con, link.jti, request.app[clock_key].now())
+        try:
+            done = await usecases.check_in(con, link, triaged, consent_version=CONSENT_VERSION,
+                                           now=request.app[clock_key].now())
+        except DbError as exc:
+            raise ApiError(exc.code, exc.message) from None
+    entry, created = done.entry, done.created
     hub = request.app[hub_key]
     truth: dict[str, Any] = {}
     if result.emergency:

@@ -147,16 +147,7 @@ class Scheduler:
         now = self.clock.now()
         scheduled = 0
         async with self.pool.acquire() as con:
-            rows = await con.fetch(
-                """SELECT q.id AS entry_id, q.patient_id, q.facility_id, i.id AS invitation_id, i.lang, i.phone,
-                          i.link_jti, l.expires_at, f.name AS facility_name
-                   FROM queue_entry q
-                   JOIN invitation i ON i.link_jti = q.link_jti
-                   JOIN join_link l ON l.jti = i.link_jti
-                   JOIN facility f ON f.id = i.facility_id
-                   WHERE q.status = 'waiting' AND i.phone IS NOT NULL
-                     AND NOT EXISTS (SELECT 1 FROM outbound_message m
-                                     WHERE m.dedupe_key = 'queue_near:' || q.id::text)""")
+            rows = await messages_db.queue_near_candidates(con)
             if not rows:
                 return 0
             places = await queue_db.waiting_places(con)

@@ -95,6 +95,10 @@ class Settings:
     offline_grace_s: int = 600
     max_message_bytes: int = 64 * 1024
     heartbeat_s: int = 20
+    socket_queue: int = 256
+    hello_timeout_s: float = 10.0
+    max_sockets_per_address: int = 200
+    session_check_s: float = 5.0
     secure_cookies: bool | None = None
     log_level: str = "INFO"
     default_lang: str = "vi"
@@ -203,6 +207,10 @@ class Settings:
                                            name="DONGHANH_OFFLINE_GRACE"),
             max_message_bytes=_int(env, "DONGHANH_MAX_MESSAGE_BYTES", 64 * 1024, minimum=4096),
             heartbeat_s=_int(env, "DONGHANH_HEARTBEAT", 20),
+            socket_queue=_int(env, "DONGHANH_SOCKET_QUEUE", 256, minimum=8),
+            hello_timeout_s=_int(env, "DONGHANH_HELLO_TIMEOUT", 10, maximum=300),
+            max_sockets_per_address=_int(env, "DONGHANH_MAX_SOCKETS_PER_ADDRESS", 200),
+            session_check_s=_int(env, "DONGHANH_SESSION_CHECK", 5, maximum=300),
             secure_cookies=_bool_or_auto(env.get("DONGHANH_SECURE_COOKIES", "auto"),
                                          name="DONGHANH_SECURE_COOKIES"),
             log_level=(env.get("DONGHANH_LOG_LEVEL", "INFO") or "INFO").upper(),
@@ -250,6 +258,12 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
                                       "(skipped by 'take next' meanwhile)"),
     ("DONGHANH_MAX_MESSAGE_BYTES", "65536", "largest websocket message accepted"),
     ("DONGHANH_HEARTBEAT", "20", "websocket heartbeat interval in seconds"),
+    ("DONGHANH_SOCKET_QUEUE", "256", "messages waiting for one slow websocket before it is closed (1013)"),
+    ("DONGHANH_HELLO_TIMEOUT", "10", "seconds a new websocket has to say hello before it is closed (4408)"),
+    ("DONGHANH_MAX_SOCKETS_PER_ADDRESS", "200", "open websockets per client IP address (a station behind one "
+                                                "NAT shares one); more are refused with 429"),
+    ("DONGHANH_SESSION_CHECK", "5", "seconds between checks that closes websockets of ended staff sessions "
+                                    "and revoked links (sign-out here closes them at once)"),
     ("DONGHANH_SECURE_COOKIES", "auto", "Secure cookies: auto (when PUBLIC_URL is https), true, false"),
     ("DONGHANH_LOG_LEVEL", "INFO", "log level"),
     ("DONGHANH_DEFAULT_LANG", "vi", "default UI language (vi or en)"),

@@ -189,6 +189,7 @@ async def logout(request: web.Request) -> web.Response:
     if token:
         async with request.app[pool_key].acquire() as con:
             await staff_db.close_session(con, token)
+        request.app[hub_key].end_staff_session(staff_db.token_hash(token))  # its open pages are closed (4401)
     request[csrf_rkey] = secrets.token_urlsafe(24)  # a fresh pre-login token for whoever signs in next
     response = web.HTTPSeeOther("/staff/login")
     response.del_cookie(SESSION_COOKIE, path="/")

@@ -157,6 +157,7 @@ STAFF_JS: list[str] = [
     N_("Mark this patient as a no-show? The call closes and they are sent a new link by SMS."),
     N_("Recorded as a no-show. The patient was sent a new link by SMS."),
     N_("Recorded as a no-show. The patient has no mobile number: no SMS was sent."),
+    N_("You have been signed out. Taking you to the sign-in page…"),
     N_("Something went wrong. Please try again."),
     N_("Please check the numbers you entered."),
 ]

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
+from db import staff as staff_db
 from signaling.errors import SignalingError
 from signaling.rooms import StaffIdentity
 from web.auth import SESSION_COOKIE, staff_session
+from web.client import client_address
 from web.keys import hub_key, pool_key, settings_key, sockets_key
 
 log = logging.getLogger(__name__)
+
+# A socket the server closed whose peer stopped reading never takes the close frame: drop the connection.
+ABORT_AFTER_S = 10.0
 
 
 def _same_origin(request: web.Request) -> bool:
@@ -28,14 +34,21 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     hub = request.app[hub_key]
     if not _same_origin(request):
         raise web.HTTPForbidden(reason="cross-origin websocket refused")
+    address = client_address(request, settings.trusted_proxies)
+    if not hub.admits(address):
+        log.warning("refused a websocket: too many open from one address")
+        raise web.HTTPTooManyRequests(reason="too many open websockets from this address",
+                                      headers={"Retry-After": "30"})
     staff: StaffIdentity | None = None
     session = None
+    session_hash: bytes | None = None
     if SESSION_COOKIE in request.cookies:  # patients have none: no pool connection for them
         async with request.app[pool_key].acquire() as con:
             session = await staff_session(con, request)
     if session is not None:
         s = session.staff
         staff = StaffIdentity(s.id, s.facility_id, s.name, s.role)
+        session_hash = staff_db.token_hash(request.cookies[SESSION_COOKIE])
     # Frames up to 4× the message limit are read and answered with `too_large`; beyond that aiohttp
     # closes the socket with 1009 (a client sending megabytes is not making a mistake).
     # No permessage-deflate: signaling messages are small and deflate state costs ~100 KiB per socket.
@@ -43,7 +56,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
                                compress=False)
     await ws.prepare(request)
     request.app[sockets_key].add(ws)
-    client = hub.connect(ws, staff)
+    client = hub.connect(ws, staff, staff_session=session_hash, address=address, transport=request.transport)
     try:
         async for msg in ws:
             if msg.type is WSMsgType.TEXT:
@@ -58,4 +71,6 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         request.app[sockets_key].discard(ws)
         if not ws.closed:
             await ws.close(code=WSCloseCode.OK)
+        if request.transport is not None:
+            asyncio.get_running_loop().call_later(ABORT_AFTER_S, request.transport.abort)
     return ws

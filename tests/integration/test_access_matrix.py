@@ -115,7 +115,7 @@ async def _objects(con: asyncpg.Connection, relation: Relation, facility: int) -
                                       danger_signs=(), reason="ho", checkin={}, audio_only=False)
     invitation = await invitations_db.create(
         con, Booking(InvitationKind.walk_in, phone=f"+8491200{n:04d}"), patient_id=patient, created_by=doctor,
-        now=datetime.now(UTC), policy=Policy(), link_url=lambda jti, _exp: f"http://dh.test/j/{jti}")
+        now=datetime.now(UTC), policy=Policy(), link_url=lambda jti, _exp, _code=None: f"http://dh.test/j/{jti}")
     message = (await messages_db.for_invitation(con, invitation.id))[0].id
     return Objects(facility, patient, other, consultation, entry.id, invitation.id, message)
 
@@ -132,6 +132,8 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
                                                    {"json": {"base_version": 1, "note": {}}}),
     ("POST", "/api/c/{cid}/note/sign"): lambda o: (f"/api/c/{o.consultation}/note/sign",
                                                    {"json": {"expected_version": 1, "note": {"plan": "x"}}}),
+    ("POST", "/api/c/{cid}/summary/preview"): lambda o: (f"/api/c/{o.consultation}/summary/preview",
+                                                         {"json": {"plan": "x"}}),
     ("POST", "/api/c/{cid}/patient-phone"): lambda o: (f"/api/c/{o.consultation}/patient-phone", {"json": {}}),
     ("POST", "/api/c/{cid}/no-show"): lambda o: (f"/api/c/{o.consultation}/no-show", {"json": {"reason": "left"}}),
     ("POST", "/api/queue/{entry}/level"): lambda o: (f"/api/queue/{o.entry}/level", {"json": {"level": "NC2"}}),

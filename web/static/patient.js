@@ -240,7 +240,8 @@ function connStatus(state) {
 function enterWaiting() {
   show("waiting");
   if (!signal) {
-    signal = new Signal({ token, onMessage, onStatus: connStatus });
+    // Closed for good (the station revoked the link): reloading shows the server's "link cancelled" page.
+    signal = new Signal({ token, onMessage, onStatus: connStatus, onEnded: () => location.reload() });
     signal.connect();
   }
 }

@@ -11,11 +11,24 @@ export function strings() {
   };
 }
 
+// Close codes after which reconnecting cannot help (docs/protocol.md): the staff session ended (signed
+// out, expired, account deactivated, password changed) or the station revoked the patient's link.
+export const SESSION_ENDED = 4401;
+export const LINK_REVOKED = 4410;
+
+// A staff page whose session ended: say so where the connection state is shown, then go to sign-in.
+export function signedOut(t, statusElement) {
+  if (statusElement) statusElement.textContent = t("You have been signed out. Taking you to the sign-in page…");
+  document.body.dataset.conn = "signed-out";
+  setTimeout(() => location.assign(`/staff/login?next=${encodeURIComponent(location.pathname)}`), 1500);
+}
+
 export class Signal {
-  constructor({ token = null, onMessage, onStatus }) {
+  constructor({ token = null, onMessage, onStatus, onEnded }) {
     this.token = token;
     this.onMessage = onMessage;
     this.onStatus = onStatus || (() => {});
+    this.onEnded = onEnded || (() => {});
     this.ws = null;
     this.ready = false;
     this.stopped = false;
@@ -56,10 +69,15 @@ export class Signal {
       }
       this.onMessage(msg);
     };
-    ws.onclose = () => {
+    ws.onclose = (event) => {
       if (this.ws !== ws) return;
       this.ready = false;
       if (this.stopped) return;
+      if (event.code === SESSION_ENDED || event.code === LINK_REVOKED) {
+        this.stop();
+        this.onEnded(event.code);
+        return;
+      }
       this.onStatus("reconnecting");
       const delay = this.backoff;
       this.backoff = Math.min(this.backoff * 2, 5000);

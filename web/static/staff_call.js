@@ -1,5 +1,5 @@
 // The doctor's call view: video + chat beside the consult note (autosaved drafts, signed versions).
-import { Signal, strings } from "./signal.js";
+import { Signal, signedOut, strings } from "./signal.js";
 import { Call, wireCallUi } from "./call.js";
 import { wireSummary } from "./note_summary.js";
 import { emptyCallPanel } from "./empty_call.js";
@@ -29,6 +29,7 @@ async function media() {
 const signal = new Signal({
   onStatus: (s) => { $("conn").textContent = s === "open" ? "" : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
   onMessage,
+  onEnded: () => { if (call) call.destroy(); signedOut(t, $("conn")); },
 });
 
 function onMessage(msg) {

@@ -1,6 +1,6 @@
 // The doctor's live queue: triage colour, wait, key groups, reason; claim next or a chosen patient.
-import { Signal, strings } from "./signal.js";
 import { ArrivalAlerts } from "./arrival.js";
+import { Signal, signedOut, strings } from "./signal.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -16,7 +16,7 @@ function minutesWaited(e) {
 
 // `text`, marked when the answer `key` raised the triage level ("danger" or "raised", from the server).
 function marked(e, text, key) {
-  const mark = e.checkin.highlight[key];
+  const mark = e.checkin && e.checkin.highlight[key];
   if (!mark) return document.createTextNode(text);
   const m = document.createElement("mark");
   m.className = `hl-${mark}`;
@@ -28,6 +28,7 @@ function marked(e, text, key) {
 // What the patient said at check-in, in one line; the answers that raised the level are marked.
 function answers(e) {
   const a = e.checkin;
+  if (!a) return null; // coordinators and admins get counts and states, not what the patient said
   const p = document.createElement("p");
   p.className = "answers";
   const parts = [];
@@ -197,6 +198,7 @@ const alerts = new ArrivalAlerts({ t, checkbox: $("arrival-alerts"), state: $("n
 
 const signal = new Signal({
   onStatus: (s) => { $("conn").textContent = s === "open" ? t("Connected") : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
+  onEnded: () => signedOut(t, $("conn")),
   onMessage: (msg) => {
     switch (msg.type) {
       case "queue_list":
