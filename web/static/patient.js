@@ -241,7 +241,7 @@ function emergencyState(s) {
   if (s.on_call_texted !== undefined) $("emergency-on-call").dataset.texted = String(Boolean(s.on_call_texted));
   $("emergency-on-call").hidden = online || $("emergency-on-call").dataset.texted !== "true";
   if (s.facility_phone) {
-    $("station-phone").href = `tel:${s.facility_phone}`;
+    $("station-phone").href = `tel:${s.facility_phone.replace(/[^+0-9]/g, "")}`;
     if (!$("station-phone").textContent) $("station-phone").textContent = s.facility_phone;
     $("emergency-station").hidden = false;
   }
