@@ -130,6 +130,8 @@ class MessageKind(StrEnum):
     queue_near = "queue_near"
     rescheduled = "rescheduled"
     revoked = "revoked"
+    no_show = "no_show"  # to a patient marked no-show: a fresh link to queue again
+    danger_alert = "danger_alert"  # to the on-call clinician: danger signs and nobody online
 
 
 # {fac}: facility short name; {when}: "14:30 25/11"; {time}: "14:30"; {url}: the join link; {minutes}: a number.
@@ -146,6 +148,9 @@ _TEXTS: dict[str, dict[tuple[MessageKind, bool], str]] = {
                                      "Can kham, {call_station}.",
         (MessageKind.revoked, False): "{fac}: link kham qua video da huy, khong dung duoc nua. "
                                       "Can kham, {call_station}.",
+        (MessageKind.no_show, False): "{fac}: bac si goi luc ban vang. Link moi: {url}",
+        (MessageKind.danger_alert, False): "{fac}: BN co dau hieu nguy hiem ({level}), khong bac si nao truc "
+                                           "tuyen. Xem ngay: {url}",
     },
     "en": {
         (MessageKind.invitation, False): "{fac}: video consultation link: {url}{call}",
@@ -158,6 +163,9 @@ _TEXTS: dict[str, dict[tuple[MessageKind, bool], str]] = {
                                      "If needed, {call_station}.",
         (MessageKind.revoked, False): "{fac}: video consultation link cancelled; it no longer works. "
                                       "If needed, {call_station}.",
+        (MessageKind.no_show, False): "{fac}: you missed the doctor. New link: {url}",
+        (MessageKind.danger_alert, False): "{fac}: patient with danger signs ({level}), no doctor online. "
+                                           "See now: {url}",
     },
 }
 
@@ -176,10 +184,10 @@ class Sms:
 
 
 def compose(kind: MessageKind, lang: str, *, facility: str, url: str = "", slot_at: datetime | None = None,
-            minutes: int | None = None, phone: str | None = None) -> Sms:
+            minutes: int | None = None, phone: str | None = None, level: str = "") -> Sms:
     """The text of one message and its segment count. `facility` is the full name (shortened here);
     `slot_at` makes it an appointment text; queue_near needs `minutes`; `phone` is the station's number,
-    given in invitations and cancellations when known."""
+    given in invitations and cancellations when known; danger_alert needs the triage `level`."""
     texts = _TEXTS.get(lang, _TEXTS["vi"])
     call, call_station = _CALL.get(lang, _CALL["vi"])[bool(phone)]
     has_slot = slot_at is not None
@@ -192,7 +200,7 @@ def compose(kind: MessageKind, lang: str, *, facility: str, url: str = "", slot_
         raise ValueError(f"a {kind} message needs the number of minutes")
     text = template.format(fac=short_facility_name(facility), url=url,
                            when=local_time_text(slot_at) if slot_at else "",
-                           time=local_time_text(slot_at)[:5] if slot_at else "", minutes=minutes,
+                           time=local_time_text(slot_at)[:5] if slot_at else "", minutes=minutes, level=level,
                            call=call.format(phone=phone), call_station=call_station.format(phone=phone))
     counted = count_segments(text)
     return Sms(text, counted.encoding, counted.segments)

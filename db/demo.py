@@ -38,6 +38,11 @@ STAFF: tuple[DemoStaff, ...] = (
     DemoStaff("yta.hoa", "ĐD. Vàng Thị Hoa", "nurse", "commune"),
 )
 
+# The on-call setting (issue 8.1): the clinician texted when a patient shows danger signs and no doctor
+# serving the facility is online (each facility's first doctor, here). Made-up numbers.
+ON_CALL = {"commune": "bacsi.lan", "district": "bs.timmach", "province": "bs.lao"}
+STAFF_PHONES = {"bacsi.lan": "+84987000101", "bs.timmach": "+84987000103", "bs.lao": "+84987000104"}
+
 # (name, sex, birth_year, phone, key groups, history: "htn" | "tb" | None)
 PATIENTS: tuple[tuple[str, str, int, str, tuple[str, ...], str | None], ...] = (
     ("Giàng A Páo", "male", 1958, "0912345601", ("hypertension",), "htn"),
@@ -76,6 +81,11 @@ async def seed(con: asyncpg.Connection, today: date | None = None) -> bool:
             staff_ids[s.username] = await staff_db.create(
                 con, facility_id=facility_ids[s.facility], username=s.username, name=s.name, role=s.role,
                 password=DEMO_PASSWORD, specialties=s.specialties, on_duty=True)
+        for username, phone in STAFF_PHONES.items():
+            await con.execute("UPDATE staff SET phone = $2 WHERE id = $1", staff_ids[username], phone)
+        for level, facility_id in facility_ids.items():
+            await con.execute("UPDATE facility SET on_call_staff_id = $2 WHERE id = $1",
+                              facility_id, staff_ids[ON_CALL[level]])
         doctor = staff_ids["bacsi.lan"]
         for name, sex, year, phone, groups, history in PATIENTS:
             patient_id = await con.fetchval(

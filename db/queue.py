@@ -17,7 +17,8 @@ import asyncpg
 from db import audit
 from db.errors import Conflict, NotFound
 
-ORDER = "q.triage_level DESC, (q.requeued_at IS NULL), q.arrived_at, q.id"
+# A patient back after the offline grace period queues again from when they came back (`rejoined_at`).
+ORDER = "q.triage_level DESC, (q.requeued_at IS NULL), coalesce(q.rejoined_at, q.arrived_at), q.id"
 
 # Facilities a staff member serves: their own and every facility below it (db/scope.py, migration 0007).
 IN_SCOPE = "q.facility_id IN (SELECT facility_subtree($1))"
@@ -38,12 +39,15 @@ class QueueEntry:
     suggested_level: int | None = None
     # What the patient answered at check-in (symptoms, readings, the rules that fired, connection test).
     checkin: dict[str, Any] = field(default_factory=dict)
+    left_at: datetime | None = None  # when the patient's last open page went away (None: a page is open)
+    closed_reason: str | None = None
 
 
 def _entry(row: asyncpg.Record) -> QueueEntry:
     return QueueEntry(row["id"], row["patient_id"], row["facility_id"], row["triage_level"],
                       tuple(row["danger_signs"]), row["reason"], row["status"], row["arrived_at"],
-                      row["consultation_id"], row["audio_only"], row["suggested_level"], row["checkin"] or {})
+                      row["consultation_id"], row["audio_only"], row["suggested_level"], row["checkin"] or {},
+                      row["left_at"], row["closed_reason"])
 
 
 _ENTRY_SELECT = """SELECT q.*, c.id AS consultation_id
@@ -89,7 +93,7 @@ async def waiting_list(con: asyncpg.Connection, facility_id: int) -> list[asyncp
     rows: list[asyncpg.Record] = await con.fetch(
         f"""
         SELECT q.id, q.triage_level, q.danger_signs, q.reason, q.arrived_at, q.requeued_at, q.audio_only,
-               q.checkin, q.facility_id, f.name AS facility_name,
+               q.checkin, q.facility_id, q.left_at, f.name AS facility_name,
                p.id AS patient_id, p.name AS patient_name, p.sex, p.birth_year, p.key_groups
         FROM queue_entry q JOIN patient p ON p.id = q.patient_id JOIN facility f ON f.id = q.facility_id
         WHERE q.status = 'waiting' AND {IN_SCOPE}
@@ -100,11 +104,12 @@ async def waiting_list(con: asyncpg.Connection, facility_id: int) -> list[asyncp
 
 
 async def waiting_places(con: asyncpg.Connection) -> dict[int, tuple[uuid.UUID, int, int]]:
-    """patient id → (entry id, 1-based place in their facility's queue, facility id) for everyone waiting."""
+    """patient id → (entry id, 1-based place in their facility's queue, facility id) for everyone waiting
+    with a page open. Patients who left are not counted: "take next" skips them, so they are in nobody's way."""
     rows = await con.fetch(
         f"""SELECT q.id, q.patient_id, q.facility_id,
                    row_number() OVER (PARTITION BY q.facility_id ORDER BY {ORDER}) AS place
-            FROM queue_entry q WHERE q.status = 'waiting'""")
+            FROM queue_entry q WHERE q.status = 'waiting' AND q.left_at IS NULL""")
     return {r["patient_id"]: (r["id"], int(r["place"]), r["facility_id"]) for r in rows}
 
 
@@ -147,12 +152,14 @@ async def _claim_row(con: asyncpg.Connection, doctor_id: int, row: asyncpg.Recor
 
 
 async def claim_next(con: asyncpg.Connection, doctor_id: int, facility_id: int) -> Claim | None:
-    """Atomically take the first waiting patient in the doctor's scope; None when nobody waits."""
+    """Atomically take the first waiting patient in the doctor's scope whose page is open; None when nobody
+    waits. Patients who left keep their place (see `patient_present`) but are not handed out: a doctor may
+    still choose one with `claim_entry`."""
     async with con.transaction():
         row = await con.fetchrow(
             f"""
             SELECT q.id, q.patient_id, q.audio_only FROM queue_entry q
-            WHERE q.status = 'waiting' AND {IN_SCOPE}
+            WHERE q.status = 'waiting' AND q.left_at IS NULL AND {IN_SCOPE}
             ORDER BY {ORDER}
             LIMIT 1 FOR UPDATE OF q SKIP LOCKED""",
             facility_id,
@@ -196,6 +203,47 @@ async def change_level(con: asyncpg.Connection, entry_id: uuid.UUID, level: int,
         await con.execute("UPDATE queue_entry SET triage_level = $2 WHERE id = $1", entry_id, level)
         await audit.record(con, audit.Actor.staff(staff_id), "queue.change_level", "queue_entry", entry_id,
                            {"from": old, "to": level})
+
+
+# ---- presence: is the patient's page open? ------------------------------------------------------------
+
+_OPEN = "status IN ('waiting', 'claimed', 'in_call')"
+
+
+async def patient_present(con: asyncpg.Connection, patient_id: int, offline_grace_s: int) -> None:
+    """A page of the patient is open (again). Back within `offline_grace_s` of leaving, they keep their
+    place; later, they queue again from now at their triage level."""
+    await con.execute(
+        f"""UPDATE queue_entry
+            SET rejoined_at = CASE WHEN status = 'waiting' AND left_at < now() - make_interval(secs => $2)
+                                   THEN now() ELSE rejoined_at END,
+                left_at = NULL
+            WHERE patient_id = $1 AND {_OPEN} AND left_at IS NOT NULL""", patient_id, float(offline_grace_s))
+
+
+async def patient_left(con: asyncpg.Connection, patient_id: int) -> None:
+    """The patient's last open page went away."""
+    await con.execute(f"UPDATE queue_entry SET left_at = now() WHERE patient_id = $1 AND {_OPEN} "
+                      "AND left_at IS NULL", patient_id)
+
+
+async def everyone_left(con: asyncpg.Connection) -> int:
+    """At server start no page is connected yet: everyone is offline until their page reconnects."""
+    status = await con.execute(f"UPDATE queue_entry SET left_at = now() WHERE {_OPEN} AND left_at IS NULL")
+    return int(status.split()[-1])
+
+
+async def recent_no_shows(con: asyncpg.Connection, facility_id: int, since: datetime,
+                          limit: int = 20) -> list[asyncpg.Record]:
+    """Entries closed as no-show in the staff member's scope since `since`, newest first, with the reason."""
+    rows: list[asyncpg.Record] = await con.fetch(
+        f"""
+        SELECT q.id, q.triage_level, q.danger_signs, q.closed_reason, q.finished_at, q.arrived_at,
+               p.id AS patient_id, p.name AS patient_name
+        FROM queue_entry q JOIN patient p ON p.id = q.patient_id
+        WHERE q.status = 'no_show' AND q.finished_at >= $2 AND {IN_SCOPE}
+        ORDER BY q.finished_at DESC LIMIT $3""", facility_id, since, limit)
+    return rows
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
@@ -30,6 +30,7 @@ from db import staff as staff_db
 from db.errors import DbError
 from signaling import protocol as p
 from signaling import queue as queue_view
+from signaling import safety
 from signaling.errors import SignalingError
 from signaling.rooms import (
     DEFAULT_OUTBOX_LIMIT,
@@ -62,7 +63,8 @@ class Hub:
     def __init__(self, pool: asyncpg.Pool, *, authenticate_patient: PatientAuthenticator,
                  ice_servers: IceServers, max_message_bytes: int, requeue_grace_s: int,
                  outbox_limit: int = DEFAULT_OUTBOX_LIMIT, hello_timeout_s: float = 10.0,
-                 max_sockets_per_address: int = 200, session_check_s: float = 5.0) -> None:
+                 max_sockets_per_address: int = 200, session_check_s: float = 5.0,
+                 offline_grace_s: int = 600) -> None:
         self.pool = pool
         self._authenticate_patient = authenticate_patient
         self._ice_servers = ice_servers
@@ -72,6 +74,7 @@ class Hub:
         self.hello_timeout_s = hello_timeout_s
         self.max_sockets_per_address = max_sockets_per_address
         self.session_check_s = session_check_s
+        self.offline_grace_s = offline_grace_s  # a patient whose page closed keeps their place this long
         self.clients: set[Client] = set()
         self.rooms: dict[uuid.UUID, Room] = {}
         self.patients: dict[int, set[Client]] = {}
@@ -80,12 +83,15 @@ class Hub:
         self._queue_dirty = asyncio.Event()
         self._alerts: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         async with self.pool.acquire() as con:
             touched = await consultations_db.touch_all_active(con)
+            # No page is connected to a process that just started: everyone is offline until theirs is back.
+            await queue_db.everyone_left(con)
         if touched:
             log.info("gave %d active consultations a fresh grace period after start", touched)
         self._tasks = [asyncio.create_task(self._broadcast_loop(), name="queue-broadcast"),
@@ -99,6 +105,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        if self._background:
+            await asyncio.wait(list(self._background), timeout=5)
         for client in list(self.clients):
             await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
@@ -127,7 +135,16 @@ class Hub:
             client.close(CloseCode.HELLO_TIMEOUT, "no hello")
 
     async def disconnect(self, client: Client) -> None:
-        """The socket is gone: leave rooms (the peer is told), keep everything in the database."""
+        """The socket is gone: leave rooms (the peer is told), keep everything in the database.
+
+        The cleanup runs in a task of its own: the socket's handler may be cancelled right now (the
+        connection was lost), and the peer, the grace period and "take next" must learn it either way."""
+        task = asyncio.ensure_future(self._disconnect(client))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+        await asyncio.shield(task)
+
+    async def _disconnect(self, client: Client) -> None:
         self.clients.discard(client)
         timer = self._hello_timers.pop(client, None)
         if timer is not None:
@@ -136,14 +153,22 @@ class Hub:
         if self._per_address[client.address] <= 0:
             del self._per_address[client.address]
         await client.stop()
-        for room_id in list(client.rooms):
-            await self._leave(client, room_id, reason="disconnected")
+        patient_left = False
         if client.patient is not None:
             same = self.patients.get(client.patient.patient_id)
             if same is not None:
                 same.discard(client)
                 if not same:
                     del self.patients[client.patient.patient_id]
+                    patient_left = True
+        if client.patient is not None and patient_left:  # the patient's last page went away
+            try:
+                async with self.pool.acquire() as con:
+                    await queue_db.patient_left(con, client.patient.patient_id)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):  # shutting down; start resets it
+                log.exception("could not record that a patient left", extra={"patient": client.patient.patient_id})
+        for room_id in list(client.rooms):
+            await self._leave(client, room_id, reason="disconnected")
         self.queue_changed()
 
     async def handle_raw(self, client: Client, raw: str | bytes) -> None:
@@ -212,6 +237,10 @@ class Hub:
                 await self._claim(client, msg)
             case p.End():
                 await self._end(client, msg)
+            case p.CallBack():
+                await self._call_back(client, msg)
+            case p.AckAlert():
+                await safety.ack_alert(self, client, msg)
             case _:  # pragma: no cover - decode() only returns the types above
                 raise SignalingError("unknown_type", f"unhandled message {msg!r}")
 
@@ -236,6 +265,7 @@ class Hub:
         out = [welcome]
         async with self.pool.acquire() as con:
             if client.patient is not None:
+                await queue_db.patient_present(con, client.patient.patient_id, self.offline_grace_s)
                 active = await consultations_db.active_for_patient(con, client.patient.patient_id)
                 entry = await queue_db.open_entry(con, client.patient.patient_id)
                 welcome["state"] = "paired" if active else ("waiting" if entry else "checkin")
@@ -247,6 +277,9 @@ class Hub:
                 welcome["active_room"] = str(active.id) if active else None
                 welcome["staff"] = {"id": client.staff.staff_id, "name": client.staff.name,
                                     "role": client.staff.role}
+                # Danger alerts nobody has acknowledged yet, also those raised before this socket opened.
+                out += [safety.alert_message(a)
+                        for a in await safety.open_alerts(con, client.staff.role, client.staff.facility_id)]
         for message in out:  # sent once the connection is back in the pool
             await client.send(message)
         self.queue_changed()
@@ -294,10 +327,15 @@ class Hub:
         room.members[side] = client
         client.rooms.add(msg.room)
         peer = room.members.get(other(side))
+        peer_left_at: str | None = None
         async with self.pool.acquire() as con:
             history = await chat_db.history(con, msg.room)
             if client.staff is not None:
                 await consultations_db.touch_doctor(con, msg.room)
+                if peer is None:  # since when the doctor has been waiting for nobody (see the empty-call panel)
+                    entry = await queue_db.get_entry(con, c.queue_entry_id)
+                    gone = entry.left_at if entry is not None and entry.left_at is not None else None
+                    peer_left_at = _iso(gone or c.started_at)
             if peer is not None and not room.call_marked:
                 await consultations_db.mark_in_call(con, msg.room)
                 room.call_marked = True
@@ -311,6 +349,8 @@ class Hub:
             "peer_name": c.doctor_name if side == "patient" else c.patient_name,
             **({"peer_facility": c.doctor_facility} if side == "patient" else {}),
             "chat": [self._chat_view(m) for m in history],
+            **({"peer_left_at": peer_left_at, "peer_page_open": c.patient_id in self.patients}
+               if client.staff is not None else {}),
         })
         if peer is not None and room.members.get(other(side)) is peer:
             await peer.send({"type": "peer_joined", "room": str(msg.room), "peer_session": client.session,
@@ -323,12 +363,17 @@ class Hub:
             return
         del room.members[client.side]
         room.media.pop(client.side, None)
-        peer = room.members.get(other(client.side))
-        if peer is not None:
-            await peer.send({"type": "peer_left", "room": str(room_id), "reason": reason})
         if client.staff is not None:
             async with self.pool.acquire() as con:
                 await consultations_db.touch_doctor(con, room_id)  # the grace period starts now
+        peer = room.members.get(other(client.side))
+        if peer is not None:
+            out: dict[str, Any] = {"type": "peer_left", "room": str(room_id), "reason": reason}
+            if client.staff is not None and reason == "disconnected":
+                out["grace_s"] = self.requeue_grace_s  # the patient keeps their place; requeued after this
+            if peer.staff is not None:
+                out["at"] = _iso(datetime.now(UTC))
+            await peer.send(out)
         if not room.members:
             self.rooms.pop(room_id, None)
 
@@ -383,7 +428,8 @@ class Hub:
                     raise SignalingError("not_found", f"no queue entry {msg.entry}")
             c = await usecases.take_patient(con, staff.staff_id, staff.facility_id, msg.entry)
         if c is None:
-            raise SignalingError("queue_empty", "nobody is waiting")
+            raise SignalingError("queue_empty", "nobody is waiting with their page open (patients shown offline "
+                                 "keep their place; choose one to call them)")
         await client.send({"type": "paired", "id": msg.id, "room": str(c.id), "polite": False,
                            "peer_name": c.patient_name, "entry": str(c.queue_entry_id)})
         await self.claimed(c)
@@ -397,17 +443,33 @@ class Hub:
 
     async def _end(self, client: Client, msg: p.End) -> None:
         await self._authorised_consultation(client, msg.room)
-        actor = (audit.Actor.staff(client.staff.staff_id) if client.staff
-                 else audit.Actor.patient(client.patient.patient_id if client.patient else 0))
+        if client.staff is None:
+            # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back; the doctor
+            # can call them back, and only the doctor closes the consultation (and the patient's link).
+            raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to leave "
+                                 "the call")
         async with self.pool.acquire() as con:
-            by = "doctor" if client.staff else "patient"
-            ended = await consultations_db.end(con, msg.room, by, actor)
-        await self.notify_ended(ended.id, ended.patient_id, by=by, ref=msg.id, requester=client)
+            ended = await consultations_db.end(con, msg.room, "doctor", audit.Actor.staff(client.staff.staff_id))
+        await self.notify_ended(ended.id, ended.patient_id, by="doctor", ref=msg.id, requester=client)
+
+    async def _call_back(self, client: Client, msg: p.CallBack) -> None:
+        if client.staff is None:
+            raise SignalingError("forbidden", "only the doctor calls back")
+        c = await self._authorised_consultation(client, msg.room)
+        pages = list(self.patients.get(c.patient_id, ()))
+        if not pages:
+            raise SignalingError("patient_offline", "the patient has no page open; call their phone or mark "
+                                 "them as a no-show")
+        for page in pages:
+            await page.send({**self._paired_for_patient(c), "call_back": True})
+        await client.send({"type": "calling", "id": msg.id, "room": str(c.id), "pages": len(pages)})
 
     async def notify_ended(self, room_id: uuid.UUID, patient_id: int, *, by: str, ref: str = "",
-                           requester: Client | None = None) -> None:
+                           requester: Client | None = None, outcome: str | None = None) -> None:
         """Tell everyone in the room (and the patient's other tabs) that the consultation is over."""
-        out = {"type": "ended", "room": str(room_id), "by": by}
+        out: dict[str, Any] = {"type": "ended", "room": str(room_id), "by": by}
+        if outcome is not None:
+            out["outcome"] = outcome
         room = self.rooms.pop(room_id, None)
         targets = set(room.members.values()) if room else set()
         targets |= self.patients.get(patient_id, set())
@@ -456,7 +518,7 @@ class Hub:
                 assert c.staff is not None
                 key = (c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))
                 if key not in lists:
-                    view = await queue_view.staff_list(con, c.staff.facility_id, self.patients.keys())
+                    view = await queue_view.staff_list(con, c.staff.facility_id)
                     if not key[1]:
                         view = queue_view.counts_only(view)
                     lists[key] = (queue_view.list_digest(view), p.encode(view))

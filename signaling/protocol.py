@@ -84,18 +84,33 @@ class ClaimNext(_Client, tag="claim_next"):
 
 
 class End(_Client, tag="end"):
+    """The doctor ends the consultation (a patient's socket is refused: patients `leave`)."""
+
     room: uuid.UUID
+
+
+class CallBack(_Client, tag="call_back"):
+    """The doctor calls back a patient who left the call: their open pages are asked to join again."""
+
+    room: uuid.UUID
+
+
+class AckAlert(_Client, tag="ack_alert"):
+    """A staff member has seen a danger alert and takes it in hand."""
+
+    alert: uuid.UUID
 
 
 class Ping(_Client, tag="ping"):
     pass
 
 
-ClientMessage = Hello | Join | Leave | Offer | Answer | Ice | Chat | Media | ClaimNext | End | Ping
+ClientMessage = (Hello | Join | Leave | Offer | Answer | Ice | Chat | Media | ClaimNext | End | CallBack | AckAlert
+                 | Ping)
 
 CLIENT_TYPES: frozenset[str] = frozenset(
     str(cls.__struct_config__.tag) for cls in (Hello, Join, Leave, Offer, Answer, Ice, Chat, Media, ClaimNext,
-                                               End, Ping)
+                                               End, CallBack, AckAlert, Ping)
 )
 
 _json_decoder = msgspec.json.Decoder()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import asyncpg
@@ -21,6 +21,8 @@ from signaling.protocol import encode
 
 # The longest list sent to a doctor's screen; the total is sent too.
 MAX_LISTED = 200
+# No-shows stay on the station's screen (with their reason) this long.
+NO_SHOWS_SHOWN = timedelta(hours=12)
 
 
 def serves(staff_facility: int, patient_facility: int, parents: Mapping[int, int | None]) -> bool:
@@ -58,8 +60,9 @@ def answers_view(checkin: Mapping[str, Any] | None) -> dict[str, Any]:
             "highlight": evidence(reasons, symptoms)}
 
 
-def entry_view(row: asyncpg.Record, now: datetime, online_patients: Iterable[int]) -> dict[str, Any]:
-    """What a doctor's queue screen shows for one waiting patient."""
+def entry_view(row: asyncpg.Record, now: datetime) -> dict[str, Any]:
+    """What a doctor's queue screen shows for one waiting patient. `online`: a page of theirs is open
+    (PostgreSQL's `left_at`, so every process agrees); `left_at`: since when it is not."""
     level = TriageLevel(level_name(row["triage_level"]))
     birth_year = row["birth_year"]
     return {
@@ -74,7 +77,8 @@ def entry_view(row: asyncpg.Record, now: datetime, online_patients: Iterable[int
         "audio_only": row["audio_only"],
         "checkin": answers_view(row["checkin"]),
         "facility": row["facility_name"],
-        "online": row["patient_id"] in online_patients,
+        "online": row["left_at"] is None,
+        "left_at": row["left_at"].isoformat() if row["left_at"] else None,
         "patient": {
             "id": row["patient_id"],
             "name": row["patient_name"],
@@ -85,13 +89,20 @@ def entry_view(row: asyncpg.Record, now: datetime, online_patients: Iterable[int
     }
 
 
-async def staff_list(con: asyncpg.Connection, facility_id: int,
-                     online_patients: Iterable[int]) -> dict[str, Any]:
+def no_show_view(row: asyncpg.Record) -> dict[str, Any]:
+    """A patient marked no-show: kept on the station's screen with the reason."""
+    return {"entry": str(row["id"]), "level": level_name(row["triage_level"]),
+            "danger_signs": list(row["danger_signs"]), "reason": row["closed_reason"],
+            "at": row["finished_at"].isoformat(), "patient": {"id": row["patient_id"], "name": row["patient_name"]}}
+
+
+async def staff_list(con: asyncpg.Connection, facility_id: int) -> dict[str, Any]:
     rows = await queue_db.waiting_list(con, facility_id)
     now = datetime.now(UTC)
-    online = set(online_patients)
+    no_shows = await queue_db.recent_no_shows(con, facility_id, now - NO_SHOWS_SHOWN)
     return {"type": "queue_list", "total": len(rows), "now": now.isoformat(),
-            "entries": [entry_view(r, now, online) for r in rows[:MAX_LISTED]]}
+            "entries": [entry_view(r, now) for r in rows[:MAX_LISTED]],
+            "no_shows": [no_show_view(r) for r in no_shows]}
 
 
 _WHO_AND_WHY: dict[str, Any] = {"patient": None, "patient_name": None, "reason": "", "danger_signs": [],
@@ -112,7 +123,8 @@ def counts_only(view: dict[str, Any]) -> dict[str, Any]:
 def list_digest(view: dict[str, Any]) -> str:
     """What a doctor's screen shows, minus the clock (`now`, `waited_s`): equal digests, nothing new to show."""
     shown = [{k: v for k, v in e.items() if k != "waited_s"} for e in view["entries"]]
-    return hashlib.sha256(encode({"total": view["total"], "entries": shown}).encode()).hexdigest()
+    return hashlib.sha256(encode({"total": view["total"], "entries": shown,
+                                  "no_shows": view.get("no_shows", [])}).encode()).hexdigest()
 
 
 def patient_view(place: int, facility_id: int, doctor_facilities: Iterable[int],

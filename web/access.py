@@ -77,6 +77,8 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("PUT", "/api/c/{cid}/note/draft"): _S(Action.write_note, _C),
     ("POST", "/api/c/{cid}/note/sign"): _S(Action.write_note, _C),
     ("POST", "/api/c/{cid}/summary/preview"): _S(Action.write_note, _C),
+    ("POST", "/api/c/{cid}/patient-phone"): _S(Action.conduct_consultation, _C),  # the empty call: audited
+    ("POST", "/api/c/{cid}/no-show"): _S(Action.conduct_consultation, _C),
     ("POST", "/api/queue/{entry}/level"): _S(Action.change_level, _Q),
     ("GET", "/api/icd10"): _S(Action.lookup_reference),
     ("GET", "/api/communes"): _S(Action.lookup_reference),
@@ -109,6 +111,8 @@ SOCKET_MESSAGES: dict[str, Action | None] = {
     "answer": Action.conduct_consultation, "ice": Action.conduct_consultation,
     "chat": Action.conduct_consultation, "media": Action.conduct_consultation,
     "claim_next": Action.claim,
+    "call_back": Action.conduct_consultation,  # the consultation's own doctor
+    "ack_alert": Action.read_queue,  # danger alerts are part of the queue with names (scope in SQL)
 }
 
 

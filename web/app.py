@@ -27,6 +27,7 @@ from web import (
     localtime,
     patient_routes,
     registry_routes,
+    safety_routes,
     short_link_routes,
     staff_routes,
     ws,
@@ -94,7 +95,8 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
               max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s,
               outbox_limit=settings.socket_queue, hello_timeout_s=settings.hello_timeout_s,
               max_sockets_per_address=settings.max_sockets_per_address,
-              session_check_s=settings.session_check_s)
+              session_check_s=settings.session_check_s,
+              offline_grace_s=settings.offline_grace_s)
     await hub.start()
     app[hub_key] = hub
     yield
@@ -141,6 +143,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     registry_routes.setup(app)
     invitation_routes.setup(app)
     echo_routes.setup(app)
+    safety_routes.setup(app)
     return app
 
 

@@ -9,7 +9,9 @@ import msgspec
 from aiohttp import web
 
 from care.appointments import WindowState
+from care.phone import national
 from care.triage import CheckIn, CheckInError, KeyGroup, Symptom, assess
+from db import alerts as alerts_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
 from db import invitations as invitations_db
@@ -20,6 +22,7 @@ from db import usecases
 from db.errors import DbError
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
+from signaling import safety
 from web import day_texts, summaries, texts
 from web.auth import LinkError, ice_servers, inspect_link, resolve_link
 from web.errors import ApiError
@@ -139,6 +142,9 @@ async def join_response(request: web.Request, token: str) -> web.Response:
         active = await consultations_db.active_for_patient(con, link.patient_id)
         summary = await summaries.for_consultation(con, active.id, request[lang_rkey]) if active else None
     step = "call" if active else "waiting" if entry else "device"
+    emergency = bool(entry and entry.danger_signs)
+    truth = await _emergency_state(request, entry) if entry is not None and emergency else {
+        "clinicians_online": 0, "on_call_texted": False, "facility_phone": None}
     context: dict[str, Any] = {
         "token": token,
         "step": step,
@@ -148,7 +154,9 @@ async def join_response(request: web.Request, token: str) -> web.Response:
         "symptoms": [(s.value, t(texts.SYMPTOMS[s])) for s in Symptom],
         "js_strings": t.json(texts.PATIENT_JS + day_texts.PATIENT_JS),
         "ice_servers": ice_servers(request.app[settings_key]),
-        "emergency": bool(entry and entry.danger_signs),
+        "emergency": emergency,
+        **truth,
+        "facility_phone_text": national(str(truth["facility_phone"])) if truth["facility_phone"] else "",
         "summary": summary,
     }
     return render(request, "patient.html", context)
@@ -219,17 +227,34 @@ async def checkin(request: web.Request) -> web.Response:
         except DbError as exc:
             raise ApiError(exc.code, exc.message) from None
     entry, created = done.entry, done.created
-    alert = None
-    if created and result.emergency:
-        alert = {"type": "alert", "entry": str(entry.id), "level": result.level.value,
-                 "danger_signs": list(result.danger_signs), "patient_name": patient.name,
-                 "facility_id": patient.facility_id}
-    request.app[hub_key].queue_changed(alert)
+    hub = request.app[hub_key]
+    truth: dict[str, Any] = {}
+    if result.emergency:
+        # Tell the patient the truth: whether a doctor was shown the alert, or nobody is online (call 115).
+        if created:
+            outcome = await safety.raise_danger_alert(hub, entry, now=request.app[clock_key].now(),
+                                                      staff_url=request.app[settings_key].base_url + "/staff")
+            truth = {"clinicians_online": outcome.clinicians_online, "on_call_texted": outcome.on_call_texted,
+                     "facility_phone": outcome.facility_phone}
+        else:
+            truth = await _emergency_state(request, entry)
+    hub.queue_changed()
     return web.json_response({
         "entry": str(entry.id), "created": created, "level": f"NC{entry.triage_level}",
         "colour": result.level.colour, "emergency": result.emergency,
-        "danger_signs": list(entry.danger_signs), "reasons": list(result.reasons),
+        "danger_signs": list(entry.danger_signs), "reasons": list(result.reasons), **truth,
     })
+
+
+async def _emergency_state(request: web.Request, entry: queue_db.QueueEntry) -> dict[str, Any]:
+    """Who can help a patient with danger signs now: clinicians online, whether the on-call clinician was
+    texted, and the station's phone number."""
+    async with request.app[pool_key].acquire() as con:
+        contact = await alerts_db.on_call(con, entry.facility_id)
+        alert = await alerts_db.for_entry(con, entry.id)
+    return {"clinicians_online": await safety.clinicians_online(request.app[hub_key], entry.facility_id),
+            "on_call_texted": alert is not None and alert.on_call_message_id is not None,
+            "facility_phone": contact.facility_phone}
 
 
 def setup(app: web.Application) -> None:

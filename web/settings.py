@@ -92,6 +92,7 @@ class Settings:
     turn_secret: str = ""
     turn_ttl_s: int = 3600
     requeue_grace_s: int = 60
+    offline_grace_s: int = 600
     max_message_bytes: int = 64 * 1024
     heartbeat_s: int = 20
     socket_queue: int = 256
@@ -202,6 +203,8 @@ class Settings:
             turn_secret=env.get("DONGHANH_TURN_SECRET", ""),
             turn_ttl_s=parse_duration(turn_ttl_raw, name="DONGHANH_TURN_TTL"),
             requeue_grace_s=_int(env, "DONGHANH_REQUEUE_GRACE", 60),
+            offline_grace_s=parse_duration(env.get("DONGHANH_OFFLINE_GRACE", "10m") or "10m",
+                                           name="DONGHANH_OFFLINE_GRACE"),
             max_message_bytes=_int(env, "DONGHANH_MAX_MESSAGE_BYTES", 64 * 1024, minimum=4096),
             heartbeat_s=_int(env, "DONGHANH_HEARTBEAT", 20),
             socket_queue=_int(env, "DONGHANH_SOCKET_QUEUE", 256, minimum=8),
@@ -251,6 +254,8 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_TURN_SECRET", "(unset)", "coturn static-auth-secret; time-limited TURN credentials"),
     ("DONGHANH_TURN_TTL", "1h", "lifetime of TURN credentials"),
     ("DONGHANH_REQUEUE_GRACE", "60", "seconds before a patient whose doctor dropped goes back to the queue"),
+    ("DONGHANH_OFFLINE_GRACE", "10m", "how long a patient whose page closed keeps their place in the queue "
+                                      "(skipped by 'take next' meanwhile)"),
     ("DONGHANH_MAX_MESSAGE_BYTES", "65536", "largest websocket message accepted"),
     ("DONGHANH_HEARTBEAT", "20", "websocket heartbeat interval in seconds"),
     ("DONGHANH_SOCKET_QUEUE", "256", "messages waiting for one slow websocket before it is closed (1013)"),

@@ -203,7 +203,8 @@ def _labels(t: Any) -> dict[str, dict[str, str]]:
             "danger_signs": {k: t(v) for k, v in texts.DANGER_SIGNS.items()},
             "symptoms": {k.value: t(v) for k, v in texts.SYMPTOMS.items()},
             "reasons": {k: t(v) for k, v in day_texts.REASONS.items()},
-            "verdicts": {k: t(v) for k, v in day_texts.CONNECTION_VERDICTS.items()}}
+            "verdicts": {k: t(v) for k, v in day_texts.CONNECTION_VERDICTS.items()},
+            "no_show_reasons": {k.value: t(v) for k, v in texts.NO_SHOW_REASONS.items()}}
 
 
 async def queue_page(request: web.Request) -> web.Response:

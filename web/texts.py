@@ -6,6 +6,7 @@ Each is marked with N_ so the catalog test finds it; pages translate it with the
 from __future__ import annotations
 
 from care.triage import KeyGroup, Symptom
+from db.no_show import NoShowReason
 from web.i18n import N_
 
 LINK_ERRORS: dict[str, str] = {
@@ -57,6 +58,12 @@ DANGER_SIGNS: dict[str, str] = {
     "fainting": N_("Fainting"),
 }
 
+NO_SHOW_REASONS: dict[NoShowReason, str] = {
+    NoShowReason.never_joined: N_("Never came to the call"),
+    NoShowReason.left: N_("Left and did not come back"),
+    NoShowReason.no_answer: N_("Did not answer the phone"),
+}
+
 SEXES: dict[str, str] = {"female": N_("female"), "male": N_("male"), "other": N_("other")}
 
 # Strings the patient page's script shows (looked up by their English text).
@@ -76,6 +83,10 @@ PATIENT_JS: list[str] = [
     N_("Waiting for the doctor to join…"),
     N_("The doctor has left the call. Please wait…"),
     N_("The doctor was disconnected. You are back at the front of the queue."),
+    N_("The doctor's connection dropped. You keep your place: if the doctor is not back within {minutes} min, you go back to the front of the queue."),
+    N_("Leave the call? The doctor can call you back while this page stays open."),
+    N_("You left the call. Keep this page open: the doctor can call you back."),
+    N_("The doctor could not reach you, so this consultation was closed. We sent you a new link by SMS."),
     N_("The consultation has ended. Thank you."),
     N_("This page was opened in another tab or device."),
     N_("Call quality: good"),
@@ -105,6 +116,8 @@ STAFF_JS: list[str] = [
     N_("back in queue"),
     N_("audio only"),
     N_("offline"),
+    N_("offline {minutes} min"),
+    N_("I take this"),
     N_("Claim"),
     N_("DANGER SIGNS — call or advise 115 now"),
     N_("Patient is not in the call yet…"),
@@ -135,6 +148,15 @@ STAFF_JS: list[str] = [
     N_("No SMS: the patient has no mobile number."),
     N_("No SMS will be sent."),
     N_("The patient can see the summary."),
+    N_("The patient left the call {minutes} min ago."),
+    N_("The patient's page has been closed for {minutes} min."),
+    N_("The patient has not come to the call yet ({minutes} min)."),
+    N_("Calling the patient's page…"),
+    N_("The patient's page is closed: call their phone or mark them as a no-show."),
+    N_("No phone number is recorded for this patient."),
+    N_("Mark this patient as a no-show? The call closes and they are sent a new link by SMS."),
+    N_("Recorded as a no-show. The patient was sent a new link by SMS."),
+    N_("Recorded as a no-show. The patient has no mobile number: no SMS was sent."),
     N_("You have been signed out. Taking you to the sign-in page…"),
     N_("Something went wrong. Please try again."),
     N_("Please check the numbers you entered."),

@@ -134,6 +134,8 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
                                                    {"json": {"expected_version": 1, "note": {"plan": "x"}}}),
     ("POST", "/api/c/{cid}/summary/preview"): lambda o: (f"/api/c/{o.consultation}/summary/preview",
                                                          {"json": {"plan": "x"}}),
+    ("POST", "/api/c/{cid}/patient-phone"): lambda o: (f"/api/c/{o.consultation}/patient-phone", {"json": {}}),
+    ("POST", "/api/c/{cid}/no-show"): lambda o: (f"/api/c/{o.consultation}/no-show", {"json": {"reason": "left"}}),
     ("POST", "/api/queue/{entry}/level"): lambda o: (f"/api/queue/{o.entry}/level", {"json": {"level": "NC2"}}),
     ("GET", "/api/icd10"): lambda o: ("/api/icd10?q=I10", {}),
     ("GET", "/api/communes"): lambda o: ("/api/communes?province=15", {}),

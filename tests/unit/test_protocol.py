@@ -32,10 +32,12 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "claim_next": {"type": "claim_next", "id": "m9", "entry": str(uuid.uuid4())},
     "end": {"type": "end", "id": "m10", "room": ROOM},
     "ping": {"type": "ping", "id": "m11"},
+    "call_back": {"type": "call_back", "id": "m12", "room": ROOM},
+    "ack_alert": {"type": "ack_alert", "id": "m13", "alert": str(uuid.uuid4())},
 }
 CLASSES = {"hello": p.Hello, "join": p.Join, "leave": p.Leave, "offer": p.Offer, "answer": p.Answer,
            "ice": p.Ice, "chat": p.Chat, "media": p.Media, "claim_next": p.ClaimNext, "end": p.End,
-           "ping": p.Ping}
+           "ping": p.Ping, "call_back": p.CallBack, "ack_alert": p.AckAlert}
 
 
 def refused(raw: str | bytes, max_bytes: int = LIMIT) -> p.ProtocolError:

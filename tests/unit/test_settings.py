@@ -59,7 +59,7 @@ def test_bad_duration_is_a_config_error_naming_the_variable(text: str) -> None:
         parse_duration(text, name="DONGHANH_TURN_TTL")
 
 
-@pytest.mark.parametrize("variable", ["DONGHANH_LINK_TTL", "DONGHANH_TURN_TTL"])
+@pytest.mark.parametrize("variable", ["DONGHANH_LINK_TTL", "DONGHANH_TURN_TTL", "DONGHANH_OFFLINE_GRACE"])
 def test_bad_duration_in_the_environment_names_the_variable(variable: str) -> None:
     with pytest.raises(ConfigError, match=f"^{variable}: .*'soon'"):
         Settings.from_env({variable: "soon"})
@@ -182,3 +182,8 @@ def test_with_secret_keeps_a_configured_key_and_writes_nothing(tmp_path: Path) -
     s = Settings(data_dir=tmp_path / "data", secret_key=SECRET)
     assert s.with_secret() is s
     assert not (tmp_path / "data").exists()
+
+
+def test_offline_grace_defaults_to_ten_minutes_and_reads_a_duration() -> None:
+    assert Settings.from_env({}).offline_grace_s == 600
+    assert Settings.from_env({"DONGHANH_OFFLINE_GRACE": "3m"}).offline_grace_s == 180

@@ -218,7 +218,7 @@ $("checkin-form").addEventListener("submit", async (e) => {
   $("checkin-ok").disabled = true;
   try {
     const result = await api("/api/p/checkin", payload);
-    if (result.emergency) $("emergency").hidden = false;
+    if (result.emergency) { $("emergency").hidden = false; emergencyState(result); }
     enterWaiting();
   } catch (e2) {
     const field = e2.data && e2.data.error && e2.data.error.field;
@@ -246,6 +246,26 @@ function enterWaiting() {
   }
 }
 
+// The emergency banner says what is true now: a doctor was shown the alert, or nobody is online (issue 8.1).
+function emergencyState(s) {
+  const online = (s.clinicians_online ?? s.doctors_online ?? 0) > 0;
+  $("emergency-alerted").hidden = !online;
+  $("emergency-nobody").hidden = online;
+  if (s.on_call_texted !== undefined) $("emergency-on-call").dataset.texted = String(Boolean(s.on_call_texted));
+  $("emergency-on-call").hidden = online || $("emergency-on-call").dataset.texted !== "true";
+  if (s.facility_phone) {
+    $("station-phone").href = `tel:${s.facility_phone.replace(/[^+0-9]/g, "")}`;
+    if (!$("station-phone").textContent) $("station-phone").textContent = s.facility_phone;
+    $("emergency-station").hidden = false;
+  }
+}
+
+// A notice that the next queue update must not overwrite (requeued, left the call): cleared when paired.
+function notice(text) {
+  $("queue-notice").textContent = text || "";
+  $("queue-notice").hidden = !text;
+}
+
 function renderQueue(q) {
   $("position").textContent = q.position === 1 ? t("You are next.") : t("You are number {position} in the queue.", { position: q.position });
   $("position").dataset.position = String(q.position);
@@ -271,12 +291,22 @@ async function enterCall(msg) {
   $("local").srcObject = stream;
   if (!call) {
     call = new Call({ signal, room, polite: msg.polite, iceServers: iceServers, remoteVideo: $("remote") });
+    // Hanging up leaves the call; only the doctor ends the consultation, and can call back (issue 8.10).
     ui = wireCallUi({ call, signal, t, room, mySide: "patient", peerLabel: t("Doctor"), onHangup: () => {
-      signal.send({ type: "end", room });
+      if (!confirm(t("Leave the call? The doctor can call you back while this page stays open."))) return;
+      signal.send({ type: "leave", room });
+      call.close();
+      show("waiting");
+      $("position").textContent = "";
+      $("eta").textContent = "";
+      notice(t("You left the call. Keep this page open: the doctor can call you back."));
+      $("rejoin").hidden = false;
     } });
     window.dhCall = call;
   }
   call.room = room;
+  notice("");
+  $("rejoin").hidden = true;
   call.setStream(stream);
   if (audioOnly) { call.setAudioOnly(true); $("btn-audio-only").setAttribute("aria-pressed", "true"); }
   ui.status(t("Waiting for the doctor to join…"));
@@ -322,6 +352,13 @@ function onMessage(msg) {
   if (visitEnded && msg.type !== "visit_summary" && msg.type !== "error") return;
   if (msg.type === "paired" || msg.type === "joined") showDoctor(msg);
   else if (msg.type === "requeued") $("doctor-waiting").hidden = $("doctor-call").hidden = true;
+  if (msg.type === "peer_left" && msg.reason === "disconnected" && ui) {
+    // The doctor's connection dropped: say so at once, and that the patient keeps their place (issue 8.3).
+    call.close();
+    ui.status(t("The doctor's connection dropped. You keep your place: if the doctor is not back within {minutes} min, you go back to the front of the queue.",
+      { minutes: Math.max(1, Math.round((msg.grace_s || 60) / 60)) }));
+    return;
+  }
   if (ui && ui.handle(msg, { absentText: t("Waiting for the doctor to join…"),
     peerLeftText: t("The doctor has left the call. Please wait…") })) return;
   switch (msg.type) {
@@ -332,18 +369,24 @@ function onMessage(msg) {
     case "queue":
       if (body.dataset.current !== "waiting") show("waiting");
       renderQueue(msg);
+      if (!$("emergency").hidden) emergencyState(msg);
       break;
     case "paired":
       $("position").textContent = t("The doctor is ready. Joining the call…");
       enterCall(msg);
       break;
     case "requeued":
+      // Stays on screen under the new place (the queue message that follows does not overwrite it).
       if (call) call.close();
       show("waiting");
-      $("eta").textContent = t("The doctor was disconnected. You are back at the front of the queue.");
+      notice(t("The doctor was disconnected. You are back at the front of the queue."));
       break;
     case "ended":
       visitEnded = true;
+      if (msg.outcome === "no_show") { // nothing was signed: no summary to wait for; a new link came by SMS
+        finish(t("The doctor could not reach you, so this consultation was closed. We sent you a new link by SMS."));
+        break;
+      }
       finish(t("The consultation has ended. Thank you."), true);
       if ($("visit-summary").hidden) $("summary-wait").hidden = false;
       break;
@@ -359,6 +402,8 @@ function onMessage(msg) {
       break;
   }
 }
+
+$("rejoin").addEventListener("click", () => { if (room) enterCall({ room, polite: true }); });
 
 // ---- start at the step the server chose -----------------------------------------------------------
 

@@ -2,6 +2,7 @@
 import { Signal, signedOut, strings } from "./signal.js";
 import { Call, wireCallUi } from "./call.js";
 import { wireSummary } from "./note_summary.js";
+import { emptyCallPanel } from "./empty_call.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -13,6 +14,7 @@ let stream = null;
 let version = 0;
 let diagnoses = [];
 let noteDirty = false; // edited since the last signature
+let emptyCall = null;
 
 // ---- call -----------------------------------------------------------------------------------------
 
@@ -31,6 +33,7 @@ const signal = new Signal({
 });
 
 function onMessage(msg) {
+  if (emptyCall) emptyCall.onMessage(msg);
   if (ui.handle(msg, { absentText: t("Patient is not in the call yet…"),
     peerLeftText: t("Patient left the call. Waiting for them to come back…") })) return;
   switch (msg.type) {
@@ -279,6 +282,7 @@ async function main() {
   ui = wireCallUi({ call, signal, t, room, mySide: "staff", peerLabel: t("Patient"), onHangup: () => {
     if (confirm(t("End the consultation for both of you?"))) signal.send({ type: "end", room });
   } });
+  emptyCall = emptyCallPanel({ room, signal, t, csrf, onClosed: () => closeCall() });
   loadNote().catch(() => { $("note-status").textContent = t("Something went wrong. Please try again."); });
   if (document.body.dataset.active !== "true") { closeCall(); signal.connect(); return; }
   stream = await media();

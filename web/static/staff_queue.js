@@ -91,7 +91,7 @@ function render() {
       flag.textContent = labels.key_groups[g] || g;
       who.append(" ", flag);
     }
-    if (!e.online) { const f = document.createElement("span"); f.className = "flag muted"; f.textContent = t("offline"); who.append(" ", f); }
+    if (!e.online) who.append(" ", offlineFlag(e));
     const reason = cell(e.reason || "—", "c-reason");
     if (e.danger_signs.length) {
       const d = document.createElement("strong");
@@ -144,11 +144,54 @@ function claim(entry) {
   signal.send(entry ? { type: "claim_next", entry } : { type: "claim_next" });
 }
 
+// A patient whose page is closed: skipped by "take next", keeps their place for a while (issue 8.2).
+function offlineFlag(e) {
+  const f = document.createElement("span");
+  f.className = "flag muted offline";
+  const gone = e.left_at ? Math.max(0, Math.floor((Date.now() + serverOffset - Date.parse(e.left_at)) / 60000)) : null;
+  f.textContent = gone === null ? t("offline") : t("offline {minutes} min", { minutes: gone });
+  return f;
+}
+
+// Danger alerts stay until someone serving the facility acknowledges them (issue 8.1).
 function alertBox(a) {
+  if (a.alert && document.querySelector(`#alerts [data-alert="${a.alert}"]`)) return; // sent again on reconnect
   const div = document.createElement("div");
   div.className = "emergency";
-  div.textContent = `${a.level} · ${a.patient_name}: ${t("DANGER SIGNS — call or advise 115 now")} (${a.danger_signs.map((s) => labels.danger_signs[s] || s).join(", ")})`;
+  if (a.alert) div.dataset.alert = a.alert;
+  const text = document.createElement("span");
+  text.textContent = `${a.level} · ${a.patient_name}: ${t("DANGER SIGNS — call or advise 115 now")} (${a.danger_signs.map((s) => labels.danger_signs[s] || s).join(", ")})`;
+  div.append(text);
+  if (a.alert) {
+    const ack = document.createElement("button");
+    ack.className = "button secondary ack";
+    ack.textContent = t("I take this");
+    ack.setAttribute("aria-label", `${t("I take this")}: ${a.patient_name}`);
+    ack.addEventListener("click", () => { ack.disabled = true; signal.send({ type: "ack_alert", alert: a.alert }); });
+    div.append(" ", ack);
+  }
   $("alerts").append(div);
+}
+
+function alertAcked(m) {
+  const div = document.querySelector(`#alerts [data-alert="${m.alert}"]`);
+  if (div) div.remove();
+}
+
+// Patients marked no-show stay visible to the station, with the reason (issue 8.2).
+function renderNoShows(list) {
+  const box = $("no-shows");
+  if (!box) return;
+  const ul = $("no-shows-list");
+  ul.replaceChildren();
+  for (const n of list || []) {
+    const li = document.createElement("li");
+    li.dataset.entry = n.entry;
+    const time = new Date(n.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+    li.textContent = `${time} · ${n.level} · ${n.patient.name} — ${labels.no_show_reasons[n.reason] || n.reason || ""}`;
+    ul.append(li);
+  }
+  box.hidden = !(list && list.length);
 }
 
 const alerts = new ArrivalAlerts({ t, checkbox: $("arrival-alerts"), state: $("notify-state"), allow: $("notify-allow") });
@@ -163,9 +206,13 @@ const signal = new Signal({
         entries = msg.entries;
         render();
         alerts.update(entries, msg.total);
+        renderNoShows(msg.no_shows);
         break;
       case "alert":
         alertBox(msg);
+        break;
+      case "alert_acked":
+        alertAcked(msg);
         break;
       case "paired":
         location.assign(`/staff/c/${msg.room}`);
