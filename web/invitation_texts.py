@@ -37,6 +37,8 @@ MESSAGE_KINDS: dict[str, str] = {
     "rescheduled": N_("New time"),
     "revoked": N_("Cancellation"),
     "visit_summary": N_("Visit summary"),
+    "no_show": N_("New link after a missed call"),
+    "danger_alert": N_("Danger alert to the on-call doctor"),
 }
 
 MESSAGE_STATUSES: dict[str, str] = {

@@ -161,3 +161,9 @@ def test_the_on_call_alert_fits_one_segment_and_names_no_patient() -> None:
                       url="https://donghanh.example.vn/staff", level="NC4")
         assert sms.encoding is Encoding.gsm7 and sms.segments == 1, sms.text
         assert "NC4" in sms.text and sms.text.endswith("https://donghanh.example.vn/staff")
+
+
+def test_every_message_kind_has_a_label_for_the_outbox() -> None:
+    from web.invitation_texts import MESSAGE_KINDS
+
+    assert {k.value for k in MessageKind} <= set(MESSAGE_KINDS)
