@@ -22,6 +22,7 @@ from db import staff as staff_db
 from db.links import LinkState
 from signaling.errors import SignalingError
 from signaling.rooms import PatientIdentity
+from web import params
 from web.rkeys import csrf_rkey
 from web.settings import Settings
 
@@ -54,6 +55,8 @@ class LinkSigner:
 
     def verify(self, token: str) -> uuid.UUID:
         """The link id of a genuine, unexpired token; LinkError otherwise."""
+        if not token.isascii():  # ours are; PyJWT would fail to encode a non-UTF-8 header's surrogates
+            raise LinkError("link_invalid", "this link is not valid")
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError:
@@ -147,12 +150,14 @@ async def check_csrf(request: web.Request) -> bool:
         return False
     supplied = request.headers.get(CSRF_HEADER)
     if supplied is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await params.form(request)
         value = form.get(CSRF_FIELD)
         supplied = value if isinstance(value, str) else None
-    return supplied is not None and hmac.compare_digest(supplied, expected)
+    # Bytes: compare_digest raises TypeError on non-ASCII str, and headers and cookies can carry any byte.
+    return supplied is not None and hmac.compare_digest(supplied.encode("utf-8", "surrogateescape"),
+                                                        expected.encode("utf-8", "surrogateescape"))
 
 
 async def staff_session(con: asyncpg.Connection, request: web.Request) -> staff_db.Session | None:
     token = request.cookies.get(SESSION_COOKIE)
-    return await staff_db.session(con, token) if token else None
+    return await staff_db.session(con, token) if token and token.isascii() else None  # ours are ASCII

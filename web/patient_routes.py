@@ -19,7 +19,7 @@ from db import patients as patients_db
 from db import queue as queue_db
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
-from web import texts
+from web import params, texts
 from web.auth import LinkError, ice_servers, resolve_link
 from web.errors import ApiError
 from web.invitation_texts import SERVICES
@@ -38,10 +38,10 @@ class ConsentBody(msgspec.Struct, forbid_unknown_fields=True):
 class CheckInBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
     symptoms: Annotated[list[str], msgspec.Meta(max_length=30)] = []
-    spo2: int | None = None
-    systolic: int | None = None
-    diastolic: int | None = None
-    days_ill: int | None = None
+    spo2: params.Int64 | None = None
+    systolic: params.Int64 | None = None
+    diastolic: params.Int64 | None = None
+    days_ill: params.Int64 | None = None
     audio_only: bool = False
 
 
@@ -51,11 +51,15 @@ T = TypeVar("T")
 def decode_body(raw: bytes, kind: type[T]) -> T:
     """Decode and validate a JSON request body, or ApiError("invalid") naming what is wrong."""
     try:
-        return msgspec.json.decode(raw, type=kind)
+        body = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise ApiError("invalid", str(exc)) from None
+        raise ApiError("invalid", str(exc), field=params.json_field(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise ApiError("bad_json", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # "[[[[…" thousands deep fits in the size limit
+        raise ApiError("bad_json", "the request body is not valid JSON: nested too deeply") from None
+    params.reject_nul(raw)
+    return body
 
 
 def _bearer(request: web.Request) -> str:

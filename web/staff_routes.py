@@ -21,7 +21,7 @@ from db import patients as patients_db
 from db import queue as queue_db
 from db import staff as staff_db
 from db.staff import Session
-from web import patient_view, texts
+from web import params, patient_view, texts
 from web.auth import CSRF_FIELD, SESSION_COOKIE, check_csrf, staff_session
 from web.errors import ApiError
 from web.keys import hub_key, pool_key, settings_key
@@ -30,14 +30,15 @@ from web.render import render
 from web.rkeys import lang_rkey, t_rkey
 
 TEXT = Annotated[str, msgspec.Meta(max_length=10_000)]
+VERSION = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]  # note versions are PostgreSQL `int`
 
 
 class VitalsBody(msgspec.Struct, forbid_unknown_fields=True):
-    systolic: int | None = None
-    diastolic: int | None = None
-    pulse: int | None = None
+    systolic: params.Int64 | None = None
+    diastolic: params.Int64 | None = None
+    pulse: params.Int64 | None = None
     temperature: float | None = None
-    spo2: int | None = None
+    spo2: params.Int64 | None = None
     weight: float | None = None
 
 
@@ -52,12 +53,12 @@ class NoteBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class DraftBody(msgspec.Struct, forbid_unknown_fields=True):
-    base_version: Annotated[int, msgspec.Meta(ge=0)]
+    base_version: VERSION
     note: NoteBody
 
 
 class SignBody(msgspec.Struct, forbid_unknown_fields=True):
-    expected_version: Annotated[int, msgspec.Meta(ge=0)]
+    expected_version: VERSION
     note: NoteBody
 
 
@@ -100,7 +101,7 @@ async def login_page(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     t = request[t_rkey]
-    form = await request.post()
+    form = await params.form(request)
     username = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))[:256]
     next_url = _safe_next(str(form.get("next", "")))
@@ -196,10 +197,7 @@ def _history_row(row: asyncpg.Record) -> dict[str, Any]:
 
 async def history_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
-    try:
-        patient_id = int(request.match_info["pid"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    patient_id = params.path_id(request, "pid")
     async with request.app[pool_key].acquire() as con:
         patient = await patients_db.get(con, patient_id)
         if patient is None:
@@ -213,19 +211,19 @@ async def history_page(request: web.Request) -> web.Response:
         extras = await patient_view.page_extras(con, session.staff, patient, t, date.today())
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
                            patient_id)
-    merged = request.query.get("merged", "")
+    merged = params.parse_id(request.query.get("merged", ""))
     return render(request, "patient_history.html", {
         "me": session.staff, "patient": patient, "age": patient.age(date.today()), "rows": rows,
         "labels": _labels(t), "icd": icd10.lookup, **extras,
         "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
-        else "merged" if merged.isdigit() else None, "merged_id": merged if merged.isdigit() else ""})
+        else "merged" if merged else None, "merged_id": merged or ""})
 
 
 # ---- JSON API ----------------------------------------------------------------------------------------
 
 async def icd10_search(request: web.Request) -> web.Response:
     await require_api_session(request)
-    query = request.query.get("q", "")[:80]
+    query = params.query_text(request, "q", 80)
     lang = request[lang_rkey]
     results = [{"code": c.code, "name": c.name(lang), "name_en": c.name_en} for c in icd10.search(query, 15)]
     return web.json_response({"query": query, "results": results})
@@ -246,6 +244,8 @@ def _note_content(body: NoteBody) -> notes_db.NoteContent:
             codes.append(code.code)
     if body.follow_up_on is not None and body.follow_up_on < date.today():
         raise ApiError("invalid", "the follow-up date is in the past", field="follow_up_on")
+    if body.follow_up_on is not None and body.follow_up_on > params.LATEST_DAY:
+        raise ApiError("invalid", "the follow-up date is too far ahead", field="follow_up_on")
     return notes_db.NoteContent(body.subjective.strip(), body.objective.strip(), body.assessment.strip(),
                                 body.plan.strip(), vitals.as_dict(), tuple(codes), body.follow_up_on)
 
