@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import MultiDictProxy
 
 from care.text import nul_path
@@ -107,7 +108,9 @@ async def form(request: web.Request) -> MultiDictProxy[Any]:
     400; a NUL in any field is a 400 naming the field. Cached by aiohttp, so read it as often as needed."""
     try:
         data = await request.post()
-    except (ValueError, LookupError, AssertionError):  # UnicodeDecodeError, bad multipart, unknown charset
+    except (ValueError, LookupError, AssertionError, RuntimeError, HttpProcessingError):
+        # In turn: bad UTF-8 or multipart, unknown charset, multipart without a boundary, unknown transfer
+        # encoding of a part, broken part headers.
         raise ApiError("invalid", request[t_rkey](BAD_FORM)) from None
     for key, value in data.items():
         if _unstorable(key) or isinstance(value, str) and _unstorable(value):

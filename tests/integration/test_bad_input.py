@@ -203,6 +203,9 @@ async def test_nul_in_sign_in_form_is_refused(running_app: RunningApp, http: aio
     ("application/x-www-form-urlencoded; charset=no-such-charset", b"a=b"),
     ("multipart/form-data", b"--x\r\n"),
     ("multipart/form-data; boundary=zz", b"garbage"),
+    ("multipart/form-data; boundary=b",
+     b'--b\r\nContent-Disposition: form-data; name="a"\r\nContent-Transfer-Encoding: junk\r\n\r\nx\r\n--b--\r\n'),
+    ("multipart/form-data; boundary=b", b"--b\r\nnot a header\r\n\r\nx\r\n--b--\r\n"),
 ])
 async def test_malformed_form_bodies_are_refused(running_app: RunningApp, http: aiohttp.ClientSession,
                                                  content_type: str, body: bytes) -> None:
@@ -252,3 +255,15 @@ async def test_chat_with_a_nul_byte_is_an_invalid_message_not_an_internal_error(
             assert not any(m["type"] == "error" and m["code"] == "internal" for m in ws.inbox), ws.inbox
     finally:
         await ws.close()
+
+
+async def test_a_socket_with_a_junk_session_cookie_is_treated_as_signed_out(running_app: RunningApp,
+                                                                           http: aiohttp.ClientSession) -> None:
+    for cookie in (f"{SESSION_COOKIE}=ÿÿÿ", f"{SESSION_COOKIE}=\"x", f"{SESSION_COOKIE}={'a' * 5000}"):
+        ws = WsClient(await http.ws_connect(f"{running_app.url}/ws", headers={"Cookie": cookie}))
+        try:
+            ref = await ws.send(type="hello")
+            error = await ws.expect("error", id=ref)
+            assert error["code"] == "not_authenticated"
+        finally:
+            await ws.close()

@@ -214,6 +214,8 @@ class Probe:
     junk_cookies: dict[str, str] = field(default_factory=dict)
 
 
+JUNK_HEADERS = ["Accept-Language", "Authorization", "Origin", "Referer", "X-Forwarded-For", "Content-Language",
+                "Host", "Content-Encoding", "Expect"]
 _JUNK_QUERY = st.sampled_from(["", "", "", "&%", "&%FF=%FE", "&q=%00", "&=", "&&&", "&lang=en", "&a=%ED%A0%80"])
 _header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),
                        max_size=60)
@@ -248,8 +250,7 @@ def probes(route: Route, known: dict[str, list[str]]) -> st.SearchStrategy[Probe
                     "application/json", "text/plain", "application/x-www-form-urlencoded; charset=latin-9x"]))
         junk_headers = {}
         if draw(st.integers(0, 4)) == 0:
-            junk_headers[draw(st.sampled_from(["Accept-Language", "Authorization", "Origin", "Referer",
-                                               "X-Forwarded-For", "Content-Language"]))] = draw(_header_text)
+            junk_headers[draw(st.sampled_from(JUNK_HEADERS))] = draw(_header_text)
         junk_cookies = {}
         if draw(st.integers(0, 4)) == 0:
             junk_cookies[draw(st.sampled_from([SESSION_COOKIE, CSRF_COOKIE, "dh_lang"]))] = draw(_cookie_text)
