@@ -5,8 +5,12 @@ join link, and a signed-in staff member of each role (valid session and CSRF tok
 status but 500 is fine; a traceback in the body is not. The websocket gets random JSON frames and never
 answers `error internal`.
 
-Bounded: EXAMPLES per route (DONGHANH_NO500_EXAMPLES to search harder), derandomized, no example database.
-Hypothesis runs in a worker thread; each example's requests run on the test's event loop, where the app is.
+Each route gets, as explicit examples, a sweep of the classic crashers (SWEEP: in every path value and every
+name its handler reads, found in its source) and, for handlers that decode JSON, bodies of their msgspec
+shape carrying crashers (JSON_SWEEP); then EXAMPLES random probes. Bounded and repeatable: derandomized, no
+example database, no shrinking; DONGHANH_NO500_EXAMPLES / _WS_EXAMPLES search harder, and
+DONGHANH_NO500_ROUTES (a regex over "METHOD /pattern") narrows the routes. Hypothesis runs in a worker
+thread; each example's requests run on the test's event loop, where the app is.
 """
 
 from __future__ import annotations
@@ -92,14 +96,16 @@ def _read_names(source: str) -> set[str]:
     return {name for pattern in _READS for name in re.findall(pattern, source)}
 
 
-def handler_vocabulary(handler: Callable[..., Any]) -> list[str]:
+def handler_reads(handler: Callable[..., Any]) -> tuple[list[str], list[type[msgspec.Struct]]]:
     """The names one handler reads from the request (`query.get("q")`, `form["x"]`, `"day" in query`,
     `helper(request, "day")`), in its source and in the functions, msgspec structs (their fields) and
     string tuples of its module that it uses, transitively. So the
     probes of /staff/schedule mostly send `day` and `view`, and those of /api/c/{cid}/note/draft send
-    `base_version` and `note` with `plan`, `vitals`, … inside."""
+    `base_version` and `note` with `plan`, `vitals`, … inside. The structs come back too: JSON bodies of
+    their shape, with crashers in their fields, get past the decoder to the code behind it."""
     module = inspect.getmodule(handler)
     names: set[str] = set()
+    structs: list[type[msgspec.Struct]] = []
     todo: list[Any] = [handler]
     done: set[int] = set()
     while todo:
@@ -112,6 +118,7 @@ def handler_vocabulary(handler: Callable[..., Any]) -> list[str]:
             continue
         if isinstance(obj, type) and issubclass(obj, msgspec.Struct):
             names |= {f.name for f in msgspec.structs.fields(obj)}
+            structs.append(obj)
         try:
             source = inspect.getsource(obj)
         except (OSError, TypeError):
@@ -124,7 +131,7 @@ def handler_vocabulary(handler: Callable[..., Any]) -> list[str]:
                 if getattr(found, "__module__", module.__name__ if module else None) == (
                         module.__name__ if module else None):
                     todo.append(found)
-    return sorted(names) or VOCABULARY
+    return sorted(names) or VOCABULARY, sorted(structs, key=lambda c: c.__name__)
 
 # ---- value strategies ------------------------------------------------------------------------------------
 
@@ -169,6 +176,51 @@ def _json_objects(names: tuple[str, ...]) -> st.SearchStrategy[Any]:
         max_leaves=14)
 
 
+_INTS = st.one_of(st.sampled_from([0, -1, 2**31, 2**63 - 1, 2**63, 2**64, -(2**63) - 1, 10**30, 10**400]),
+                  st.integers())
+
+
+def _shape(t: msgspec.inspect.Type) -> st.SearchStrategy[Any]:
+    """Values of a msgspec type, with the crashers among them (see shaped_like)."""
+    mi = msgspec.inspect
+    if isinstance(t, mi.StructType):
+        fields = {f.encode_name: _shape(f.type) for f in t.fields}
+        required = {f.encode_name for f in t.fields if f.required}
+        tag = {t.tag_field: st.just(t.tag)} if t.tag_field else {}
+        return st.fixed_dictionaries({**tag, **{k: v for k, v in fields.items() if k in required}},
+                                     optional={k: v for k, v in fields.items() if k not in required})
+    if isinstance(t, mi.UnionType):
+        return st.one_of(*(_shape(x) for x in t.types))
+    if isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        return st.lists(_shape(t.item_type), max_size=4)
+    if isinstance(t, mi.DictType):
+        return st.dictionaries(_text, _shape(t.value_type), max_size=3)
+    if isinstance(t, mi.StrType):
+        return _scalar_text
+    if isinstance(t, mi.IntType):
+        return _INTS
+    if isinstance(t, mi.FloatType):
+        return st.one_of(st.floats(allow_nan=False, allow_infinity=False), _INTS)
+    if isinstance(t, mi.BoolType):
+        return st.booleans()
+    if isinstance(t, mi.NoneType):
+        return st.none()
+    if isinstance(t, mi.DateType):
+        return st.one_of(st.sampled_from(["9999-12-31", "0001-01-01"]), st.dates().map(lambda d: d.isoformat()))
+    if isinstance(t, mi.UUIDType):
+        return st.uuids().map(str)
+    if isinstance(t, mi.EnumType | mi.LiteralType):
+        values = [m.value for m in t.cls] if isinstance(t, mi.EnumType) else list(t.values)
+        return st.one_of(st.sampled_from(values), _scalar_text)
+    return _json
+
+
+def shaped_like(struct: type[msgspec.Struct]) -> st.SearchStrategy[Any]:
+    """JSON bodies of this struct's shape, with crasher values in its fields (NUL in strings, integers past
+    64 bits, dates at the calendar's ends): the decoder accepts many of them, so they reach the handler."""
+    return _shape(msgspec.inspect.type_info(struct))
+
+
 def _pairs(known: dict[str, list[str]], names: tuple[str, ...] = ()) -> st.SearchStrategy[list[tuple[str, str]]]:
     """Each name the handler reads (with probability 3/4), then a few other keys."""
     def pair(key: str) -> st.SearchStrategy[tuple[str, str]]:
@@ -189,7 +241,8 @@ def _encode(pairs: list[tuple[str, str]], junk: str) -> str:
 class Route:
     method: str  # "GET" also stands for the HEAD route aiohttp adds with it (same handler): probes use both
     pattern: str  # the canonical path, "/staff/patients/{pid}"
-    names: tuple[str, ...] = ()  # what its handler reads (handler_vocabulary)
+    names: tuple[str, ...] = ()  # what its handler reads (handler_reads)
+    bodies: tuple[type[msgspec.Struct], ...] = ()  # the JSON bodies it decodes
 
     @property
     def params(self) -> list[str]:
@@ -241,7 +294,8 @@ def probes(route: Route, known: dict[str, list[str]]) -> st.SearchStrategy[Probe
                 body = _encode(pairs, "").encode()
                 content_type = "application/x-www-form-urlencoded"
             elif kind == "json":
-                body = json.dumps(draw(_json_objects(route.names))).encode()
+                shaped = [shaped_like(struct) for struct in route.bodies]
+                body = json.dumps(draw(st.one_of(_json_objects(route.names), *shaped, *shaped))).encode()
                 content_type = "application/json"
             elif kind == "bytes":
                 body = draw(st.binary(max_size=300))
@@ -278,12 +332,16 @@ class Prober:
         async with self.app.pool.acquire() as con:
             if identity == "anonymous":
                 return {CSRF_COOKIE: "anon-csrf-token"}, {}, "anon-csrf-token"
-            if identity == "patient":
+            headers = {}
+            if identity.endswith("patient"):
                 token, _ = await issue_link(con, self.app.app[signer_key], 1, 3600)
-                return {}, {"Authorization": f"Bearer {token}"}, ""
-            staff_id = await con.fetchval("SELECT id FROM staff WHERE username = $1", ROLE_USERS[identity])
+                headers["Authorization"] = f"Bearer {token}"
+            if identity == "patient":
+                return {}, headers, ""
+            role = identity.removesuffix("+patient")  # "doctor+patient": both credentials, for the sweep
+            staff_id = await con.fetchval("SELECT id FROM staff WHERE username = $1", ROLE_USERS[role])
             session, csrf = await staff_db.open_session(con, staff_id, timedelta(hours=1))
-        return {SESSION_COOKIE: session, CSRF_COOKIE: csrf}, {}, csrf
+        return {SESSION_COOKIE: session, CSRF_COOKIE: csrf}, headers, csrf
 
     async def send(self, probe: Probe) -> tuple[int, str]:
         cookies, headers, csrf = await self._identity(probe.identity)
@@ -332,7 +390,53 @@ def _check_route(route: Route, known: dict[str, list[str]], prober: Prober,
 
     for i, value in enumerate(SWEEP):
         probe_route = example(probe=sweep_probe(route, value, i))(probe_route)
+    for struct in route.bodies:
+        for i, value in enumerate(JSON_SWEEP):
+            probe_route = example(probe=json_sweep_probe(route, known, struct, value, i))(probe_route)
     probe_route()
+
+
+JSON_SWEEP = ["a\x00b", "x" * 3000, "9999-12-31", "99999999999999999999"]
+
+
+def crasher_like(t: msgspec.inspect.Type, value: str, big: bool) -> Any:
+    """One value of a msgspec type with the crasher in every string, and integers at 0 or past 64 bits."""
+    mi = msgspec.inspect
+    if isinstance(t, mi.StructType):
+        out = {f.encode_name: crasher_like(f.type, value, big) for f in t.fields}
+        return {t.tag_field: t.tag, **out} if t.tag_field else out
+    if isinstance(t, mi.UnionType):
+        usable = [x for x in t.types if not isinstance(x, mi.NoneType)] or list(t.types)
+        return crasher_like(usable[0], value, big)
+    if isinstance(t, mi.ListType | mi.SetType | mi.FrozenSetType | mi.VarTupleType):
+        return [crasher_like(t.item_type, value, big)]
+    if isinstance(t, mi.IntType | mi.FloatType):
+        return 10**30 if big else 0
+    if isinstance(t, mi.BoolType):
+        return True
+    if isinstance(t, mi.NoneType):
+        return None
+    if isinstance(t, mi.UUIDType):
+        return str(uuid.UUID(int=0))
+    if isinstance(t, mi.EnumType):
+        return next(iter(t.cls)).value
+    if isinstance(t, mi.LiteralType):
+        return t.values[0]
+    if isinstance(t, mi.DateType):  # a date field takes the crasher only when it is one, else a good date
+        return value if re.fullmatch(r"\d{4}-\d\d-\d\d", value) else "2030-01-01"
+    return value  # strings, anything else
+
+
+def json_sweep_probe(route: Route, known: dict[str, list[str]], struct: type[msgspec.Struct], value: str,
+                     i: int) -> Probe:
+    """A JSON body of the handler's shape carrying the crasher, to real path ids, from a doctor who also
+    holds a patient's link: past authentication and the decoder to the code that uses the values."""
+    path = route.pattern
+    for name in route.params:
+        path = path.replace("{" + name + "}", quote((known.get(name) or ["1"])[0], safe=""))
+    body = json.dumps(crasher_like(msgspec.inspect.type_info(struct), value, big=i % 2 == 1)).encode()
+    return Probe(method=route.method, identity="doctor+patient", path=path, query="", body=body,
+                 content_type="application/json", accept="application/json", csrf="valid")
 
 
 def sweep_probe(route: Route, value: str, i: int) -> Probe:
@@ -379,8 +483,12 @@ def app_routes(app: web.Application) -> list[Route]:
     """Every route, a GET and its automatic HEAD counted once."""
     all_routes = [(r.method, r.resource.canonical, r.handler) for r in app.router.routes() if r.resource is not None]
     gets = {(pattern, handler) for method, pattern, handler in all_routes if method == "GET"}
-    return [Route(method, pattern, tuple(handler_vocabulary(handler))) for method, pattern, handler in all_routes
-            if not (method == "HEAD" and (pattern, handler) in gets)]
+    routes = []
+    for method, pattern, handler in all_routes:
+        if not (method == "HEAD" and (pattern, handler) in gets):
+            names, structs = handler_reads(handler)
+            routes.append(Route(method, pattern, tuple(names), tuple(structs)))
+    return routes
 
 
 async def test_no_route_answers_500_to_random_input(running_app: RunningApp, make: Factory) -> None:
