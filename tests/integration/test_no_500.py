@@ -148,7 +148,7 @@ BOUNDARY = ["99999999999999999999", "9223372036854775808", "-1", "0", "9999-12-3
 SWEEP = ["99999999999999999999", "-1", "9999-12-31", "0001-01-01", "a\x00b", "١٢", "", "x" * 3000, "%",
          "2026-02-30"]
 
-_text = st.text(st.characters(blacklist_categories=("Cs",)), max_size=40)
+_text = st.text(st.characters(exclude_categories=["Cs"]), max_size=40)
 _boundary = st.sampled_from(BOUNDARY)
 _scalar_text = st.one_of(_boundary, _boundary, st.sampled_from(NASTY), _text,
                          st.integers(-(2**80), 2**80).map(str), st.uuids().map(str),
@@ -270,7 +270,7 @@ class Probe:
 JUNK_HEADERS = ["Accept-Language", "Authorization", "Origin", "Referer", "X-Forwarded-For", "Content-Language",
                 "Host", "Content-Encoding", "Expect"]
 _JUNK_QUERY = st.sampled_from(["", "", "", "&%", "&%FF=%FE", "&q=%00", "&=", "&&&", "&lang=en", "&a=%ED%A0%80"])
-_header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, blacklist_characters="\x7f"),
+_header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
                        max_size=60)
 _cookie_text = st.text(st.sampled_from(string.ascii_letters + string.digits + "-_=.%\"\\,ÿ"), max_size=40)
 
