@@ -40,6 +40,7 @@ from hypothesis import HealthCheck, Phase, example, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
+from db import consultations as consultations_db
 from db import demo
 from db import staff as staff_db
 from signaling import protocol
@@ -268,7 +269,7 @@ class Probe:
 
 
 JUNK_HEADERS = ["Accept-Language", "Authorization", "Origin", "Referer", "X-Forwarded-For", "Content-Language",
-                "Host", "Content-Encoding", "Expect"]
+                "Host", "Content-Encoding", "Expect", "If-None-Match", "Accept-Encoding", "Range", "Upgrade"]
 _JUNK_QUERY = st.sampled_from(["", "", "", "&%", "&%FF=%FE", "&q=%00", "&=", "&&&", "&lang=en", "&a=%ED%A0%80"])
 _header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF, exclude_characters="\x7f"),
                        max_size=60)
@@ -529,23 +530,47 @@ def _protocol_fields() -> list[str]:
     return sorted(names)
 
 
-def frames(room: str, token: str) -> st.SearchStrategy[str]:
+# Stand-ins in generated frames for the current consultation and the patient's token: the consultation is
+# replaced by a new one whenever a probe ends it, so later probes still reach a live room.
+ROOM = "5eed0000-0000-4000-8000-000000000001"
+TOKEN = "token-of-the-current-patient"
+
+
+def frames() -> st.SearchStrategy[str | bytes]:
     fields = _protocol_fields()
-    value = st.one_of(st.sampled_from([room, token, str(uuid.uuid4())]), _json)
+    value = st.one_of(st.sampled_from([ROOM, TOKEN, str(uuid.uuid4())]), _json)
     message = st.fixed_dictionaries(
         {"type": st.one_of(st.sampled_from(sorted(protocol.CLIENT_TYPES)), _scalar_text)},
-        optional={"id": st.one_of(_scalar_text, st.integers()), "room": st.sampled_from([room, "x", None]),
+        optional={"id": st.one_of(_scalar_text, st.integers()), "room": st.sampled_from([ROOM, "x", None]),
                   **{f: value for f in fields if f not in ("type", "id", "room")}})
-    return st.one_of(message.map(json.dumps), _json.map(json.dumps), _text,
-                     st.sampled_from([json.dumps({"type": "chat", "room": room, "text": "a\x00"}), "[" * 3000]))
+    # Messages of each client type's exact shape (crashers in their fields), half of them in the real room.
+    shaped = st.one_of(*(shaped_like(cls) for cls in (protocol.Hello, protocol.Join, protocol.Leave, protocol.Offer,
+                                                        protocol.Answer, protocol.Ice, protocol.Chat, protocol.Media,
+                                                        protocol.ClaimNext, protocol.End, protocol.Ping)))
+    in_room = st.tuples(shaped, st.booleans()).map(lambda t: {**t[0], "room": ROOM} if t[1] and "room" in t[0]
+                                                   else t[0])
+    return st.one_of(message.map(json.dumps), in_room.map(json.dumps), in_room.map(json.dumps),
+                     _json.map(json.dumps), _text, st.binary(max_size=50),
+                     st.sampled_from([json.dumps({"type": "chat", "room": ROOM, "text": "a\x00"}), "[" * 3000]))
+
+
+@dataclass
+class Call:
+    """The consultation the doctor's and the patient's sockets are in."""
+
+    room: str = ""
+    token: str = ""
+
+    def fill(self, frame: str | bytes) -> str | bytes:
+        return frame.replace(ROOM, self.room).replace(TOKEN, self.token) if isinstance(frame, str) else frame
 
 
 class Socket:
-    """A socket that says hello (and, for the doctor, joins the room) again whenever the server closed it."""
+    """A socket that says hello (and joins the call's room) again whenever the server closed it."""
 
     def __init__(self, http: aiohttp.ClientSession, url: str, hello: Callable[[], Awaitable[dict[str, Any]]],
-                 room: str | None) -> None:
-        self.http, self.url, self.hello, self.room = http, url, hello, room
+                 call: Call | None) -> None:
+        self.http, self.url, self.hello, self.call = http, url, hello, call
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.pings = 0
 
@@ -554,16 +579,19 @@ class Socket:
             hello = await self.hello()
             self.ws = await self.http.ws_connect(self.url, headers=hello.pop("headers"))
             await self.ws.send_str(json.dumps(hello))
-            if self.room:
-                await self.ws.send_str(json.dumps({"type": "join", "room": self.room}))
+            if self.call:
+                await self.ws.send_str(json.dumps({"type": "join", "room": self.call.room}))
         return self.ws
 
-    async def exchange(self, frame: str) -> list[dict[str, Any]]:
+    async def exchange(self, frame: str | bytes) -> list[dict[str, Any]]:
         """Send a frame, then a ping; everything that came back until the pong (or the close)."""
         ws = await self._open()
         self.pings += 1
         ping = f"probe-{self.pings}"
-        await ws.send_str(frame)
+        if isinstance(frame, bytes):
+            await ws.send_bytes(frame)
+        else:
+            await ws.send_str(frame)
         await ws.send_str(json.dumps({"type": "ping", "id": ping}))
         seen: list[dict[str, Any]] = []
         async with asyncio.timeout(30):
@@ -585,11 +613,20 @@ async def test_no_socket_frame_gets_an_internal_error(running_app: RunningApp, m
     async with running_app.pool.acquire() as con:
         doctor, facility = await con.fetchrow("SELECT id, facility_id FROM staff WHERE username = $1",
                                               ROLE_USERS["doctor"])
-    claim = await make.claimed(doctor, facility)
-    async with running_app.pool.acquire() as con:
-        patient_id = await con.fetchval("SELECT patient_id FROM consultation WHERE id = $1", claim.consultation_id)
-        token, _ = await issue_link(con, running_app.app[signer_key], patient_id, 3600)
-    room = str(claim.consultation_id)
+    call = Call()
+
+    async def new_call() -> None:
+        """The doctor's active consultation (a new one if a probe ended it), and a link for its patient."""
+        async with running_app.pool.acquire() as con:
+            active = await consultations_db.active_for_doctor(con, doctor)
+        if active is None:
+            claim = await make.claimed(doctor, facility)
+            async with running_app.pool.acquire() as con:
+                active = await consultations_db.get(con, claim.consultation_id)
+        assert active is not None
+        async with running_app.pool.acquire() as con:
+            call.token, _ = await issue_link(con, running_app.app[signer_key], active.patient_id, 3600)
+        call.room = str(active.id)
 
     async def doctor_hello() -> dict[str, Any]:
         async with running_app.pool.acquire() as con:
@@ -597,28 +634,40 @@ async def test_no_socket_frame_gets_an_internal_error(running_app: RunningApp, m
         return {"type": "hello", "headers": {"Cookie": f"{SESSION_COOKIE}={session}"}}
 
     async def patient_hello() -> dict[str, Any]:
-        return {"type": "hello", "token": token, "headers": {}}
+        return {"type": "hello", "token": call.token, "headers": {}}
 
+    async def anonymous_hello() -> dict[str, Any]:
+        return {"type": "hello", "headers": {}}
+
+    await new_call()
     async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as http:
         url = f"{running_app.url}/ws"
-        sockets = {"doctor": Socket(http, url, doctor_hello, room), "patient": Socket(http, url, patient_hello, room),
-                   "anonymous": Socket(http, url, lambda: _anonymous_hello(), None)}
+        sockets = {"doctor": Socket(http, url, doctor_hello, call), "patient": Socket(http, url, patient_hello, call),
+                   "anonymous": Socket(http, url, anonymous_hello, None)}
         run = _on_loop(asyncio.get_running_loop())
+
+        async def probe(who: str, frame: str | bytes) -> list[dict[str, Any]]:
+            answers = await sockets[who].exchange(call.fill(frame))
+            if any(a.get("type") == "ended" or a.get("code") == "room_closed" for a in answers):
+                await new_call()
+                for side in ("doctor", "patient"):
+                    await sockets[side].close()  # they say hello and join the new room on the next probe
+            return answers
 
         @settings(max_examples=WS_EXAMPLES, deadline=None, derandomize=True, database=None,
                   suppress_health_check=list(HealthCheck), phases=PHASES)
-        @given(who=st.sampled_from(sorted(sockets)), frame=frames(room, token))
-        def probe_socket(who: str, frame: str) -> None:
-            answers = run(sockets[who].exchange(frame))
+        @given(who=st.sampled_from(sorted(sockets)), frame=frames())
+        def probe_socket(who: str, frame: str | bytes) -> None:
+            answers = run(probe(who, frame))
+            answered.update(f"{who} {a.get('type')} {a.get('code', '')}" for a in answers)
             internal = [a for a in answers if a.get("type") == "error" and a.get("code") == "internal"]
-            assert internal == [], f"{who} sent {frame[:200]!r}: {internal}"
+            assert internal == [], f"{who} sent {call.fill(frame)[:200]!r}: {internal}"
 
+        answered: Counter[str] = Counter()
         try:
             await asyncio.to_thread(probe_socket)
         finally:
             for socket in sockets.values():
                 await socket.close()
-
-
-async def _anonymous_hello() -> dict[str, Any]:
-    return {"type": "hello", "headers": {}}
+        if os.environ.get("DONGHANH_NO500_STATS"):
+            print(sorted(answered.items()))
