@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import msgspec
 
+from care.text import nul_path
 from signaling.errors import SignalingError
 
 MessageId = Annotated[str, msgspec.Meta(max_length=64)]
@@ -140,6 +141,7 @@ def decode(raw: str | bytes, *, max_bytes: int) -> ClientMessage:
         raise ProtocolError("too_large", f"message is {size} bytes; the limit is {max_bytes}")
     try:
         typed: ClientMessage = _typed_decoder.decode(raw)
+        _refuse_nul(raw)
         return typed
     except (msgspec.ValidationError, msgspec.DecodeError):
         pass  # decode again, generically, to say precisely what is wrong and echo the message's id
@@ -161,7 +163,21 @@ def decode(raw: str | bytes, *, max_bytes: int) -> ClientMessage:
         message: ClientMessage = msgspec.convert(obj, ClientMessage)
     except msgspec.ValidationError as exc:
         raise ProtocolError("invalid", f"invalid {kind} message: {exc}", ref) from None
+    _refuse_nul(raw)
     return message
+
+
+def _refuse_nul(raw: str | bytes) -> None:
+    """A valid message with a NUL character in a string (chat text, its id, …) is `invalid`: PostgreSQL's
+    text refuses it, and nobody types one. JSON carries NUL only as the escape \\u0000: one substring
+    search on the hot path, a full walk only when it is there."""
+    if b"\\u0000" not in raw if isinstance(raw, bytes) else "\\u0000" not in raw:
+        return
+    obj = _json_decoder.decode(raw)
+    where = nul_path(obj)
+    if where is not None:
+        raise ProtocolError("invalid", f"invalid {obj.get('type')} message: `{where[:40]}` contains a NUL "
+                                       "character", _ref_of(obj))
 
 
 def encode(message: dict[str, Any]) -> str:

@@ -21,6 +21,7 @@ from db import staff as staff_db
 from db.links import LinkState
 from signaling.errors import SignalingError
 from signaling.rooms import PatientIdentity
+from web import params
 from web.rkeys import csrf_rkey, session_rkey
 from web.settings import Settings
 
@@ -54,6 +55,8 @@ class LinkSigner:
     def verify(self, token: str, *, allow_expired: bool = False) -> uuid.UUID:
         """The link id of a genuine, unexpired token (or expired too, with `allow_expired`: to say which
         station to call, or to show a finished visit's summary); LinkError otherwise."""
+        if not token.isascii():  # ours are; PyJWT would fail to encode a non-UTF-8 header's surrogates
+            raise LinkError("link_invalid", "this link is not valid")
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError:
@@ -165,14 +168,16 @@ def csrf_token(request: web.Request) -> str:
 async def check_csrf(request: web.Request) -> bool:
     supplied = request.headers.get(CSRF_HEADER)
     if supplied is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
-        form = await request.post()
+        form = await params.form(request)
         value = form.get(CSRF_FIELD)
         supplied = value if isinstance(value, str) else None
     if not supplied:
         return False
     session = await request_session(request)
     expected = session.csrf_token if session is not None else request.cookies.get(CSRF_COOKIE)
-    return bool(expected) and hmac.compare_digest(supplied.encode(), (expected or "").encode())
+    # Bytes: compare_digest raises TypeError on non-ASCII str, and headers and cookies can carry any byte.
+    return bool(expected) and hmac.compare_digest(supplied.encode("utf-8", "surrogateescape"),
+                                                  (expected or "").encode("utf-8", "surrogateescape"))
 
 
 async def staff_session(con: asyncpg.Connection, request: web.Request) -> staff_db.Session | None:
@@ -180,7 +185,7 @@ async def staff_session(con: asyncpg.Connection, request: web.Request) -> staff_
     if session_rkey in request:
         return request[session_rkey]
     token = request.cookies.get(SESSION_COOKIE)
-    session = await staff_db.session(con, token) if token else None
+    session = await staff_db.session(con, token) if token and token.isascii() else None  # ours are ASCII
     request[session_rkey] = session
     if session is not None:
         request[csrf_rkey] = session.csrf_token

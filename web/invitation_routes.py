@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 
 import asyncpg
@@ -29,6 +29,7 @@ from db.invitations import Booking, Invitation, InvitationKind, InvitationStatus
 from db.messages import MessageStatus
 from db.staff import Session
 from web import invitation_texts as labels
+from web import params
 from web.access import require, require_role
 from web.auth import check_csrf, join_url
 from web.errors import ApiError
@@ -66,7 +67,7 @@ async def _require_csrf(request: web.Request) -> None:
 
 
 async def _form(request: web.Request) -> FormValues:
-    form = await request.post()
+    form = await params.form(request)
     return {key: str(value)[:200].strip() for key, value in form.items() if isinstance(value, str)}
 
 
@@ -93,10 +94,12 @@ async def _invitation_in_scope(request: web.Request, session: Session,
 
 def parse_slot(day_text: str, time_text: str) -> datetime | None:
     """"2026-11-25" + "14:30" in the facility's zone → an aware UTC time; None if either is malformed."""
+    day = params.parse_day(day_text)
     try:
-        day = date.fromisoformat(day_text)
         at = time.fromisoformat(time_text)
     except ValueError:
+        return None
+    if day is None:
         return None
     return datetime.combine(day, at.replace(second=0, microsecond=0), FACILITY_TZ).astimezone(UTC)
 
@@ -122,10 +125,7 @@ def parse_booking(values: Mapping[str, str], *, doctors: set[int], now: datetime
         elif slot_at <= now:
             errors["date"] = "slot_in_past"
         if values.get("doctor"):
-            try:
-                doctor_id = int(values["doctor"])
-            except ValueError:
-                doctor_id = -1
+            doctor_id = params.parse_id(values["doctor"]) or -1
             if doctor_id not in doctors:
                 errors["doctor"] = "bad_doctor"
         if values.get("service"):
@@ -170,7 +170,7 @@ async def _render_invite(request: web.Request, session: Session, patient: patien
 
 async def invite_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
-    patient = await _patient_in_scope(request, session, _int(request.match_info["pid"]))
+    patient = await _patient_in_scope(request, session, params.path_id(request, "pid"))
     day, at = _default_slot(request.app[clock_key].now())
     values = {"kind": request.query.get("kind", "walk_in"), "date": day, "time": at, "doctor": "", "service": "",
               "lang": request.app[settings_key].default_lang, "phone": national(patient.phone) if patient.phone else "",
@@ -178,17 +178,10 @@ async def invite_page(request: web.Request) -> web.Response:
     return await _render_invite(request, session, patient, values, {})
 
 
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise web.HTTPNotFound() from None
-
-
 async def invite(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     await _require_csrf(request)
-    patient = await _patient_in_scope(request, session, _int(request.match_info["pid"]))
+    patient = await _patient_in_scope(request, session, params.path_id(request, "pid"))
     values = await _form(request)
     values.setdefault("send", "")
     now = request.app[clock_key].now()
@@ -370,11 +363,7 @@ async def outbox_message(request: web.Request) -> web.Response:
 async def _render_schedule(request: web.Request, session: Session, error: str | None = None,
                            status: int = 200) -> web.Response:
     now = request.app[clock_key].now()
-    try:
-        day = date.fromisoformat(request.query["day"]) if "day" in request.query else now.astimezone(
-            FACILITY_TZ).date()
-    except ValueError:
-        day = now.astimezone(FACILITY_TZ).date()
+    day = params.query_day(request, "day", default=now.astimezone(FACILITY_TZ).date())
     view = request.query.get("view") or ("mine" if session.staff.sees_patients else "facility")
     if view not in ("mine", "facility"):
         view = "facility"

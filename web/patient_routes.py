@@ -23,7 +23,7 @@ from db.errors import DbError
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
 from signaling import safety
-from web import day_texts, summaries, texts
+from web import day_texts, params, summaries, texts
 from web.auth import LinkError, ice_servers, inspect_link, resolve_link
 from web.errors import ApiError
 from web.invitation_texts import SERVICES
@@ -53,10 +53,10 @@ class ConnectionTestResult(msgspec.Struct, forbid_unknown_fields=True):
 class CheckInBody(msgspec.Struct, forbid_unknown_fields=True):
     reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
     symptoms: Annotated[list[str], msgspec.Meta(max_length=30)] = []
-    spo2: int | None = None
-    systolic: int | None = None
-    diastolic: int | None = None
-    days_ill: int | None = None
+    spo2: params.Int64 | None = None
+    systolic: params.Int64 | None = None
+    diastolic: params.Int64 | None = None
+    days_ill: params.Int64 | None = None
     audio_only: bool = False
     connection_test: ConnectionTestResult | None = None
 
@@ -67,11 +67,15 @@ T = TypeVar("T")
 def decode_body(raw: bytes, kind: type[T]) -> T:
     """Decode and validate a JSON request body, or ApiError("invalid") naming what is wrong."""
     try:
-        return msgspec.json.decode(raw, type=kind)
+        body = msgspec.json.decode(raw, type=kind)
     except msgspec.ValidationError as exc:
-        raise ApiError("invalid", str(exc)) from None
+        raise ApiError("invalid", str(exc), field=params.json_field(str(exc))) from None
     except msgspec.DecodeError as exc:
         raise ApiError("bad_json", f"the request body is not valid JSON: {exc}") from None
+    except RecursionError:  # "[[[[…" thousands deep fits in the size limit
+        raise ApiError("bad_json", "the request body is not valid JSON: nested too deeply") from None
+    params.reject_nul(raw)
+    return body
 
 
 def _bearer(request: web.Request) -> str:

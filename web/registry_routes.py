@@ -22,7 +22,7 @@ from db import scope
 from db.errors import Conflict, NotFound
 from db.patients import Patient
 from db.staff import Session
-from web import patient_view, registry_texts, texts
+from web import params, patient_view, registry_texts, texts
 from web.access import require, require_role
 from web.auth import check_csrf
 from web.errors import ApiError
@@ -44,10 +44,7 @@ def _today() -> date:
 
 
 def _patient_id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["pid"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    return params.path_id(request, "pid")
 
 
 async def _require_csrf(request: web.Request) -> None:
@@ -61,7 +58,7 @@ async def _require_csrf(request: web.Request) -> None:
 async def search_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     require_role(request, session.staff, Action.read_demographics)
-    query = request.query.get("q", "")[:QUERY_MAX]
+    query = params.query_text(request, "q", QUERY_MAX)
     t, today = request[t_rkey], _today()
     async with request.app[pool_key].acquire() as con:
         if query.strip():
@@ -78,7 +75,7 @@ async def search_page(request: web.Request) -> web.Response:
 async def search_api(request: web.Request) -> web.Response:
     session = await require_api_session(request)
     require_role(request, session.staff, Action.read_demographics)
-    query = request.query.get("q", "")[:QUERY_MAX]
+    query = params.query_text(request, "q", QUERY_MAX)
     t, today = request[t_rkey], _today()
     async with request.app[pool_key].acquire() as con:
         found = await patients_db.search(con, session.staff.facility_id, query) if query.strip() else []
@@ -91,7 +88,7 @@ async def communes_api(request: web.Request) -> web.Response:
     province = places.province(request.query.get("province", ""))
     if province is None:
         raise ApiError("not_found", "no province with this code", field="province")
-    communes = places.search_communes(province.code, request.query.get("q", "")[:QUERY_MAX], limit=500)
+    communes = places.search_communes(province.code, params.query_text(request, "q", QUERY_MAX), limit=500)
     return web.json_response({"province": asdict(province),
                               "communes": [{"code": c.code, "name": c.name} for c in communes]})
 
@@ -152,14 +149,14 @@ async def new_page(request: web.Request) -> web.Response:
 
 
 def _seen(form: MultiDictProxy[Any]) -> set[int]:
-    return {int(x) for x in str(form.get("seen_duplicates", "")).split(",") if x.strip().isdigit()}
+    return {i for i in (params.parse_id(x.strip()) for x in str(form.get("seen_duplicates", "")).split(",")) if i}
 
 
 async def create(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     await _require_csrf(request)
     require_role(request, session.staff, Action.register_patient)
-    form = await request.post()
+    form = await params.form(request)
     values = _form_input(form)
     province = _province_for(values, str(form.get("province", ""))[:4])
     me, t, today = session.staff, request[t_rkey], _today()
@@ -211,7 +208,7 @@ async def edit(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     await _require_csrf(request)
     patient = await _patient_in_scope(request, session, _patient_id(request), Action.edit_patient)
-    form = await request.post()
+    form = await params.form(request)
     values = _form_input(form)
     province = _province_for(values, str(form.get("province", ""))[:4])
     t = request[t_rkey]
@@ -243,7 +240,7 @@ async def merge(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     await _require_csrf(request)
     keep = await _patient_in_scope(request, session, _patient_id(request), Action.merge_patients)
-    form = await request.post()
+    form = await params.form(request)
     t, today = request[t_rkey], _today()
     other_text = str(form.get("other", "")).strip().lstrip("#")[:20]
 
@@ -254,7 +251,8 @@ async def merge(request: web.Request) -> web.Response:
             "other_text": other_text, "error": error}, status=status)
 
     async with request.app[pool_key].acquire() as con:
-        other = await patients_db.get(con, int(other_text)) if other_text.isdigit() else None
+        other_id = params.parse_id(other_text)
+        other = await patients_db.get(con, other_id) if other_id else None
         if other is None or other.merged_into is not None or not access.allows(
                 session.staff.role, Action.merge_patients,
                 await scope.relation(con, session.staff.facility_id, other.facility_id)):

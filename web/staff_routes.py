@@ -28,7 +28,7 @@ from db import queue as queue_db
 from db import staff as staff_db
 from db.staff import Session
 from signaling import queue as queue_view
-from web import day_texts, patient_view, signin, summaries, texts
+from web import day_texts, params, patient_view, signin, summaries, texts
 from web.access import check, require, require_role
 from web.auth import CSRF_FIELD, SESSION_COOKIE, LinkUrl, check_csrf, join_url, request_session
 from web.client import client_address
@@ -41,14 +41,15 @@ from web.render import render
 from web.rkeys import csrf_rkey, lang_rkey, t_rkey
 
 TEXT = Annotated[str, msgspec.Meta(max_length=10_000)]
+VERSION = Annotated[int, msgspec.Meta(ge=0, le=2**31 - 1)]  # note versions are PostgreSQL `int`
 
 
 class VitalsBody(msgspec.Struct, forbid_unknown_fields=True):
-    systolic: int | None = None
-    diastolic: int | None = None
-    pulse: int | None = None
+    systolic: params.Int64 | None = None
+    diastolic: params.Int64 | None = None
+    pulse: params.Int64 | None = None
     temperature: float | None = None
-    spo2: int | None = None
+    spo2: params.Int64 | None = None
     weight: float | None = None
 
 
@@ -87,12 +88,12 @@ class NoteBody(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class DraftBody(msgspec.Struct, forbid_unknown_fields=True):
-    base_version: Annotated[int, msgspec.Meta(ge=0)]
+    base_version: VERSION
     note: NoteBody
 
 
 class SignBody(msgspec.Struct, forbid_unknown_fields=True):
-    expected_version: Annotated[int, msgspec.Meta(ge=0)]
+    expected_version: VERSION
     note: NoteBody
 
 
@@ -138,7 +139,7 @@ async def login_page(request: web.Request) -> web.Response:
 
 async def login(request: web.Request) -> web.Response:
     t = request[t_rkey]
-    form = await request.post()
+    form = await params.form(request)
     username = str(form.get("username", ""))[:64]
     password = str(form.get("password", ""))[:256]
     next_url = _safe_next(str(form.get("next", "")))
@@ -265,10 +266,7 @@ def _history_row(row: asyncpg.Record) -> dict[str, Any]:
 
 async def history_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
-    try:
-        patient_id = int(request.match_info["pid"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    patient_id = params.path_id(request, "pid")
     async with request.app[pool_key].acquire() as con:
         patient = await patients_db.get(con, patient_id)
         if patient is None:
@@ -283,12 +281,12 @@ async def history_page(request: web.Request) -> web.Response:
         extras = await patient_view.page_extras(con, session.staff, patient, t, facility_today(request))
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
                            patient_id, {"clinical": clinical})
-    merged = request.query.get("merged", "")
+    merged = params.parse_id(request.query.get("merged", ""))
     return render(request, "patient_history.html", {
         "me": session.staff, "patient": patient, "age": patient.age(facility_today(request)), "rows": rows,
         "clinical": clinical, "labels": _labels(t), "icd": icd10.lookup, **extras,
         "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
-        else "merged" if merged.isdigit() else None, "merged_id": merged if merged.isdigit() else ""})
+        else "merged" if merged else None, "merged_id": merged or ""})
 
 
 # ---- JSON API ----------------------------------------------------------------------------------------
@@ -296,7 +294,7 @@ async def history_page(request: web.Request) -> web.Response:
 async def icd10_search(request: web.Request) -> web.Response:
     session = await require_api_session(request)
     require_role(request, session.staff, Action.lookup_reference)
-    query = request.query.get("q", "")[:80]
+    query = params.query_text(request, "q", 80)
     lang = request[lang_rkey]
     results = [{"code": c.code, "name": c.name(lang), "name_en": c.name_en} for c in icd10.search(query, 15)]
     return web.json_response({"query": query, "results": results})
@@ -317,6 +315,8 @@ def _note_content(body: NoteBody, today: date) -> notes_db.NoteContent:
             codes.append(code.code)
     if body.follow_up_on is not None and body.follow_up_on < today:
         raise ApiError("invalid", "the follow-up date is in the past", field="follow_up_on")
+    if body.follow_up_on is not None and body.follow_up_on > params.LATEST_DAY:
+        raise ApiError("invalid", "the follow-up date is too far ahead", field="follow_up_on")
     try:
         medicines = tuple(Medicine(m.drug.strip(), m.dose.strip(), m.how.strip()) for m in body.medicines)
         s = body.summary

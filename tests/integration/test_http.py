@@ -257,10 +257,10 @@ INVALID_CHECK_INS: list[tuple[str, dict[str, Any], str | None]] = [
     ("diastolic without systolic", {"diastolic": 90}, "systolic"),
     ("blood pressure swapped", {"systolic": 80, "diastolic": 120}, "systolic"),
     ("negative days ill", {"days_ill": -1}, "days_ill"),
-    ("spo2 as text", {"spo2": "97"}, None),
-    ("spo2 as boolean", {"spo2": True}, None),
-    ("symptoms not a list", {"symptoms": "cough"}, None),
-    ("reason too long", {"reason": "x" * 501}, None),
+    ("spo2 as text", {"spo2": "97"}, "spo2"),
+    ("spo2 as boolean", {"spo2": True}, "spo2"),
+    ("symptoms not a list", {"symptoms": "cough"}, "symptoms"),
+    ("reason too long", {"reason": "x" * 501}, "reason"),
     ("unknown field", {"symptoms": ["cough"], "favourite_colour": "blue"}, None),
 ]
 
