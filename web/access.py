@@ -110,6 +110,11 @@ SOCKET_MESSAGES: dict[str, Action | None] = {
     "chat": Action.conduct_consultation, "media": Action.conduct_consultation,
     "claim_next": Action.claim,
 }
+# Staff invited into a live call (a consultation_participant row, issue 9 point 4) may send these room
+# messages under `join_call` instead; `end` stays with the consultation's own doctor and patient.
+PARTICIPANT_MESSAGES: dict[str, Action] = {
+    kind: Action.join_call for kind in ("join", "leave", "offer", "answer", "ice", "chat", "media")
+}
 
 
 def rule_for(method: str, canonical: str) -> RouteRule | None:
