@@ -270,7 +270,8 @@ class Member:
     def view(self, *, to: Member, media: dict[str, bool] | None) -> dict[str, object]:
         """This member as `to` sees them (in `joined.peers`, `peer_joined`)."""
         return {"peer_session": self.client.session, "role": self.role, "name": self.name,
-                "facility": self.facility, "polite": to.polite_to(self), "peer_media": media}
+                "facility": self.facility, "staff_id": self.staff_id, "polite": to.polite_to(self),
+                "peer_media": media}
 
 
 @dataclass
