@@ -35,6 +35,7 @@ function onMessage(msg) {
       if (inCall) signal.send({ type: "join", room });
       break;
     case "ended":
+    case "requeued": // the doctor dropped for too long: the patient went back to the queue, the call is over
       stop(t("The consultation has ended."));
       $("rejoin").hidden = true;
       break;
