@@ -197,3 +197,29 @@ async def test_participant_cannot_be_added_to_an_ended_consultation(running_app:
     with pytest.raises(DbError) as refused:
         await running_app.hub.add_participant(uuid.UUID(call.room), await staff_id(running_app, "bs.lao"))
     assert refused.value.code == "not_active"
+
+
+async def test_invited_specialist_gets_the_call_view_and_can_come_back_after_a_drop(
+        running_app: RunningApp, call: Call, sessions: dict[str, aiohttp.ClientSession]) -> None:
+    http = sessions["bs.lao"]
+    page = await http.get(f"{running_app.url}/staff/c/{call.room}", allow_redirects=False)
+    assert page.status in (403, 404)  # not invited: not theirs
+    await running_app.hub.add_participant(uuid.UUID(call.room), await staff_id(running_app, "bs.lao"))
+    page = await http.get(f"{running_app.url}/staff/c/{call.room}", allow_redirects=False)
+    html = await page.text()
+    assert page.status == 200 and "specialist_call" in html and "note-form" not in html  # the call, no note
+
+    specialist = await connect(http, running_app)
+    await specialist.send(type="join", room=call.room)
+    await specialist.expect("joined")
+    s_session = (await call.doctor.expect("peer_joined"))["peer_session"]
+    await call.patient.expect("peer_joined")
+    await specialist.close()  # the socket drops
+    for ws in (call.patient, call.doctor):
+        left = await ws.expect("peer_left")
+        assert (left["peer_session"], left["reason"]) == (s_session, "disconnected")
+    again = await connect(http, running_app)  # the invitation is in PostgreSQL: a new socket joins again
+    await again.send(type="join", room=call.room)
+    assert {p["role"] for p in (await again.expect("joined"))["peers"]} == {"patient", "doctor"}
+    await call.doctor.expect("peer_joined", role="specialist")
+    await again.close()
