@@ -332,10 +332,13 @@ class Hub:
             "peers": [m.view(to=me, media=room.media.get(m.key)) for m in others],
             "chat": [self._chat_view(m) for m in history],
         })
+        # A member's newer socket: the others close their connection to the older one (`replaces`).
+        replaces = {"replaces": previous.client.session} if previous is not None and previous.client is not client \
+            else {}
         for peer in others:
             if room.members.get(peer.key) is peer:
                 await peer.client.send({"type": "peer_joined", "room": str(msg.room),
-                                        **me.view(to=peer, media=room.media.get(me.key))})
+                                        **me.view(to=peer, media=room.media.get(me.key)), **replaces})
 
     async def _leave(self, client: Client, room_id: uuid.UUID, *, reason: str) -> None:
         client.rooms.discard(room_id)

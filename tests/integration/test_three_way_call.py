@@ -164,6 +164,7 @@ async def test_a_fifth_member_is_refused(running_app: RunningApp, call: Call,
         joined = await ws.expect("joined")
         invited.append(ws)
     assert len(joined["peers"]) == 3  # four members: patient, doctor, two specialists
+    lao_first = (await call.doctor.expect("peer_joined", name="ThS.BS Phạm Thu Hà"))["peer_session"]
 
     minh = await staff_id(running_app, "bacsi.minh")
     with pytest.raises(DbError) as refused:
@@ -187,6 +188,8 @@ async def test_a_fifth_member_is_refused(running_app: RunningApp, call: Call,
     await again.send(type="join", room=call.room)
     assert len((await again.expect("joined"))["peers"]) == 3
     await invited[1].expect("replaced")
+    renewed = await call.doctor.expect("peer_joined", role="specialist", name="ThS.BS Phạm Thu Hà", replaces=lao_first)
+    assert renewed["peer_session"] != lao_first
     for ws in (*invited, again, fifth):
         await ws.close()
 

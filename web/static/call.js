@@ -382,6 +382,7 @@ export function wireCallUi({ call, signal, t, room, mySide, peerLabel, onHangup 
           return true;
         }
         case "peer_joined":
+          if (msg.replaces) call.drop(msg.replaces); // that member's older socket (another tab, a reload)
           this.status("");
           startPeer({ ...msg, name: msg.name || "" });
           if (call.links.size === 1) this.peerMedia(msg.peer_media);
