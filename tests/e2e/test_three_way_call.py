@@ -5,8 +5,10 @@ the patient and the doctor go on."""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 
 from playwright.async_api import Browser, Page, expect
 
@@ -81,6 +83,10 @@ async def test_patient_doctor_and_specialist_each_decode_video_from_both_others(
         box = await patient.locator(".videos").bounding_box()
         assert box is not None and box["width"] <= 400
         assert await patient.locator(".videos").get_attribute("data-count") == "2"
+        if shots := os.environ.get("DONGHANH_SCREENSHOTS"):
+            await asyncio.to_thread(Path(shots).mkdir, parents=True, exist_ok=True)
+            await patient.screenshot(path=f"{shots}/patient-three-way.png")
+            await doctor.screenshot(path=f"{shots}/doctor-three-way.png")
 
         await specialist.fill("#chat-text", "Tôi là bác sĩ tim mạch")
         await specialist.press("#chat-text", "Enter")

@@ -8,8 +8,10 @@ import uuid
 import msgspec
 import pytest
 
+from care.access import Action, Relation, decide
 from signaling import protocol as p
 from signaling.rooms import Client, Member, Room
+from web.access import PARTICIPANT_MESSAGES, SOCKET_MESSAGES
 
 
 class _Ws:
@@ -57,3 +59,10 @@ def test_descriptions_may_name_their_addressee() -> None:
     with pytest.raises(p.ProtocolError) as bad:
         p.decode(msgspec.json.encode({"type": "ice", "room": str(room), "to": ""}), max_bytes=65536)
     assert bad.value.code == "invalid"
+
+
+def test_invited_staff_may_send_room_messages_but_not_end() -> None:
+    assert set(PARTICIPANT_MESSAGES) < set(SOCKET_MESSAGES) and "end" not in PARTICIPANT_MESSAGES
+    assert decide("specialist", Action.join_call, Relation.unrelated, assignee=True).allowed
+    assert not decide("specialist", Action.join_call, Relation.own).allowed  # not invited
+    assert not decide("nurse", Action.join_call, Relation.own, assignee=True).allowed
