@@ -12,6 +12,7 @@ class PeerLink {
     this.name = name || "";
     this.role = role || "";
     this.staffId = staffId ?? null;
+    this.mySession = call.signal.session; // our socket when this pair started: the peer talks to that one
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.lastStats = null;
@@ -375,7 +376,12 @@ export function wireCallUi({ call, signal, t, room, mySide, peerLabel, onHangup 
             peer_media: msg.peer_media, name: msg.peer_name }] : []);
           for (const p of peers) if (p.staff_id != null) staffNames.set(p.staff_id, p.name);
           (msg.chat || []).forEach(addChat);
-          for (const session of [...call.links.keys()]) if (!peers.some((p) => p.peer_session === session)) call.drop(session);
+          // After our socket reconnected (a new session), every peer was told we left and starts afresh with
+          // the new session, so our connections from before are dropped too; a join again on the same socket
+          // (a call back) keeps the ones that still serve a peer in the room.
+          for (const [session, link] of [...call.links]) {
+            if (link.mySession !== signal.session || !peers.some((p) => p.peer_session === session)) call.drop(session);
+          }
           peers.forEach(startPeer);
           if (peers.length) { this.status(""); this.peerMedia(msg.peer_present ? msg.peer_media : null); }
           else this.status(absentText);
