@@ -52,6 +52,7 @@ class Action(StrEnum):
     merge_patients = "merge_patients"          # merge a duplicate record into another
     read_clinical = "read_clinical"            # signed notes, reasons, vitals, diagnoses of past visits
     conduct_consultation = "conduct_consultation"  # the call: page, room, relay, chat, end
+    join_call = "join_call"                    # an invited specialist in a live call: room, relay, chat (not end)
     write_note = "write_note"                  # read and write the consultation's draft, sign a version
     read_invitations = "read_invitations"      # an invitation, the day's appointments and walk-ins
     invite = "invite"                          # invite, book, revoke, reschedule
@@ -69,6 +70,8 @@ ALL_STAFF = frozenset(STAFF_ROLES)
 # The facility and every facility below it: a staff member's scope.
 IN_SCOPE = frozenset({Relation.own, Relation.below})
 OWN = frozenset({Relation.own})
+# Wherever the object is: the invitation itself (a consultation_participant row) is the authorisation.
+ANYWHERE = frozenset(Relation)
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ RULES: dict[Action, Rule] = {
     Action.merge_patients: Rule(FRONT_DESK),
     Action.read_clinical: Rule(CLINICIANS),
     Action.conduct_consultation: Rule(CLINICIANS | {Role.patient}, assignee=True),
+    Action.join_call: Rule(CLINICIANS, ANYWHERE, assignee=True),
     Action.write_note: Rule(CLINICIANS, assignee=True),
     Action.read_invitations: Rule(FRONT_DESK),
     Action.invite: Rule(FRONT_DESK),
@@ -190,7 +194,7 @@ def table_markdown() -> str:
     for action in Action:
         r = RULES[action]
         where = "own" if r.relations == OWN else "own + below" if r.relations == IN_SCOPE else \
-            ", ".join(sorted(x.value for x in r.relations))
+            "any" if r.relations == ANYWHERE else ", ".join(sorted(x.value for x in r.relations))
         if r.assignee:
             where += ", assignee"
         # A patient's relation is always `own` (their link names them): only the assignee part says anything.

@@ -17,10 +17,12 @@ class ChatMessage:
     client_id: str
     body: str
     sent_at: datetime
+    staff_id: int | None = None  # which staff member, when several are in the call
 
 
 def _message(r: asyncpg.Record) -> ChatMessage:
-    return ChatMessage(r["id"], r["consultation_id"], r["sender"], r["client_id"], r["body"], r["sent_at"])
+    return ChatMessage(r["id"], r["consultation_id"], r["sender"], r["client_id"], r["body"], r["sent_at"],
+                       r["staff_id"])
 
 
 async def add(con: asyncpg.Connection, consultation_id: uuid.UUID, sender: str, staff_id: int | None,

@@ -159,3 +159,80 @@ async def is_doctor_in_scope(con: asyncpg.Connection, staff_facility_id: int, pa
     Kept for callers written before the access policy; new code asks `web.access` (which asks
     care/access.py with the relation from db/scope.py)."""
     return await scope.in_scope(con, staff_facility_id, patient_facility_id)
+
+
+# ---- invited staff in a live call (issue 9 point 4) ------------------------------------------------
+
+# A call is a mesh (one peer connection per pair): the patient, the consultation's doctor and at most two
+# invited staff. Larger rooms need an SFU (docs/scale.md).
+MAX_MEMBERS = 4
+MAX_PARTICIPANTS = MAX_MEMBERS - 2
+
+
+@dataclass(frozen=True)
+class Participant:
+    """A staff member invited into a consultation's call (a specialist who accepted an escalation)."""
+
+    staff_id: int
+    name: str
+    role: str
+    facility: str
+
+
+_PARTICIPANTS = """SELECT cp.staff_id, s.name, s.role, f.name AS facility
+                   FROM consultation_participant cp JOIN staff s ON s.id = cp.staff_id
+                   JOIN facility f ON f.id = s.facility_id"""
+
+
+async def add_participant(con: asyncpg.Connection, consultation_id: uuid.UUID, staff_id: int,
+                          actor: audit.Actor) -> Participant:
+    """Invite a staff member into an active consultation's call (idempotent: a second add changes nothing).
+
+    Refused: `not_found` (no such consultation or active staff member), `not_active` (the consultation
+    ended), `already_member` (they are its doctor), `room_full` (MAX_PARTICIPANTS invited already).
+    Runs in one transaction with its audit event; nests inside the caller's transaction (an accept)."""
+    async with con.transaction():
+        c = await con.fetchrow("SELECT status, doctor_id FROM consultation WHERE id = $1 FOR UPDATE",
+                               consultation_id)
+        if c is None:
+            raise NotFound("consultation", consultation_id)
+        if c["status"] != "active":
+            raise Conflict("not_active", f"cannot add a participant to consultation in state \"{c['status']}\"")
+        if c["doctor_id"] == staff_id:
+            raise Conflict("already_member", f"staff {staff_id} is this consultation's doctor")
+        if not await con.fetchval("SELECT active FROM staff WHERE id = $1", staff_id):
+            raise NotFound("staff member", staff_id)
+        existing = await participant(con, consultation_id, staff_id)
+        if existing is not None:
+            return existing
+        invited = await con.fetchval("SELECT count(*) FROM consultation_participant WHERE consultation_id = $1",
+                                     consultation_id)
+        if invited >= MAX_PARTICIPANTS:
+            raise Conflict("room_full", f"consultation already has {invited} invited staff; a call holds at most "
+                                        f"{MAX_MEMBERS} members")
+        added_by = int(actor.id) if actor.kind == "staff" and actor.id is not None else None
+        await con.execute("INSERT INTO consultation_participant (consultation_id, staff_id, added_by) "
+                          "VALUES ($1, $2, $3)", consultation_id, staff_id, added_by)
+        await audit.record(con, actor, "consultation.add_participant", "consultation", consultation_id,
+                           {"staff": staff_id})
+        added = await participant(con, consultation_id, staff_id)
+        assert added is not None
+        return added
+
+
+def _participant(r: asyncpg.Record) -> Participant:
+    return Participant(r["staff_id"], r["name"], r["role"], r["facility"])
+
+
+async def participants(con: asyncpg.Connection, consultation_id: uuid.UUID) -> list[Participant]:
+    """The staff invited into this consultation's call, in the order they were added."""
+    rows = await con.fetch(_PARTICIPANTS + " WHERE cp.consultation_id = $1 ORDER BY cp.added_at, cp.staff_id",
+                           consultation_id)
+    return [_participant(r) for r in rows]
+
+
+async def participant(con: asyncpg.Connection, consultation_id: uuid.UUID, staff_id: int) -> Participant | None:
+    """This staff member, if they were invited into the consultation's call."""
+    row = await con.fetchrow(_PARTICIPANTS + " WHERE cp.consultation_id = $1 AND cp.staff_id = $2",
+                             consultation_id, staff_id)
+    return _participant(row) if row else None

@@ -36,12 +36,12 @@ from signaling.rooms import (
     DEFAULT_OUTBOX_LIMIT,
     Client,
     CloseCode,
+    Member,
     PatientIdentity,
     Room,
     Socket,
     StaffIdentity,
     Transport,
-    other,
 )
 
 log = logging.getLogger(__name__)
@@ -220,7 +220,7 @@ class Hub:
                 await self._leave(client, msg.room, reason="left")
                 await client.send({"type": "left", "id": msg.id, "room": str(msg.room)})
             case p.Offer() | p.Answer():
-                await self._relay(client, msg.room, {"type": msg.__struct_config__.tag, "sdp": msg.sdp},
+                await self._relay(client, msg.room, msg.to, {"type": msg.__struct_config__.tag, "sdp": msg.sdp},
                                   require_peer=True)
             case p.Ice():
                 candidate = None if msg.candidate is None else {
@@ -228,7 +228,8 @@ class Hub:
                     "sdpMLineIndex": msg.candidate.sdpMLineIndex,
                     "usernameFragment": msg.candidate.usernameFragment}
                 # A candidate trickled before the peer arrived is useless to it: dropped, not an error.
-                await self._relay(client, msg.room, {"type": "ice", "candidate": candidate}, require_peer=False)
+                await self._relay(client, msg.room, msg.to, {"type": "ice", "candidate": candidate},
+                                  require_peer=False)
             case p.Chat():
                 await self._chat(client, msg)
             case p.Media():
@@ -297,101 +298,138 @@ class Hub:
             raise SignalingError("not_in_room", f"you are not in room {room_id}; send join first")
         return room
 
-    async def _authorised_consultation(self, client: Client,
-                                       room_id: uuid.UUID) -> consultations_db.Consultation:
-        """The consultation, if the policy lets this socket take part in it (care/access.py)."""
+    async def _authorised_consultation(self, client: Client, room_id: uuid.UUID, *,
+                                       invited_too: bool = False) -> tuple[consultations_db.Consultation, Member]:
+        """The consultation and who this socket is in it, if the policy lets it take part (care/access.py):
+        its own doctor or patient (conduct_consultation), or, with `invited_too`, staff invited into the
+        call (join_call: a consultation_participant row)."""
+        me: Member | None = None
         async with self.pool.acquire() as con:
             c = await consultations_db.get(con, room_id)
             if c is not None and client.staff is not None:
                 relation = await scope.relation(con, client.staff.facility_id, c.patient_facility_id)
-                allowed = access.allows(client.staff.role, Action.conduct_consultation, relation,
-                                        assignee=c.doctor_id == client.staff.staff_id)
-            else:  # a patient: their own consultation, known by their link
-                allowed = c is not None and access.allows(
+                if access.allows(client.staff.role, Action.conduct_consultation, relation,
+                                 assignee=c.doctor_id == client.staff.staff_id):
+                    me = Member(client, "doctor", "doctor", c.doctor_name, c.doctor_facility, c.doctor_id)
+                elif invited_too:
+                    invited = await consultations_db.participant(con, room_id, client.staff.staff_id)
+                    if invited is not None and access.allows(client.staff.role, Action.join_call, relation,
+                                                             assignee=True):
+                        me = Member(client, f"staff:{invited.staff_id}", "specialist", invited.name,
+                                    invited.facility, invited.staff_id)
+            elif c is not None and access.allows(  # a patient: their own consultation, known by their link
                     Role.patient, Action.conduct_consultation, Relation.own,
-                    assignee=client.patient is not None and c.patient_id == client.patient.patient_id)
-        if c is None or not allowed:
+                    assignee=client.patient is not None and c.patient_id == client.patient.patient_id):
+                me = Member(client, "patient", "patient", c.patient_name)
+        if c is None or me is None:
             raise SignalingError("forbidden", f"room {room_id} is not yours")
         if not c.active:
             raise SignalingError("room_closed", f"cannot join consultation in state \"{c.status}\"")
-        return c
+        return c, me
 
     async def _join(self, client: Client, msg: p.Join) -> None:
-        c = await self._authorised_consultation(client, msg.room)
+        c, me = await self._authorised_consultation(client, msg.room, invited_too=True)
+        role = me.role
         room = self.rooms.setdefault(msg.room, Room(msg.room))
-        side = client.side
-        previous = room.members.get(side)
-        if previous is not None and previous is not client:
-            previous.rooms.discard(msg.room)
-            await previous.send({"type": "replaced", "room": str(msg.room)})
-        room.members[side] = client
+        previous = room.members.get(me.key)
+        if previous is None and len(room.members) >= consultations_db.MAX_MEMBERS:
+            raise SignalingError("room_full", f"room {msg.room} already has {len(room.members)} members; "
+                                 f"a call holds at most {consultations_db.MAX_MEMBERS}")
+        if previous is not None and previous.client is not client:
+            previous.client.rooms.discard(msg.room)
+            await previous.client.send({"type": "replaced", "room": str(msg.room)})
+        room.members[me.key] = me
         client.rooms.add(msg.room)
-        peer = room.members.get(other(side))
+        others = room.others(client)
+        # The counterpart fills the two-person fields (`polite`, `peer_*`) as before: the doctor for the
+        # patient and for invited staff, the patient for the doctor. `peers` lists every other member.
+        counterpart = room.members.get("patient" if role == "doctor" else "doctor")
         peer_left_at: str | None = None
         async with self.pool.acquire() as con:
             history = await chat_db.history(con, msg.room)
-            if client.staff is not None:
+            if role == "doctor":
                 await consultations_db.touch_doctor(con, msg.room)
-                if peer is None:  # since when the doctor has been waiting for nobody (see the empty-call panel)
+                if counterpart is None:  # since when the doctor has been waiting for nobody (the empty-call panel)
                     entry = await queue_db.get_entry(con, c.queue_entry_id)
                     gone = entry.left_at if entry is not None and entry.left_at is not None else None
                     peer_left_at = _iso(gone or c.started_at)
-            if peer is not None and not room.call_marked:
+            if others and not room.call_marked:
                 await consultations_db.mark_in_call(con, msg.room)
                 room.call_marked = True
-        # Order matters: the joiner learns it is in before the peer hears of it, so the peer's first offer
+        # Order matters: the joiner learns it is in before the others hear of it, so their first offers
         # (sent on `peer_joined`) cannot overtake `joined`; and the joiner's own messages are handled only
         # after this returns, so they cannot overtake `peer_joined`.
         await client.send({
-            "type": "joined", "id": msg.id, "room": str(msg.room), "polite": side == "patient",
-            "peer_present": peer is not None, "peer_session": peer.session if peer else None,
-            "peer_media": room.media.get(other(side)), "modality": c.modality,
-            "peer_name": c.doctor_name if side == "patient" else c.patient_name,
-            **({"peer_facility": c.doctor_facility} if side == "patient" else {}),
+            "type": "joined", "id": msg.id, "room": str(msg.room), "role": role,
+            "polite": role != "doctor",
+            "peer_present": counterpart is not None,
+            "peer_session": counterpart.client.session if counterpart else None,
+            "peer_media": room.media.get(counterpart.key) if counterpart else None, "modality": c.modality,
+            "peer_name": c.patient_name if role == "doctor" else c.doctor_name,
+            **({"peer_facility": c.doctor_facility} if role == "patient" else {}),
+            "peers": [m.view(to=me, media=room.media.get(m.key)) for m in others],
             "chat": [self._chat_view(m) for m in history],
             **({"peer_left_at": peer_left_at, "peer_page_open": c.patient_id in self.patients}
-               if client.staff is not None else {}),
+               if role == "doctor" else {}),
         })
-        if peer is not None and room.members.get(other(side)) is peer:
-            await peer.send({"type": "peer_joined", "room": str(msg.room), "peer_session": client.session,
-                             "peer_media": room.media.get(side)})
+        # A member's newer socket: the others close their connection to the older one (`replaces`).
+        replaces = {"replaces": previous.client.session} if previous is not None and previous.client is not client \
+            else {}
+        for peer in others:
+            if room.members.get(peer.key) is peer:
+                await peer.client.send({"type": "peer_joined", "room": str(msg.room),
+                                        **me.view(to=peer, media=room.media.get(me.key)), **replaces})
 
     async def _leave(self, client: Client, room_id: uuid.UUID, *, reason: str) -> None:
         client.rooms.discard(room_id)
         room = self.rooms.get(room_id)
-        if room is None or not room.has(client):
+        me = room.member(client) if room is not None else None
+        if room is None or me is None:
             return
-        del room.members[client.side]
-        room.media.pop(client.side, None)
-        if client.staff is not None:
+        del room.members[me.key]
+        room.media.pop(me.key, None)
+        if me.role == "doctor":
             async with self.pool.acquire() as con:
                 await consultations_db.touch_doctor(con, room_id)  # the grace period starts now
-        peer = room.members.get(other(client.side))
-        if peer is not None:
-            out: dict[str, Any] = {"type": "peer_left", "room": str(room_id), "reason": reason}
-            if client.staff is not None and reason == "disconnected":
+        for peer in list(room.members.values()):
+            out: dict[str, Any] = {"type": "peer_left", "room": str(room_id), "reason": reason,
+                                   "peer_session": client.session, "role": me.role, "name": me.name}
+            if me.role == "doctor" and reason == "disconnected":
                 out["grace_s"] = self.requeue_grace_s  # the patient keeps their place; requeued after this
-            if peer.staff is not None:
+            if peer.client.staff is not None:
                 out["at"] = _iso(datetime.now(UTC))
-            await peer.send(out)
+            await peer.client.send(out)
         if not room.members:
             self.rooms.pop(room_id, None)
 
-    async def _relay(self, client: Client, room_id: uuid.UUID, payload: dict[str, Any], *,
+    async def _relay(self, client: Client, room_id: uuid.UUID, to: str | None, payload: dict[str, Any], *,
                      require_peer: bool) -> None:
+        """A description or candidate to one member: `to` (a peer session), or the only other member."""
         room = self._member_room(client, room_id)
-        peer = room.peer_of(client)
+        others = room.others(client)
+        if to is not None:
+            peer = room.by_session(to)
+            if peer is not None and peer.client is client:
+                raise SignalingError("invalid", "`to` is your own session")
+        elif len(others) > 1:
+            raise SignalingError("to_required", f"the room has {len(others)} other members: "
+                                 "say which one with `to` (their peer_session)")
+        else:
+            peer = others[0] if others else None
         if peer is None:
             if require_peer:
-                raise SignalingError("peer_absent", "the other side is not in the room yet")
-            return
+                raise SignalingError("peer_absent", "the other side is not in the room yet" if to is None
+                                     else f"no member with session {to[:64]!r} is in the room")
+            return  # a candidate for a peer that is gone (or not there yet) is useless to it: dropped
         payload["room"] = str(room_id)
         payload["from"] = client.session
-        await peer.send(payload)
+        payload["to"] = peer.client.session
+        await peer.client.send(payload)
 
     @staticmethod
     def _chat_view(m: chat_db.ChatMessage) -> dict[str, Any]:
-        return {"id": m.id, "sender": m.sender, "text": m.body, "at": _iso(m.sent_at), "client_id": m.client_id}
+        return {"id": m.id, "sender": m.sender, "staff_id": m.staff_id, "text": m.body, "at": _iso(m.sent_at),
+                "client_id": m.client_id}
 
     async def _chat(self, client: Client, msg: p.Chat) -> None:
         room = self._member_room(client, msg.room)
@@ -401,17 +439,19 @@ class Hub:
                                        client.staff.staff_id if client.staff else None, client_id, msg.text)
         out = {"type": "chat", "room": str(msg.room), "message": self._chat_view(stored)}
         for member in list(room.members.values()):
-            await member.send(out)
+            await member.client.send(out)
 
     async def _media(self, client: Client, msg: p.Media) -> None:
         room = self._member_room(client, msg.room)
-        room.media[client.side] = {"audio": msg.audio, "video": msg.video}
-        if not msg.video:
+        me = room.member(client)
+        assert me is not None
+        room.media[me.key] = {"audio": msg.audio, "video": msg.video}
+        if not msg.video and me.role != "specialist":  # the consultation's modality is the patient–doctor call's
             async with self.pool.acquire() as con:
                 await consultations_db.set_modality(con, msg.room, "audio")
-        peer = room.peer_of(client)
-        if peer is not None:
-            await peer.send({"type": "peer_media", "room": str(msg.room), "audio": msg.audio, "video": msg.video})
+        for peer in room.others(client):
+            await peer.client.send({"type": "peer_media", "room": str(msg.room), "peer_session": client.session,
+                                    "audio": msg.audio, "video": msg.video})
 
     # ---- queue -----------------------------------------------------------------------------------
 
@@ -441,13 +481,42 @@ class Hub:
             await patient_client.send(self._paired_for_patient(c))
         self.queue_changed()
 
+    # ---- invited staff (a specialist joining a live call) ---------------------------------------------
+
+    async def add_participant(self, consultation_id: uuid.UUID, staff_id: int, *,
+                              actor: audit.Actor = audit.SYSTEM) -> consultations_db.Participant:
+        """Invite a staff member into a live consultation's call and tell everyone at once.
+
+        The hook for escalations: an accepted urgent request made from a call calls this (or, to commit the
+        row in its own transaction, `db.consultations.add_participant` and then `participant_added`).
+        Raises DbError: `not_found`, `not_active`, `already_member`, `room_full` (db/consultations.py)."""
+        async with self.pool.acquire() as con:
+            added = await consultations_db.add_participant(con, consultation_id, staff_id, actor)
+        await self.participant_added(consultation_id, added)
+        return added
+
+    async def participant_added(self, consultation_id: uuid.UUID, added: consultations_db.Participant) -> None:
+        """After the row is committed: the room's members and the invited staff member's own pages get
+        `participant_added` (their page then joins the room)."""
+        out = {"type": "participant_added", "room": str(consultation_id),
+               "staff": {"id": added.staff_id, "name": added.name, "role": added.role, "facility": added.facility}}
+        room = self.rooms.get(consultation_id)
+        targets = {m.client for m in room.members.values()} if room else set()
+        targets |= {c for c in self.clients if c.staff is not None and c.staff.staff_id == added.staff_id
+                    and c.greeted}
+        for client in targets:
+            await client.send(out)
+
     async def _end(self, client: Client, msg: p.End) -> None:
-        await self._authorised_consultation(client, msg.room)
         if client.staff is None:
             # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back; the doctor
             # can call them back, and only the doctor closes the consultation (and the patient's link).
             raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to leave "
                                  "the call")
+        _, me = await self._authorised_consultation(client, msg.room, invited_too=True)
+        if me.role == "specialist":
+            raise SignalingError("forbidden", "invited staff may leave the call, not end the consultation")
+        assert client.staff is not None
         async with self.pool.acquire() as con:
             ended = await consultations_db.end(con, msg.room, "doctor", audit.Actor.staff(client.staff.staff_id))
         await self.notify_ended(ended.id, ended.patient_id, by="doctor", ref=msg.id, requester=client)
@@ -455,7 +524,7 @@ class Hub:
     async def _call_back(self, client: Client, msg: p.CallBack) -> None:
         if client.staff is None:
             raise SignalingError("forbidden", "only the doctor calls back")
-        c = await self._authorised_consultation(client, msg.room)
+        c, _ = await self._authorised_consultation(client, msg.room)
         pages = list(self.patients.get(c.patient_id, ()))
         if not pages:
             raise SignalingError("patient_offline", "the patient has no page open; call their phone or mark "
@@ -471,7 +540,7 @@ class Hub:
         if outcome is not None:
             out["outcome"] = outcome
         room = self.rooms.pop(room_id, None)
-        targets = set(room.members.values()) if room else set()
+        targets = {m.client for m in room.members.values()} if room else set()
         targets |= self.patients.get(patient_id, set())
         if requester is not None:
             targets.add(requester)
@@ -571,7 +640,7 @@ class Hub:
                 requeued.append(consultation_id)
                 log.info("requeued patient after doctor dropped", extra={"consultation": str(consultation_id)})
                 room = self.rooms.pop(consultation_id, None)
-                targets = set(room.members.values()) if room else set()
+                targets = {m.client for m in room.members.values()} if room else set()
                 targets |= self.patients.get(c.patient_id, set())
                 for member in targets:
                     member.rooms.discard(consultation_id)

@@ -19,6 +19,8 @@ MessageId = Annotated[str, msgspec.Meta(max_length=64)]
 Sdp = Annotated[str, msgspec.Meta(min_length=1, max_length=32_000)]
 ChatText = Annotated[str, msgspec.Meta(min_length=1, max_length=2000)]
 Token = Annotated[str, msgspec.Meta(min_length=1, max_length=2048)]
+# A room member's socket session (from `joined.peers`, `peer_joined`): where a description or candidate goes.
+PeerSession = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 
 
 class _Client(msgspec.Struct, tag_field="type", forbid_unknown_fields=True, kw_only=True):
@@ -42,11 +44,13 @@ class Leave(_Client, tag="leave"):
 class Offer(_Client, tag="offer"):
     room: uuid.UUID
     sdp: Sdp
+    to: PeerSession | None = None  # the peer it is for; optional only while the room has one other member
 
 
 class Answer(_Client, tag="answer"):
     room: uuid.UUID
     sdp: Sdp
+    to: PeerSession | None = None  # the peer it is for; optional only while the room has one other member
 
 
 class IceCandidate(msgspec.Struct, forbid_unknown_fields=False, frozen=True):
@@ -63,6 +67,7 @@ class Ice(_Client, tag="ice"):
 
     room: uuid.UUID
     candidate: IceCandidate | None = None
+    to: PeerSession | None = None
 
 
 class Chat(_Client, tag="chat"):

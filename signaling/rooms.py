@@ -240,17 +240,57 @@ def other(side: Side) -> Side:
     return "staff" if side == "patient" else "patient"
 
 
+MemberRole = Literal["patient", "doctor", "specialist"]
+
+
+@dataclass(frozen=True)
+class Member:
+    """Who a socket is in a room: keyed by identity (the patient, the doctor, an invited staff member), so
+    the same person's newest socket replaces their older one while other people are added beside them."""
+
+    client: Client
+    key: str  # "patient", "doctor", or "staff:<id>" for invited staff
+    role: MemberRole
+    name: str
+    facility: str = ""  # staff members' facility, shown beside their name
+    staff_id: int | None = None
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        # The doctor outranks invited staff (by staff id) who outrank the patient: the lower rank of a pair
+        # is impolite. Patient–doctor is as it always was (patient polite); it does not depend on join order,
+        # so a member who reconnects keeps their role in every pair.
+        order = {"doctor": 0, "specialist": 1, "patient": 2}[self.role]
+        return (order, self.staff_id or 0)
+
+    def polite_to(self, peer: Member) -> bool:
+        """Perfect negotiation per pair: is this member the polite side of its pair with `peer`?"""
+        return self.rank > peer.rank
+
+    def view(self, *, to: Member, media: dict[str, bool] | None) -> dict[str, object]:
+        """This member as `to` sees them (in `joined.peers`, `peer_joined`)."""
+        return {"peer_session": self.client.session, "role": self.role, "name": self.name,
+                "facility": self.facility, "staff_id": self.staff_id, "polite": to.polite_to(self),
+                "peer_media": media}
+
+
 @dataclass
 class Room:
-    """A consultation's live call: at most one socket per side; the newest one wins."""
+    """A consultation's live call: up to MAX_MEMBERS members, one socket each; a member's newest socket wins."""
 
     id: uuid.UUID
-    members: dict[Side, Client] = field(default_factory=dict)
-    media: dict[Side, dict[str, bool]] = field(default_factory=dict)
+    members: dict[str, Member] = field(default_factory=dict)  # by Member.key
+    media: dict[str, dict[str, bool]] = field(default_factory=dict)  # by Member.key
     call_marked: bool = False
 
-    def peer_of(self, client: Client) -> Client | None:
-        return self.members.get(other(client.side))
+    def member(self, client: Client) -> Member | None:
+        return next((m for m in self.members.values() if m.client is client), None)
 
     def has(self, client: Client) -> bool:
-        return self.members.get(client.side) is client
+        return self.member(client) is not None
+
+    def others(self, client: Client) -> list[Member]:
+        return [m for m in self.members.values() if m.client is not client]
+
+    def by_session(self, session: str) -> Member | None:
+        return next((m for m in self.members.values() if m.client.session == session), None)

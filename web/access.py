@@ -114,6 +114,11 @@ SOCKET_MESSAGES: dict[str, Action | None] = {
     "call_back": Action.conduct_consultation,  # the consultation's own doctor
     "ack_alert": Action.read_queue,  # danger alerts are part of the queue with names (scope in SQL)
 }
+# Staff invited into a live call (a consultation_participant row, issue 9 point 4) may send these room
+# messages under `join_call` instead; `end` stays with the consultation's own doctor and patient.
+PARTICIPANT_MESSAGES: dict[str, Action] = {
+    kind: Action.join_call for kind in ("join", "leave", "offer", "answer", "ice", "chat", "media")
+}
 
 
 def rule_for(method: str, canonical: str) -> RouteRule | None:

@@ -23,7 +23,7 @@ from db.errors import DbError
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
 from signaling import safety
-from web import day_texts, params, summaries, texts
+from web import day_texts, live_texts, params, summaries, texts
 from web.auth import LinkError, ice_servers, inspect_link, resolve_link
 from web.errors import ApiError
 from web.invitation_texts import SERVICES
@@ -156,7 +156,7 @@ async def join_response(request: web.Request, token: str) -> web.Response:
         "consent_version": CONSENT_VERSION,
         "patient_name": patient.name,
         "symptoms": [(s.value, t(texts.SYMPTOMS[s])) for s in Symptom],
-        "js_strings": t.json(texts.PATIENT_JS + day_texts.PATIENT_JS),
+        "js_strings": t.json(texts.PATIENT_JS + day_texts.PATIENT_JS + live_texts.CALL_JS),
         "ice_servers": ice_servers(request.app[settings_key]),
         "emergency": emergency,
         **truth,

@@ -28,7 +28,7 @@ from db import queue as queue_db
 from db import staff as staff_db
 from db.staff import Session
 from signaling import queue as queue_view
-from web import day_texts, params, patient_view, signin, summaries, texts
+from web import day_texts, live_texts, params, patient_view, signin, summaries, texts
 from web.access import check, require, require_role
 from web.auth import CSRF_FIELD, SESSION_COOKIE, LinkUrl, check_csrf, join_url, request_session
 from web.client import client_address
@@ -239,17 +239,40 @@ def _uuid(text: str) -> uuid.UUID:
         raise ApiError("not_found", "no such consultation") from None
 
 
+async def _invited_to(con: asyncpg.Connection, session: Session,
+                      consultation_id: uuid.UUID) -> consultations_db.Consultation | None:
+    """The consultation, if this staff member was invited into its call (join_call) rather than its doctor."""
+    c = await consultations_db.get(con, consultation_id)
+    if c is None or c.doctor_id == session.staff.id:
+        return None
+    invited = await consultations_db.participant(con, consultation_id, session.staff.id) is not None
+    decision, _ = await check(con, session.staff, Action.join_call, c.patient_facility_id, assignee=invited)
+    return c if decision else None
+
+
 async def call_page(request: web.Request) -> web.Response:
+    """The doctor's call view; for staff invited into the call (a specialist), their view of it: the call
+    and the chat, without the note."""
     session = await require_page_session(request)
+    cid = _uuid(request.match_info["cid"])
     async with request.app[pool_key].acquire() as con:
-        c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.conduct_consultation)
+        invited = await _invited_to(con, session, cid)
+        c = invited or await _consultation_for(con, session, cid, Action.conduct_consultation)
         patient = await patients_db.get(con, c.patient_id)
         entry = await queue_db.get_entry(con, c.queue_entry_id)
     assert patient is not None and entry is not None
     t = request[t_rkey]
+    if invited is not None:
+        return render(request, "staff_live.html", {
+            "me": session.staff, "c": c, "patient": patient, "entry": entry,
+            "age": patient.age(facility_today(request)), "level": TriageLevel(f"NC{c.triage_level}"),
+            "js_strings": t.json(texts.STAFF_JS + live_texts.CALL_JS + live_texts.SPECIALIST_JS),
+            "labels": _labels(t), "sexes": texts.SEXES, "answers": queue_view.answers_view(entry.checkin),
+            "suggested": None if entry.suggested_level is None else TriageLevel(f"NC{entry.suggested_level}")})
     return render(request, "staff_call.html", {
         "me": session.staff, "c": c, "patient": patient, "entry": entry, "age": patient.age(facility_today(request)),
-        "level": TriageLevel(f"NC{c.triage_level}"), "js_strings": t.json(texts.STAFF_JS + day_texts.CALL_JS),
+        "level": TriageLevel(f"NC{c.triage_level}"),
+        "js_strings": t.json(texts.STAFF_JS + day_texts.CALL_JS + live_texts.CALL_JS),
         "labels": _labels(t), "sexes": texts.SEXES, "answers": queue_view.answers_view(entry.checkin),
         "suggested": None if entry.suggested_level is None else TriageLevel(f"NC{entry.suggested_level}"),
         "warning_signs": [(w.value, warning_sign_label(w, request[lang_rkey])) for w in WarningSign]})

@@ -1,79 +1,57 @@
-// One side of a browser-to-browser call: perfect negotiation (polite/impolite roles from the server),
-// trickle ICE, ICE restart when the network changes, audio-only, and call quality from getStats.
+// A browser call with up to 3 other people: one RTCPeerConnection per pair (a mesh), each with perfect
+// negotiation (the server says which side of each pair is polite), trickle ICE, ICE restart when the
+// network changes, audio-only, and call quality from getStats. Descriptions and candidates carry `to`
+// (the peer's session); what arrives is routed by its `from`.
 
-export class Call {
-  constructor({ signal, room, polite, iceServers, remoteVideo, onState, onQuality }) {
-    this.signal = signal;
-    this.room = room;
+// One pair: this page and one peer session.
+class PeerLink {
+  constructor(call, peerSession, { polite, name, role, staffId }) {
+    this.call = call;
+    this.peerSession = peerSession;
     this.polite = polite;
-    this.iceServers = iceServers || [];
-    this.remoteVideo = remoteVideo;
-    this.onState = onState || (() => {});
-    this.onQuality = onQuality || (() => {});
-    this.stream = null;
-    this.pc = null;
-    this.peerSession = null;
-    this.audioOnly = false;
+    this.name = name || "";
+    this.role = role || "";
+    this.staffId = staffId ?? null;
+    this.mySession = call.signal.session; // our socket when this pair started: the peer talks to that one
     this.makingOffer = false;
     this.ignoreOffer = false;
     this.lastStats = null;
-    this.statsTimer = setInterval(() => this.sampleStats(), 2000);
-    window.addEventListener("online", () => this.restartIce());
-    if (navigator.connection && navigator.connection.addEventListener) {
-      navigator.connection.addEventListener("change", () => this.restartIce());
-    }
-  }
-
-  setStream(stream) { this.stream = stream; }
-
-  // A (new) peer is in the room: start a fresh connection unless this one already serves that peer.
-  start(peerSession) {
-    if (this.pc && this.peerSession === peerSession && peerSession &&
-        ["connected", "completed", "checking", "new"].includes(this.pc.iceConnectionState)) {
-      return; // the signaling socket blipped; media is fine
-    }
-    this.close();
-    console.debug("call: new connection for peer", peerSession, "polite", this.polite);
-    this.peerSession = peerSession;
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    this.tile = call.takeTile(this);
+    const pc = new RTCPeerConnection({ iceServers: call.iceServers });
     this.pc = pc;
-    this.makingOffer = false;
-    this.ignoreOffer = false;
-    pc.onicegatheringstatechange = () => console.debug("call: gathering", pc.iceGatheringState);
+    const send = (msg) => call.signal.send({ ...msg, room: call.room, to: peerSession });
     pc.onnegotiationneeded = async () => {
       try {
         this.makingOffer = true;
         await pc.setLocalDescription();
-        this.signal.send({ type: pc.localDescription.type, room: this.room, sdp: pc.localDescription.sdp });
+        send({ type: pc.localDescription.type, sdp: pc.localDescription.sdp });
       } catch (err) {
         console.warn("negotiation failed", err);
       } finally {
         this.makingOffer = false;
       }
     };
-    pc.onicecandidate = ({ candidate }) => {
-      console.debug("call: local candidate", candidate ? candidate.candidate.split(" ").slice(4, 8).join(" ") : "end");
-      this.signal.send({ type: "ice", room: this.room, candidate: candidate ? candidate.toJSON() : null });
-    };
+    pc.onicecandidate = ({ candidate }) => send({ type: "ice", candidate: candidate ? candidate.toJSON() : null });
     pc.ontrack = ({ track, streams }) => {
       const stream = streams[0] || new MediaStream([track]);
-      if (this.remoteVideo.srcObject !== stream) this.remoteVideo.srcObject = stream;
+      if (this.tile.video.srcObject !== stream) this.tile.video.srcObject = stream;
     };
     pc.oniceconnectionstatechange = () => {
       const state = pc.iceConnectionState;
-      console.debug("call: ice", state);
-      this.onState(state);
+      console.debug("call: ice", peerSession, state);
+      call.onState(state, this);
       clearTimeout(this.iceTimer);
       if (state === "failed") pc.restartIce();
       if (state === "disconnected") this.iceTimer = setTimeout(() => this.restartIce(), 2000);
     };
+    this.send = send;
     // The polite side waits for the first offer before adding its tracks, so the two sides do not
-    // both offer at once (glare) every time a call starts; collisions later are still handled.
+    // both offer at once (glare) every time a pair starts; collisions later are still handled.
     this.tracksPending = true;
-    if (this.polite) this.trackTimer = setTimeout(() => this.addLocalTracks(), 3000);
+    if (polite) this.trackTimer = setTimeout(() => this.addLocalTracks(), 3000);
     else this.addLocalTracks();
     // If ICE has not connected a while after the start, the impolite side restarts it.
-    if (!this.polite) this.watchdog = setTimeout(() => {
+    if (!polite) this.watchdog = setTimeout(() => {
       if (this.pc === pc && !["connected", "completed"].includes(pc.iceConnectionState)) pc.restartIce();
     }, 8000);
   }
@@ -82,8 +60,9 @@ export class Call {
     clearTimeout(this.trackTimer);
     if (!this.pc || !this.tracksPending) return;
     this.tracksPending = false;
-    for (const track of this.stream ? this.stream.getTracks() : []) this.pc.addTrack(track, this.stream);
-    if (this.audioOnly) this.applyAudioOnly();
+    const stream = this.call.stream;
+    for (const track of stream ? stream.getTracks() : []) this.pc.addTrack(track, stream);
+    if (this.call.audioOnly) this.applyAudioOnly();
   }
 
   restartIce() {
@@ -92,18 +71,16 @@ export class Call {
 
   async onDescription(msg) {
     const pc = this.pc;
-    if (!pc || (msg.from && this.peerSession && msg.from !== this.peerSession)) return; // stale
-    const description = { type: msg.type, sdp: msg.sdp };
+    if (!pc) return;
     const collision = msg.type === "offer" && (this.makingOffer || pc.signalingState !== "stable");
-    console.debug("call:", msg.type, "in", pc.signalingState, collision ? "(collision)" : "");
     this.ignoreOffer = !this.polite && collision;
     if (this.ignoreOffer) return;
     try {
-      await pc.setRemoteDescription(description); // implicit rollback when polite
+      await pc.setRemoteDescription({ type: msg.type, sdp: msg.sdp }); // implicit rollback when polite
       if (msg.type === "offer") {
         this.addLocalTracks(); // answer with our media in the transceivers the offer created
         await pc.setLocalDescription();
-        this.signal.send({ type: "answer", room: this.room, sdp: pc.localDescription.sdp });
+        this.send({ type: "answer", sdp: pc.localDescription.sdp });
       }
     } catch (err) {
       console.warn("description failed", err);
@@ -111,40 +88,25 @@ export class Call {
   }
 
   async onIce(msg) {
-    const pc = this.pc;
-    console.debug("call: remote candidate", msg.candidate ? msg.candidate.candidate.split(" ").slice(4, 8).join(" ") : "end", pc && pc.signalingState);
-    if (!pc || (msg.from && this.peerSession && msg.from !== this.peerSession)) return;
+    if (!this.pc) return;
     try {
-      await pc.addIceCandidate(msg.candidate || null);
+      await this.pc.addIceCandidate(msg.candidate || null);
     } catch (err) {
       if (!this.ignoreOffer) console.warn("candidate failed", err);
     }
-  }
-
-  setMuted(muted) {
-    for (const t of this.stream ? this.stream.getAudioTracks() : []) t.enabled = !muted;
-  }
-
-  setCameraOff(off) {
-    for (const t of this.stream ? this.stream.getVideoTracks() : []) t.enabled = !off;
-  }
-
-  // Audio-only stops video in both directions (transceiver inactive): what a poor 3G link needs.
-  setAudioOnly(on) {
-    this.audioOnly = on;
-    this.applyAudioOnly();
   }
 
   applyAudioOnly() {
     if (!this.pc) return;
     for (const tr of this.pc.getTransceivers()) {
       const kind = (tr.sender.track && tr.sender.track.kind) || (tr.receiver.track && tr.receiver.track.kind);
-      if (kind === "video" && tr.direction !== "stopped") tr.direction = this.audioOnly ? "inactive" : "sendrecv";
+      if (kind === "video" && tr.direction !== "stopped") tr.direction = this.call.audioOnly ? "inactive" : "sendrecv";
     }
   }
 
+  // Quality of this pair since the last sample (null on the first sample or when not connected).
   async sampleStats() {
-    if (!this.pc || this.pc.connectionState !== "connected") return;
+    if (!this.pc || this.pc.connectionState !== "connected") return null;
     const report = await this.pc.getStats();
     let rtt = null, bytes = 0, lost = 0, received = 0, framesDecoded = 0;
     report.forEach((s) => {
@@ -159,7 +121,7 @@ export class Call {
     const now = performance.now();
     const prev = this.lastStats;
     this.lastStats = { now, bytes, lost, received, framesDecoded };
-    if (!prev) return;
+    if (!prev) return null;
     const seconds = (now - prev.now) / 1000;
     const dLost = Math.max(0, lost - prev.lost), dRecv = Math.max(0, received - prev.received);
     const quality = {
@@ -170,7 +132,7 @@ export class Call {
     };
     quality.level = quality.lossPct > 8 || (quality.rttMs || 0) > 600 ? "poor"
       : quality.lossPct > 3 || (quality.rttMs || 0) > 300 ? "fair" : "good";
-    this.onQuality(quality);
+    return quality;
   }
 
   close() {
@@ -183,9 +145,149 @@ export class Call {
       this.pc.close();
     }
     this.pc = null;
-    this.peerSession = null;
-    this.lastStats = null;
-    if (this.remoteVideo) this.remoteVideo.srcObject = null;
+    this.call.releaseTile(this.tile);
+  }
+}
+
+const LEVELS = ["good", "fair", "poor"];
+
+export class Call {
+  // `remoteVideo` is the first tile's video (in the page's markup); more tiles are made beside it.
+  constructor({ signal, room, polite, iceServers, remoteVideo, onState, onQuality, onPeers }) {
+    this.signal = signal;
+    this.room = room;
+    this.polite = polite; // the default for a peer the server did not say (a server before pairwise roles)
+    this.iceServers = iceServers || [];
+    this.onState = onState || (() => {});
+    this.onQuality = onQuality || (() => {});
+    this.onPeers = onPeers || (() => {});
+    this.stream = null;
+    this.audioOnly = false;
+    this.links = new Map(); // peer session → PeerLink
+    this.tiles = remoteVideo ? [{ el: remoteVideo.closest(".tile") || remoteVideo, video: remoteVideo, link: null }] : [];
+    this.statsTimer = setInterval(() => this.sampleStats(), 2000);
+    window.addEventListener("online", () => this.restartIce());
+    if (navigator.connection && navigator.connection.addEventListener) {
+      navigator.connection.addEventListener("change", () => this.restartIce());
+    }
+  }
+
+  setStream(stream) { this.stream = stream; }
+
+  // The first pair's connection (the two-person call's only one).
+  get pc() { const first = this.links.values().next().value; return first ? first.pc : null; }
+
+  // A peer is in the room: start a fresh connection unless one already serves that peer session.
+  start(peerSession, info = {}) {
+    if (!peerSession) return;
+    const link = this.links.get(peerSession);
+    if (link && link.pc && ["connected", "completed", "checking", "new"].includes(link.pc.iceConnectionState)) {
+      Object.assign(link, { name: info.name || link.name, role: info.role || link.role });
+      this.renderTile(link);
+      return; // the signaling socket blipped; media is fine
+    }
+    if (link) this.drop(peerSession);
+    const polite = typeof info.polite === "boolean" ? info.polite : this.polite;
+    console.debug("call: new connection for peer", peerSession, "polite", polite);
+    const fresh = new PeerLink(this, peerSession, { ...info, polite });
+    this.links.set(peerSession, fresh);
+    this.renderTile(fresh);
+    this.onPeers([...this.links.values()]);
+  }
+
+  // A peer left: close its connection; the others go on.
+  drop(peerSession) {
+    const link = this.links.get(peerSession);
+    if (!link) return;
+    this.links.delete(peerSession);
+    link.close();
+    this.onPeers([...this.links.values()]);
+  }
+
+  // The pair a relayed message belongs to (by its `from`); null for a peer that already left.
+  link(msg) {
+    if (msg.from) return this.links.get(msg.from) || null;
+    return this.links.size === 1 ? this.links.values().next().value : null;
+  }
+
+  onDescription(msg) { const l = this.link(msg); if (l) return l.onDescription(msg); } // else stale: a peer that left
+
+  onIce(msg) { const l = this.link(msg); if (l) return l.onIce(msg); }
+
+  // ---- tiles: one video per peer, names on them; the grid fits 1–3 remote videos ----
+
+  takeTile(link) {
+    let tile = this.tiles.find((t) => !t.link);
+    if (!tile) {
+      const el = document.createElement("div");
+      el.className = "tile";
+      const video = document.createElement("video");
+      video.className = "remote";
+      video.autoplay = true;
+      video.playsInline = true;
+      const name = document.createElement("span");
+      name.className = "tile-name";
+      el.append(video, name);
+      const first = this.tiles[0];
+      if (first) first.el.parentElement.insertBefore(el, this.tiles[this.tiles.length - 1].el.nextSibling);
+      tile = { el, video, link: null };
+      this.tiles.push(tile);
+    }
+    tile.link = link;
+    tile.el.hidden = false;
+    this.layout();
+    return tile;
+  }
+
+  releaseTile(tile) {
+    if (!tile) return;
+    tile.link = null;
+    tile.video.srcObject = null;
+    const name = tile.el.querySelector(".tile-name");
+    if (name) name.textContent = "";
+    if (tile !== this.tiles[0]) { tile.el.remove(); this.tiles = this.tiles.filter((t) => t !== tile); }
+    this.layout();
+  }
+
+  renderTile(link, state = "") {
+    const name = link.tile && link.tile.el.querySelector(".tile-name");
+    if (name) name.textContent = [link.name, state].filter(Boolean).join(" · ");
+    if (link.tile) { link.tile.video.setAttribute("aria-label", link.name || ""); link.tile.el.dataset.role = link.role; }
+  }
+
+  layout() {
+    const first = this.tiles[0];
+    if (first && first.el.parentElement) first.el.parentElement.dataset.count = String(Math.max(1, this.tiles.length));
+  }
+
+  // ---- media controls apply to every pair ----
+
+  setMuted(muted) {
+    for (const t of this.stream ? this.stream.getAudioTracks() : []) t.enabled = !muted;
+  }
+
+  setCameraOff(off) {
+    for (const t of this.stream ? this.stream.getVideoTracks() : []) t.enabled = !off;
+  }
+
+  // Audio-only stops video in both directions (transceiver inactive): what a poor 3G link needs.
+  setAudioOnly(on) {
+    this.audioOnly = on;
+    for (const link of this.links.values()) link.applyAudioOnly();
+  }
+
+  restartIce() { for (const link of this.links.values()) link.restartIce(); }
+
+  // The call's quality line: the worst pair's level, its numbers; framesDecoded summed over pairs.
+  async sampleStats() {
+    const samples = (await Promise.all([...this.links.values()].map((l) => l.sampleStats()))).filter(Boolean);
+    if (!samples.length) return;
+    const worst = samples.reduce((a, b) => (LEVELS.indexOf(b.level) > LEVELS.indexOf(a.level) ? b : a));
+    this.onQuality({ ...worst, framesDecoded: samples.reduce((n, q) => n + q.framesDecoded, 0) });
+  }
+
+  close() {
+    for (const session of [...this.links.keys()]) this.drop(session);
   }
 
   destroy() {
@@ -195,7 +297,8 @@ export class Call {
   }
 }
 
-// Shared call-page wiring (patient and doctor): controls, chat, quality line, status overlay.
+// Shared call-page wiring (patient, doctor, invited specialist): controls, chat, quality line, status
+// overlay, the names of who is in the call.
 export function wireCallUi({ call, signal, t, room, mySide, peerLabel, onHangup }) {
   const $ = (id) => document.getElementById(id);
   const toggle = (btn, fn) => btn.addEventListener("click", () => {
@@ -211,15 +314,19 @@ export function wireCallUi({ call, signal, t, room, mySide, peerLabel, onHangup 
     signal.send({ type: "media", room, audio: $("btn-mute").getAttribute("aria-pressed") !== "true",
       video: $("btn-camera").getAttribute("aria-pressed") !== "true" && $("btn-audio-only").getAttribute("aria-pressed") !== "true" });
   }
+  let myStaffId = null; // a staff page's own id (from `welcome`): tells its own chat lines from a colleague's
+  const staffNames = new Map(); // staff id → name, for chat lines of the doctor and invited staff
   const shown = new Set();
   function addChat(m) {
     if (shown.has(m.id)) return;
     shown.add(m.id);
+    const mine = m.sender === mySide && (mySide !== "staff" || myStaffId === null || m.staff_id === myStaffId);
     const li = document.createElement("li");
-    li.className = m.sender === mySide ? "mine" : "theirs";
+    li.className = mine ? "mine" : "theirs";
     const who = document.createElement("span");
     who.className = "who";
-    who.textContent = m.sender === mySide ? t("You") : peerLabel;
+    who.textContent = mine ? t("You") : m.sender === "staff" ? (staffNames.get(m.staff_id) || peerLabel)
+      : mySide === "staff" ? t("Patient") : peerLabel;
     const text = document.createElement("span");
     text.textContent = m.text;
     li.append(who, text);
@@ -242,23 +349,64 @@ export function wireCallUi({ call, signal, t, room, mySide, peerLabel, onHangup 
     el.dataset.level = q.level;
     el.dataset.framesDecoded = String(q.framesDecoded);
   };
+  // Who else is in the call, by name (the doctor's page sees a specialist arrive and leave).
+  call.onPeers = (links) => {
+    const el = $("call-members");
+    if (!el) return;
+    const names = links.map((l) => l.name).filter(Boolean);
+    el.textContent = names.length ? t("In the call: {names}", { names: names.join(", ") }) : "";
+    el.dataset.count = String(links.length);
+  };
+  const mediaText = (m) => [m && !m.audio ? t("Muted") : "", m && !m.video ? t("Camera off") : ""].filter(Boolean).join(" · ");
+  function startPeer(p) {
+    if (p.staff_id != null) staffNames.set(p.staff_id, p.name);
+    call.start(p.peer_session, { polite: p.polite, name: p.name, role: p.role, staffId: p.staff_id });
+    const link = call.links.get(p.peer_session);
+    if (link && p.peer_media) call.renderTile(link, mediaText(p.peer_media));
+  }
   return {
     addChat,
+    setMe(staff) { myStaffId = staff ? staff.id : null; },
     // The room messages every call page handles alike; true when `msg` was one of them.
     handle(msg, { absentText, peerLeftText }) {
       switch (msg.type) {
-        case "joined":
+        case "joined": {
+          // `peers`: everyone else in the room (a server without it had at most the one `peer_*`).
+          const peers = msg.peers || (msg.peer_present ? [{ peer_session: msg.peer_session, polite: msg.polite,
+            peer_media: msg.peer_media, name: msg.peer_name }] : []);
+          for (const p of peers) if (p.staff_id != null) staffNames.set(p.staff_id, p.name);
           (msg.chat || []).forEach(addChat);
-          if (msg.peer_present) { this.status(""); call.start(msg.peer_session); this.peerMedia(msg.peer_media); }
+          // After our socket reconnected (a new session), every peer was told we left and starts afresh with
+          // the new session, so our connections from before are dropped too; a join again on the same socket
+          // (a call back) keeps the ones that still serve a peer in the room.
+          for (const [session, link] of [...call.links]) {
+            if (link.mySession !== signal.session || !peers.some((p) => p.peer_session === session)) call.drop(session);
+          }
+          peers.forEach(startPeer);
+          if (peers.length) { this.status(""); this.peerMedia(msg.peer_present ? msg.peer_media : null); }
           else this.status(absentText);
           return true;
+        }
         case "peer_joined":
+          if (msg.replaces) call.drop(msg.replaces); // that member's older socket (another tab, a reload)
           this.status("");
-          call.start(msg.peer_session);
-          this.peerMedia(msg.peer_media);
+          startPeer({ ...msg, name: msg.name || "" });
+          if (call.links.size === 1) this.peerMedia(msg.peer_media);
           return true;
-        case "peer_left": call.close(); this.status(peerLeftText); return true;
-        case "peer_media": this.peerMedia(msg); return true;
+        case "peer_left":
+          if (msg.peer_session) call.drop(msg.peer_session); else call.close();
+          if (!call.links.size) this.status(peerLeftText);
+          else this.status(msg.name ? t("{name} left the call.", { name: msg.name }) : "");
+          return true;
+        case "peer_media": {
+          const link = msg.peer_session ? call.links.get(msg.peer_session) : null;
+          if (link) call.renderTile(link, mediaText(msg));
+          if (call.links.size <= 1) this.peerMedia(msg);
+          return true;
+        }
+        case "participant_added":
+          this.status(t("{name} was invited into the call.", { name: msg.staff.name }));
+          return true;
         case "offer": case "answer": call.onDescription(msg); return true;
         case "ice": call.onIce(msg); return true;
         case "chat": addChat(msg.message); return true;
@@ -268,11 +416,9 @@ export function wireCallUi({ call, signal, t, room, mySide, peerLabel, onHangup 
     status(text) { $("call-status").textContent = text || ""; $("call-status").hidden = !text; },
     peerMedia(m) {
       if (!m) return;
-      const parts = [];
-      if (!m.audio) parts.push(t("Muted"));
-      if (!m.video) parts.push(t("Camera off"));
-      $("call-status").textContent = parts.join(" · ");
-      $("call-status").hidden = !parts.length;
+      const text = mediaText(m);
+      $("call-status").textContent = text;
+      $("call-status").hidden = !text;
     },
   };
 }

@@ -88,8 +88,9 @@ export function emptyCallPanel({ room, signal, t, csrf, onClosed }) {
           pageOpen = msg.peer_page_open !== false;
           if (msg.peer_present) present(); else absent(msg.peer_left_at, false);
           break;
-        case "peer_joined": pageOpen = true; present(); break;
-        case "peer_left": pageOpen = msg.reason !== "disconnected"; absent(msg.at, true); break;
+        // The panel follows the patient only: an invited specialist coming or going is not the patient.
+        case "peer_joined": if (msg.role !== "specialist") { pageOpen = true; present(); } break;
+        case "peer_left": if (msg.role !== "specialist") { pageOpen = msg.reason !== "disconnected"; absent(msg.at, true); } break;
         case "calling": $("empty-call-status").textContent = t("Calling the patient's page…"); break;
         case "ended": clearInterval(timer); for (const b of panel.querySelectorAll("button, select")) b.disabled = true; break;
         case "error":

@@ -352,9 +352,10 @@ function onMessage(msg) {
   if (visitEnded && msg.type !== "visit_summary" && msg.type !== "error") return;
   if (msg.type === "paired" || msg.type === "joined") showDoctor(msg);
   else if (msg.type === "requeued") $("doctor-waiting").hidden = $("doctor-call").hidden = true;
-  if (msg.type === "peer_left" && msg.reason === "disconnected" && ui) {
+  // The doctor's connection dropped (an invited specialist leaving is not that: the call goes on).
+  if (msg.type === "peer_left" && msg.reason === "disconnected" && ui && (msg.role || "doctor") === "doctor") {
     // The doctor's connection dropped: say so at once, and that the patient keeps their place (issue 8.3).
-    call.close();
+    if (msg.peer_session) call.drop(msg.peer_session); else call.close();
     ui.status(t("The doctor's connection dropped. You keep your place: if the doctor is not back within {minutes} min, you go back to the front of the queue.",
       { minutes: Math.max(1, Math.round((msg.grace_s || 60) / 60)) }));
     return;

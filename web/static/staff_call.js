@@ -39,6 +39,7 @@ function onMessage(msg) {
   switch (msg.type) {
     case "welcome":
       call.iceServers = msg.ice_servers || [];
+      ui.setMe(msg.staff);
       if (document.body.dataset.active === "true") signal.send({ type: "join", room });
       break;
     case "ended":
