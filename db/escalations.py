@@ -129,6 +129,13 @@ async def is_participant(con: asyncpg.Connection, escalation: Escalation, staff_
     return found
 
 
+async def consultation_patient(con: asyncpg.Connection, consultation_id: uuid.UUID, doctor_id: int) -> int | None:
+    """The patient of `doctor_id`'s consultation (None when it is not theirs): asking from a live call."""
+    value: int | None = await con.fetchval(
+        "SELECT patient_id FROM consultation WHERE id = $1 AND doctor_id = $2", consultation_id, doctor_id)
+    return value
+
+
 async def specialist_inbox(con: asyncpg.Connection, staff_id: int) -> list[asyncpg.Record]:
     """Requests offered to or accepted by this specialist and not finished, soonest deadline first (the
     offer's own window when that ends sooner)."""

@@ -25,6 +25,7 @@ import aiohttp
 import asyncpg
 
 from care.access import STAFF_ROLES, Action, Relation, Role, decide
+from db import escalations as escalations_db
 from db import invitations as invitations_db
 from db import messages as messages_db
 from db import patients as patients_db
@@ -74,6 +75,7 @@ class Objects:
     entry: uuid.UUID  # waiting
     invitation: uuid.UUID
     message: int
+    escalation: uuid.UUID | None = None  # a request for an opinion asked by that facility's doctor
 
 
 async def _staff(con: asyncpg.Connection, facility: int, role: str, username: str) -> int:
@@ -117,7 +119,9 @@ async def _objects(con: asyncpg.Connection, relation: Relation, facility: int) -
         con, Booking(InvitationKind.walk_in, phone=f"+8491200{n:04d}"), patient_id=patient, created_by=doctor,
         now=datetime.now(UTC), policy=Policy(), link_url=lambda jti, _exp, _code=None: f"http://dh.test/j/{jti}")
     message = (await messages_db.for_invitation(con, invitation.id))[0].id
-    return Objects(facility, patient, other, consultation, entry.id, invitation.id, message)
+    asked = await escalations_db.ask(con, escalations_db.Request(patient, "obstetrics", "routine", "?", {}, True),
+                                     doctor, facility, datetime.now(UTC))
+    return Objects(facility, patient, other, consultation, entry.id, invitation.id, message, asked.escalation.id)
 
 
 # ---- HTTP ----------------------------------------------------------------------------------------------
@@ -158,6 +162,25 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
     ("GET", "/staff/outbox/{mid}"): lambda o: (f"/staff/outbox/{o.message}", {}),
     ("GET", "/staff/schedule"): lambda o: ("/staff/schedule", {}),
     ("POST", "/staff/schedule/start"): lambda o: ("/staff/schedule/start", {"data": {"entry": str(o.entry)}}),
+    ("GET", "/staff/escalations"): lambda o: ("/staff/escalations", {}),
+    ("GET", "/staff/escalations/{eid}"): lambda o: (f"/staff/escalations/{o.escalation}", {}),
+    ("GET", "/staff/patients/{pid}/ask"): lambda o: (f"/staff/patients/{o.patient}/ask", {}),
+    ("GET", "/api/patients/{pid}/escalation-summary"): lambda o: (f"/api/patients/{o.patient}/escalation-summary",
+                                                                  {}),
+    ("GET", "/api/escalations"): lambda o: ("/api/escalations", {}),
+    ("POST", "/api/escalations"): lambda o: ("/api/escalations", {"json": {
+        "patient_id": o.patient, "specialty": "obstetrics", "urgency": "routine", "question": "?", "consent": True}}),
+    ("GET", "/api/escalations/{eid}"): lambda o: (f"/api/escalations/{o.escalation}", {}),
+    ("POST", "/api/escalations/{eid}/accept"): lambda o: (f"/api/escalations/{o.escalation}/accept", {}),
+    ("POST", "/api/escalations/{eid}/decline"): lambda o: (f"/api/escalations/{o.escalation}/decline",
+                                                           {"json": {"reason": "bận"}}),
+    ("POST", "/api/escalations/{eid}/opinion"): lambda o: (f"/api/escalations/{o.escalation}/opinion", {"json": {
+        "assessment": "a", "recommendation": "r", "transfer": False, "avoided_visit": True}}),
+    ("POST", "/api/escalations/{eid}/messages"): lambda o: (f"/api/escalations/{o.escalation}/messages",
+                                                            {"json": {"body": "?"}}),
+    ("POST", "/api/escalations/{eid}/cancel"): lambda o: (f"/api/escalations/{o.escalation}/cancel", {}),
+    ("POST", "/api/escalations/{eid}/close"): lambda o: (f"/api/escalations/{o.escalation}/close", {}),
+    ("POST", "/api/staff/duty"): lambda o: ("/api/staff/duty", {"json": {"on_duty": False}}),
 }
 
 
