@@ -116,6 +116,11 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/escalations/{eid}/cancel"): _S(Action.ask_opinion, _E),
     ("POST", "/api/escalations/{eid}/close"): _S(Action.ask_opinion, _E),
     ("POST", "/api/staff/duty"): _S(Action.set_on_duty),
+    ("POST", "/api/escalations/{eid}/attachments"): _S(Action.read_escalation, _E),
+    ("GET", "/api/escalations/{eid}/attachments"): _S(Action.read_escalation, _E),
+    ("GET", "/api/escalations/{eid}/attachments/{aid}"): _S(Action.read_escalation, _E),
+    ("GET", "/api/escalations/{eid}/attachments/{aid}/thumbnail"): _S(Action.read_escalation, _E),
+    ("POST", "/api/escalations/{eid}/attachments/{aid}/enhance"): _S(Action.read_escalation, _E),
 }
 
 # Socket messages → the action they need (None: no authorisation beyond the socket itself). Room

@@ -23,6 +23,7 @@ from db.staff import Session
 from signaling.hub import Hub
 from web import (
     echo_routes,
+    escalation_attachment_routes,
     escalation_routes,
     invitation_routes,
     localtime,
@@ -143,6 +144,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     invitation_routes.setup(app)
     echo_routes.setup(app)
     escalation_routes.setup(app)
+    escalation_attachment_routes.setup(app)
     return app
 
 

@@ -52,7 +52,7 @@ DETAIL_JS: list[str] = COMMON_JS + [
     N_("Say why you decline (the requester reads it)."), N_("Accepted. Write your opinion below."),
     N_("Urgent request not accepted in time: transfer the patient or call 115."),
     N_("The opinion is signed."), N_("Sent."), N_("This request is no longer offered to you."),
-    N_("Another specialist has this request now."),
+    N_("Another specialist has this request now."), N_("Enhance"),
 ]
 
 ASK_JS: list[str] = [

@@ -1,7 +1,7 @@
 // One request for an opinion: summary, timeline, thread, opinion; accept / decline / sign for the
 // specialist, cancel / close for the requester. Re-read whenever the socket says this request changed.
 import { Signal, signedOut, strings } from "./signal.js";
-import { api, chime, notify } from "./escalation_common.js";
+import { api, chime, csrfToken, notify } from "./escalation_common.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -59,6 +59,39 @@ async function refresh() {
   }
 }
 
+async function refreshAttachments() {
+  const data = await api("GET", `/api/escalations/${id}/attachments`);
+  $("attachments").replaceChildren(...data.attachments.map((a) => {
+    const el = document.createElement("li");
+    el.dataset.kind = a.kind;
+    if (a.thumbnail_url) {
+      const img = Object.assign(document.createElement("img"), { src: a.thumbnail_url, alt: a.file_name, className: "thumb" });
+      el.append(img, " ");
+    }
+    el.append(Object.assign(document.createElement("a"), { href: a.url, textContent: a.file_name, target: "_blank", rel: "noopener" }));
+    if (a.thumbnail_url && !a.enhanced_of) {
+      const b = Object.assign(document.createElement("button"), { type: "button", className: "button secondary", textContent: t("Enhance") });
+      b.addEventListener("click", async () => {
+        try { await api("POST", `${a.url}/enhance`); await refreshAttachments(); } catch (err) { showError(err); }
+      });
+      el.append(" ", b);
+    }
+    return el;
+  }));
+}
+
+$("attach").addEventListener("change", async () => {
+  const file = $("attach").files[0];
+  if (!file) return;
+  const form = new FormData();
+  form.append("file", file, file.name);
+  $("error").hidden = true;
+  const r = await fetch(`/api/escalations/${id}/attachments`, { method: "POST", body: form, headers: { "X-CSRF-Token": csrfToken() } });
+  if (!r.ok) { const d = await r.json().catch(() => ({})); showError(new Error(d.error ? d.error.message : r.statusText)); }
+  $("attach").value = "";
+  await refreshAttachments();
+});
+
 async function act(path, body, notice) {
   $("error").hidden = true;
   try {
@@ -96,7 +129,7 @@ const signal = new Signal({
   onStatus: (s) => { $("conn").textContent = s === "open" ? t("Connected") : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
   onEnded: () => signedOut(t, $("conn")),
   onMessage: (msg) => {
-    if (msg.type === "welcome") { refresh(); return; }
+    if (msg.type === "welcome") { refresh(); refreshAttachments(); return; }
     if (!msg.type.startsWith("escalation_") || msg.escalation !== id) return;
     if (msg.type === "escalation_answered") { chime(false); notify(t("Opinion signed by {name}", { name: "" }), false); }
     if (msg.type === "escalation_withdrawn") $("notice").textContent = t("This request is no longer offered to you.");

@@ -3,6 +3,8 @@
 
 const csrf = (document.cookie.match(/(?:^|; )dh_csrf=([^;]+)/) || [])[1] || "";
 
+export function csrfToken() { return csrf; }
+
 export async function api(method, path, body) {
   const r = await fetch(path, {
     method, headers: { "Content-Type": "application/json", "X-CSRF-Token": csrf },
