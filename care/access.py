@@ -64,6 +64,7 @@ class Action(StrEnum):
     read_escalation = "read_escalation"        # the requesting facility's requests: summary, thread, opinion
     answer_escalation = "answer_escalation"    # the specialist offered (or who accepted) it: accept, decline, answer
     set_on_duty = "set_on_duty"                # a specialist's own on-duty/away switch
+    receive_referral = "receive_referral"      # referrals addressed to one's facility: see, acknowledge, arrival
 
 
 CLINICIANS = frozenset({Role.doctor, Role.specialist})
@@ -107,6 +108,7 @@ RULES: dict[Action, Rule] = {
     Action.read_escalation: Rule(CLINICIANS, OWN),
     Action.answer_escalation: Rule(frozenset({Role.specialist}), frozenset(Relation), assignee=True),
     Action.set_on_duty: Rule(frozenset({Role.specialist}), OWN),
+    Action.receive_referral: Rule(FRONT_DESK, OWN),  # the receiving facility (the object's: `to_facility`)
 }
 
 

@@ -37,6 +37,7 @@ class ObjectKind(StrEnum):
     queue_entry = "queue_entry"
     message = "message"
     escalation = "escalation"  # its facility is the requesting facility's
+    referral = "referral"      # its facility is the receiving facility's
 
 
 @dataclass(frozen=True)
@@ -55,7 +56,7 @@ PATIENT = RouteRule(Audience.patient)
 _S = RouteRule.staff
 _P, _C, _I, _Q, _M = (ObjectKind.patient, ObjectKind.consultation, ObjectKind.invitation, ObjectKind.queue_entry,
                       ObjectKind.message)
-_E = ObjectKind.escalation
+_E, _R = ObjectKind.escalation, ObjectKind.referral
 
 # (method, canonical path) → rule. HEAD follows GET.
 ROUTES: dict[tuple[str, str], RouteRule] = {
@@ -121,6 +122,12 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/escalations/{eid}/attachments/{aid}"): _S(Action.read_escalation, _E),
     ("GET", "/api/escalations/{eid}/attachments/{aid}/thumbnail"): _S(Action.read_escalation, _E),
     ("POST", "/api/escalations/{eid}/attachments/{aid}/enhance"): _S(Action.read_escalation, _E),
+    ("POST", "/api/escalations/{eid}/referral"): _S(Action.ask_opinion, _E),
+    ("GET", "/api/escalations/{eid}/referral"): _S(Action.read_escalation, _E),
+    ("GET", "/api/referrals/incoming"): _S(Action.receive_referral),
+    ("POST", "/api/referrals/{rid}/acknowledge"): _S(Action.receive_referral, _R),
+    ("POST", "/api/referrals/{rid}/arrived"): _S(Action.receive_referral, _R),
+    ("GET", "/staff/referrals"): _S(Action.receive_referral),
 }
 
 # Socket messages → the action they need (None: no authorisation beyond the socket itself). Room

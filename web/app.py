@@ -28,6 +28,7 @@ from web import (
     invitation_routes,
     localtime,
     patient_routes,
+    referral_routes,
     registry_routes,
     short_link_routes,
     staff_routes,
@@ -145,6 +146,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     echo_routes.setup(app)
     escalation_routes.setup(app)
     escalation_attachment_routes.setup(app)
+    referral_routes.setup(app)
     return app
 
 

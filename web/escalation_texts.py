@@ -34,6 +34,16 @@ EVENTS: dict[str, str] = {
     "overdue": N_("The deadline passed without an answer"),
     "cancelled": N_("Cancelled by the requester"),
     "closed": N_("Closed by the requester"),
+    "referred": N_("Referral sent"),
+    "referral_acknowledged": N_("Referral acknowledged by the receiving facility"),
+    "referral_arrived": N_("The patient arrived at the receiving facility"),
+}
+
+REFERRAL_STATUSES: dict[str, str] = {
+    "sent": N_("Sent"),
+    "acknowledged": N_("Acknowledged"),
+    "arrived": N_("Arrived"),
+    "cancelled": N_("Cancelled"),
 }
 
 COMMON_JS: list[str] = [
@@ -52,7 +62,7 @@ DETAIL_JS: list[str] = COMMON_JS + [
     N_("Say why you decline (the requester reads it)."), N_("Accepted. Write your opinion below."),
     N_("Urgent request not accepted in time: transfer the patient or call 115."),
     N_("The opinion is signed."), N_("Sent."), N_("This request is no longer offered to you."),
-    N_("Another specialist has this request now."), N_("Enhance"),
+    N_("Another specialist has this request now."), N_("Enhance"), *REFERRAL_STATUSES.values(),
 ]
 
 ASK_JS: list[str] = [

@@ -81,6 +81,7 @@ class Objects:
     message: int
     escalation: uuid.UUID | None = None  # a request for an opinion asked by that facility's doctor
     attachment: uuid.UUID | None = None  # a PDF attached to it
+    referral: uuid.UUID | None = None  # a referral addressed to that facility
 
 
 async def _staff(con: asyncpg.Connection, facility: int, role: str, username: str) -> int:
@@ -129,8 +130,12 @@ async def _objects(con: asyncpg.Connection, relation: Relation, facility: int) -
     attachment = await escalation_attachments_db.add(con, escalation_attachments_db.Attachment(
         uuid.uuid4(), asked.escalation.id, doctor, Kind.pdf, len(PDF), hashlib.sha256(PDF).hexdigest(), "ecg.pdf",
         None, datetime.now(UTC)))
+    referral = await con.fetchval(
+        "INSERT INTO referral (escalation_id, patient_id, from_facility_id, to_facility_id, reason, urgency, "
+        "created_by, created_at) VALUES ($1, $2, $3, $3, 'x', 'soon', $4, now()) RETURNING id",
+        asked.escalation.id, patient, facility, doctor)
     return Objects(facility, patient, other, consultation, entry.id, invitation.id, message, asked.escalation.id,
-                   attachment.id)
+                   attachment.id, referral)
 
 
 PDF = b"%PDF-1.4\n%matrix\n"
@@ -212,6 +217,13 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
         f"/api/escalations/{o.escalation}/attachments/{o.attachment}/thumbnail", {}),
     ("POST", "/api/escalations/{eid}/attachments/{aid}/enhance"): lambda o: (
         f"/api/escalations/{o.escalation}/attachments/{o.attachment}/enhance", {}),
+    ("POST", "/api/escalations/{eid}/referral"): lambda o: (f"/api/escalations/{o.escalation}/referral",
+                                                            {"json": {}}),
+    ("GET", "/api/escalations/{eid}/referral"): lambda o: (f"/api/escalations/{o.escalation}/referral", {}),
+    ("GET", "/api/referrals/incoming"): lambda o: ("/api/referrals/incoming", {}),
+    ("POST", "/api/referrals/{rid}/acknowledge"): lambda o: (f"/api/referrals/{o.referral}/acknowledge", {}),
+    ("POST", "/api/referrals/{rid}/arrived"): lambda o: (f"/api/referrals/{o.referral}/arrived", {}),
+    ("GET", "/staff/referrals"): lambda o: ("/staff/referrals", {}),
 }
 
 

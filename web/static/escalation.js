@@ -14,7 +14,9 @@ const EVENTS = { requested: "Request sent", offered: "Offered to {name}", rerout
   no_candidate: "No specialist on duty yet; it will be offered as soon as one is", accepted: "Accepted by {name}",
   answered: "Opinion signed by {name}", message: "New message from {name}",
   overdue: "The deadline passed without an answer", cancelled: "Cancelled by the requester",
-  closed: "Closed by the requester" };
+  closed: "Closed by the requester", referred: "Referral sent",
+  referral_acknowledged: "Referral acknowledged by the receiving facility",
+  referral_arrived: "The patient arrived at the receiving facility" };
 
 function li(text, extra) {
   const el = document.createElement("li");
@@ -50,6 +52,7 @@ async function refresh() {
   }
   $("offer-actions").hidden = !(e.status === "offered" && e.offered_to === me);
   $("opinion-form").hidden = !(e.accepted_by === me && (e.status === "accepted" || e.status === "overdue"));
+  if ($("refer")) $("refer").hidden = !(e.opinion && e.opinion.transfer);
   if ($("close")) {
     $("close").hidden = !(e.status === "answered" || e.status === "overdue");
     $("cancel").hidden = ["answered", "closed", "cancelled"].includes(e.status);
@@ -124,6 +127,7 @@ $("message-form").addEventListener("submit", (event) => {
 });
 if ($("cancel")) $("cancel").addEventListener("click", () => act("cancel"));
 if ($("close")) $("close").addEventListener("click", () => act("close"));
+if ($("refer")) $("refer").addEventListener("click", () => act("referral", {}, "Referral sent"));
 
 const signal = new Signal({
   onStatus: (s) => { $("conn").textContent = s === "open" ? t("Connected") : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
