@@ -128,6 +128,9 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/referrals/{rid}/acknowledge"): _S(Action.receive_referral, _R),
     ("POST", "/api/referrals/{rid}/arrived"): _S(Action.receive_referral, _R),
     ("GET", "/staff/referrals"): _S(Action.receive_referral),
+    ("GET", "/staff/coordination"): _S(Action.read_counts),
+    ("GET", "/api/coordination"): _S(Action.read_counts),
+    ("GET", "/api/coordination/{table}.csv"): _S(Action.read_counts),
 }
 
 # Socket messages → the action they need (None: no authorisation beyond the socket itself). Room

@@ -22,6 +22,7 @@ from db.pool import create_pool
 from db.staff import Session
 from signaling.hub import Hub
 from web import (
+    coordination_routes,
     echo_routes,
     escalation_attachment_routes,
     escalation_routes,
@@ -147,6 +148,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     escalation_routes.setup(app)
     escalation_attachment_routes.setup(app)
     referral_routes.setup(app)
+    coordination_routes.setup(app)
     return app
 
 

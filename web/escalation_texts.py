@@ -69,3 +69,8 @@ ASK_JS: list[str] = [
     N_("Sent. You will be told here when a specialist accepts."), N_("Something went wrong. Please try again."),
     N_("Write the question for the specialist."), N_("Record the patient's consent first."),
 ]
+
+DASHBOARD_JS: list[str] = [
+    N_("Waiting patients by level"), N_("Calls in progress"), N_("Open requests for an opinion"),
+    N_("Referrals in transit"), N_("Specialists on duty"), N_("Last 30 days, per urgency"),
+]

@@ -224,6 +224,9 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
     ("POST", "/api/referrals/{rid}/acknowledge"): lambda o: (f"/api/referrals/{o.referral}/acknowledge", {}),
     ("POST", "/api/referrals/{rid}/arrived"): lambda o: (f"/api/referrals/{o.referral}/arrived", {}),
     ("GET", "/staff/referrals"): lambda o: ("/staff/referrals", {}),
+    ("GET", "/staff/coordination"): lambda o: ("/staff/coordination", {}),
+    ("GET", "/api/coordination"): lambda o: ("/api/coordination", {}),
+    ("GET", "/api/coordination/{table}.csv"): lambda o: ("/api/coordination/open_requests.csv", {}),
 }
 
 
