@@ -37,8 +37,9 @@ from db.errors import Conflict, DbError, NotFound
 
 Policies = Mapping[Urgency, UrgencyPolicy]
 
-# Nobody on duty: look again this often (someone may come on duty, a shift may start).
-ROUTE_RETRY = timedelta(minutes=1)
+# Nobody on duty: look again this often at most (a switch turned on also wakes waiting requests at once,
+# and a shift that starts sooner is looked at when it starts).
+ROUTE_RETRY = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,22 @@ async def _chain_above(con: asyncpg.Connection, facility_id: int) -> list[int]:
     return [r["id"] for r in rows]
 
 
+async def _next_look(con: asyncpg.Connection, escalation: Escalation, chain: list[int], asked: set[int],
+                     now: datetime) -> datetime | None:
+    """When to look for a candidate again: the next shift start of a specialist not yet asked, or
+    ROUTE_RETRY, whichever is sooner; None when everyone above has been asked (wait for the deadline)."""
+    row = await con.fetchrow(
+        """SELECT count(*) AS left_, min(h.starts_at) AS next_start
+           FROM staff s LEFT JOIN specialist_shift h ON h.staff_id = s.id AND h.starts_at > $4
+           WHERE s.role = 'specialist' AND s.active AND $1 = ANY (s.specialties)
+             AND s.facility_id = ANY ($2::bigint[]) AND s.id <> ALL ($3::bigint[])""",
+        escalation.specialty, chain, list(asked), now)
+    if not row["left_"]:
+        return None
+    retry = now + ROUTE_RETRY
+    return min(row["next_start"], retry) if row["next_start"] is not None else retry
+
+
 async def _route(con: asyncpg.Connection, escalation: Escalation, state: State, now: datetime,
                  policies: Policies) -> tuple[Escalation, list[Notice]]:
     """Offer the request (in state `requested`, row locked) to the next candidate, or schedule another look
@@ -238,7 +255,8 @@ async def _route(con: asyncpg.Connection, escalation: Escalation, state: State, 
         on_duty = await on_duty_specialists(con, escalation.specialty, chain, now)
         chosen = machine.next_candidate(machine.candidates_above(chain, on_duty), asked)
         if chosen is None:
-            saved = await _save(con, escalation.id, state, route_at=now + ROUTE_RETRY)
+            next_look = await _next_look(con, escalation, chain, asked, now)
+            saved = await _save(con, escalation.id, state, route_at=next_look)
             return saved, []
         # Lock the specialist's row and look again: going off duty takes this lock, so an offer is never
         # made to someone who went off duty a moment ago (they would be skipped here instead).
@@ -438,6 +456,19 @@ async def route_one_waiting(con: asyncpg.Connection, now: datetime,
     return Outcome(saved, notices)
 
 
+async def next_due(con: asyncpg.Connection) -> datetime | None:
+    """The earliest moment the loop has something to do (an offer window, a deadline, a retry): what a
+    simulation advances its clock to."""
+    value: datetime | None = await con.fetchval(
+        """SELECT min(t) FROM (
+               SELECT min(expires_at) AS t FROM escalation_offer WHERE status = 'open'
+               UNION ALL SELECT min(deadline_at) FROM escalation
+                   WHERE deadline_fired_at IS NULL
+                     AND (status IN ('requested', 'offered') OR (status = 'accepted' AND deadline_for = 'answer'))
+               UNION ALL SELECT min(route_at) FROM escalation WHERE status = 'requested' AND reroute) due""")
+    return value
+
+
 async def set_on_duty(con: asyncpg.Connection, staff_id: int, on_duty: bool, now: datetime) -> int:
     """The on-duty/away switch. Going away ends the windows of one's open offers now (the loop re-routes
     them at once). Returns how many offers were cut short."""
@@ -447,6 +478,11 @@ async def set_on_duty(con: asyncpg.Connection, staff_id: int, on_duty: bool, now
             raise NotFound("staff", staff_id)
         await con.execute("UPDATE staff SET on_duty = $2 WHERE id = $1", staff_id, on_duty)
         cut = 0
+        if on_duty:  # requests waiting for someone of their specialty look again now
+            await con.execute(
+                """UPDATE escalation SET route_at = $2
+                   WHERE status = 'requested' AND reroute
+                     AND specialty = ANY ((SELECT specialties FROM staff WHERE id = $1)::text[])""", staff_id, now)
         if not on_duty:
             cut = len(await con.fetch(
                 "UPDATE escalation_offer SET expires_at = $2 WHERE staff_id = $1 AND status = 'open' "
