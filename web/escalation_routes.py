@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 import asyncpg
@@ -25,7 +25,7 @@ from db import escalation_summary as summary_db
 from db import escalations as esc
 from db import patients as patients_db
 from db.errors import DbError
-from db.escalations import Escalation, Notice
+from db.escalations import Escalation, Notice, Policies
 from db.staff import StaffMember
 from web import escalation_texts
 from web.access import require, require_role
@@ -39,6 +39,7 @@ from web.rkeys import lang_rkey, t_rkey
 from web.staff_routes import require_api_session, require_page_session
 
 escalation_loop_key = web.AppKey("escalation_loop_key", EscalationLoop)
+policies_key: web.AppKey[Policies] = web.AppKey("escalation_policies_key")
 
 LONG = Annotated[str, msgspec.Meta(max_length=4000)]
 
@@ -86,7 +87,10 @@ def push(app: web.Application, notices: list[Notice]) -> None:
 
 async def escalation_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the escalation loop, started after the pool and the hub and stopped before them."""
-    loop = EscalationLoop(app[pool_key], app[clock_key], machine.DEFAULT_POLICIES,
+    windows = app[settings_key].escalation_windows
+    configured = machine.policies({u: (timedelta(seconds=d), timedelta(seconds=w)) for u, d, w in windows})
+    app[policies_key] = configured
+    loop = EscalationLoop(app[pool_key], app[clock_key], configured,
                           notify=lambda notices: push(app, notices),
                           interval_s=app[settings_key].scheduler_interval_s)
     app[escalation_loop_key] = loop
@@ -163,7 +167,8 @@ async def ask(request: web.Request) -> web.Response:
                                field="consultation_id")
         request_ = esc.Request(body.patient_id, body.specialty, body.urgency, body.question, body.summary,
                                body.consent, body.consultation_id)
-        outcome = await _run(request, esc.ask(con, request_, session.staff.id, session.staff.facility_id, now))
+        outcome = await _run(request, esc.ask(con, request_, session.staff.id, session.staff.facility_id, now,
+                                              request.app[policies_key]))
     return web.json_response(_view(outcome.escalation), status=201)
 
 
@@ -206,7 +211,7 @@ async def decline(request: web.Request) -> web.Response:
     async with request.app[pool_key].acquire() as con:
         e = await _load(request, con, session.staff, Action.answer_escalation)
         outcome = await _run(request, esc.decline(con, e.id, session.staff.id, body.reason,
-                                                  request.app[clock_key].now()))
+                                                  request.app[clock_key].now(), request.app[policies_key]))
     return web.json_response(_view(outcome.escalation))
 
 

@@ -194,3 +194,13 @@ def test_routing(on_duty: list[tuple[int, int, int]], asked: set[int], expected:
 
 def test_candidates_know_their_distance() -> None:
     assert candidates_above(CHAIN, [(1, CENTRAL, 2)]) == [Candidate(3, 2, 1, CENTRAL)]
+
+
+def test_the_windows_are_configured_by_one_variable() -> None:
+    from web.settings import ConfigError, Settings
+
+    configured = Settings.from_env({"DONGHANH_ESCALATION_WINDOWS": "urgent=10m/2m, routine=2d/12h"})
+    assert configured.escalation_windows == (("urgent", 600, 120), ("routine", 172800, 43200))
+    for wrong in ("urgent=1m/2m", "soon=1m/1m", "urgent=10m", "urgent=x/1m"):
+        with pytest.raises(ConfigError):
+            Settings.from_env({"DONGHANH_ESCALATION_WINDOWS": wrong})
