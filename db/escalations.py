@@ -154,6 +154,20 @@ async def specialist_inbox(con: asyncpg.Connection, staff_id: int) -> list[async
     return rows
 
 
+async def for_patient(con: asyncpg.Connection, patient_id: int) -> list[asyncpg.Record]:
+    """The patient's requests for an opinion with their signed opinions (latest version): the record's
+    "specialist opinions" section. Clinical content: the caller authorises and audits."""
+    rows: list[asyncpg.Record] = await con.fetch(
+        """SELECT e.id, e.specialty, e.urgency, e.status, e.question, e.created_at, o.assessment, o.recommendation,
+                  o.transfer, o.follow_up, o.avoided_visit, o.signed_at, o.content_sha256, s.name AS author_name
+           FROM escalation e
+           LEFT JOIN LATERAL (SELECT * FROM escalation_opinion x WHERE x.escalation_id = e.id
+                              ORDER BY x.version DESC LIMIT 1) o ON true
+           LEFT JOIN staff s ON s.id = o.author_id
+           WHERE e.patient_id = $1 ORDER BY e.created_at DESC""", patient_id)
+    return rows
+
+
 async def requester_inbox(con: asyncpg.Connection, facility_id: int, limit: int = 100) -> list[asyncpg.Record]:
     """The requesting facility's requests, newest first, with who holds each and whether it is answered."""
     rows: list[asyncpg.Record] = await con.fetch(

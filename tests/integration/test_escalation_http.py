@@ -98,6 +98,8 @@ async def test_the_written_path_decline_reroute_accept_answer_all_live(running_a
     for page in (f"/staff/escalations/{eid}", "/staff/escalations", f"/staff/patients/{patient}/ask"):
         async with lan.http.get(f"{url}{page}") as r:
             assert r.status == 200, page
+    async with lan.http.get(f"{url}/staff/patients/{patient}") as r:  # the opinion lands in the record
+        assert "Thêm indapamid 1,5 mg" in await r.text()
     async with province.http.get(f"{url}/staff/escalations/{eid}") as r:
         assert r.status == 200
     for w in ws.values():
