@@ -61,6 +61,11 @@ class Action(StrEnum):
     read_outbox = "read_outbox"                # outgoing messages, their states (links masked)
     read_audit = "read_audit"                  # the audit trail
     lookup_reference = "lookup_reference"      # ICD-10 codes, communes: public reference data
+    ask_opinion = "ask_opinion"                # ask a specialist about a patient; cancel or close one's request
+    read_escalation = "read_escalation"        # the requesting facility's requests: summary, thread, opinion
+    answer_escalation = "answer_escalation"    # the specialist offered (or who accepted) it: accept, decline, answer
+    set_on_duty = "set_on_duty"                # a specialist's own on-duty/away switch
+    receive_referral = "receive_referral"      # referrals addressed to one's facility: see, acknowledge, arrival
 
 
 CLINICIANS = frozenset({Role.doctor, Role.specialist})
@@ -101,6 +106,13 @@ RULES: dict[Action, Rule] = {
     Action.read_outbox: Rule(ALL_STAFF),
     Action.read_audit: Rule(frozenset({Role.admin})),
     Action.lookup_reference: Rule(ALL_STAFF, OWN),
+    # Escalations (issue 9 point 9): the requesting facility's clinicians see its requests; a specialist
+    # sees those offered to or accepted by them, wherever they come from (the assignee); nobody else.
+    Action.ask_opinion: Rule(CLINICIANS),
+    Action.read_escalation: Rule(CLINICIANS, OWN),
+    Action.answer_escalation: Rule(frozenset({Role.specialist}), frozenset(Relation), assignee=True),
+    Action.set_on_duty: Rule(frozenset({Role.specialist}), OWN),
+    Action.receive_referral: Rule(FRONT_DESK, OWN),  # the receiving facility (the object's: `to_facility`)
 }
 
 
@@ -142,7 +154,9 @@ def decide(role: Role | str, action: Action, relation: Relation = Relation.own, 
         return Decision(False, Refusal.scope, f"{action.value.replace('_', ' ')} is for {where} "
                                               f"(this is {relation.value})")
     if rule.assignee and not assignee:
-        return Decision(False, Refusal.assignee, "only the consultation's own doctor or patient may do this")
+        who = ("the specialist it is offered to or who accepted it" if action is Action.answer_escalation
+               else "the consultation's own doctor or patient")
+        return Decision(False, Refusal.assignee, f"only {who} may do this")
     return ALLOWED
 
 

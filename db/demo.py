@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
@@ -34,6 +34,8 @@ STAFF: tuple[DemoStaff, ...] = (
     DemoStaff("bacsi.minh", "BS. Lò Văn Minh", "doctor", "commune"),
     DemoStaff("bs.timmach", "BS.CKI Trần Quốc Hùng", "specialist", "district", ("cardiology",)),
     DemoStaff("bs.lao", "ThS.BS Phạm Thu Hà", "specialist", "province", ("tb", "pulmonology")),
+    DemoStaff("bs.timmach.tinh", "BS.CKII Đỗ Minh Tuấn", "specialist", "province", ("cardiology",)),
+    DemoStaff("bs.noi", "BS.CKI Lê Thị Thu", "specialist", "district", ("internal_medicine", "paediatrics")),
     DemoStaff("dieuphoi", "Hoàng Văn Sơn", "coordinator", "district"),
     DemoStaff("yta.hoa", "ĐD. Vàng Thị Hoa", "nurse", "commune"),
 )
@@ -102,7 +104,42 @@ async def seed(con: asyncpg.Connection, today: date | None = None) -> bool:
                                          (2, "Hết giai đoạn tấn công; đờm AFB tháng 2 âm tính.")):
                     await _past_consultation(con, patient_id, commune, doctor, today - timedelta(days=30 * months_ago),
                                              "Theo dõi điều trị lao", ("A15.0",), {"weight": 48.5}, text)
+        await _escalations(con, doctor, commune, staff_ids)
     return True
+
+
+# (patient, specialty, urgency, question, what happens next: offered | accepted | answered | rerouted)
+ESCALATIONS: tuple[tuple[str, str, str, str, str], ...] = (
+    ("Giàng A Páo", "cardiology", "priority",
+     "Huyết áp 168/98 dù đã dùng amlodipin 5 mg: tăng liều hay phối hợp thuốc?", "offered"),
+    ("Nguyễn Văn An", "cardiology", "routine",
+     "Cụ ông 77 tuổi sống một mình, HA 138/86: có cần thêm thuốc không?", "answered"),
+    ("Hờ Thị Dính", "tb", "routine", "Sau 2 tháng tấn công đờm âm tính, ho khan kéo dài: xử trí?", "accepted"),
+    ("Trần Thị Hoa", "cardiology", "urgent", "Đau ngực 20 phút, vã mồ hôi, HA 150/95: chuyển ngay?", "rerouted"),
+)
+
+
+async def _escalations(con: asyncpg.Connection, doctor: int, commune: int, staff_ids: dict[str, int]) -> None:
+    """A few requests for an opinion in different states, so every escalation page has something to show."""
+    from db import escalations as esc  # demo-only use of the escalation use cases
+
+    now = datetime.now(UTC)
+    for name, specialty, urgency, question, then in ESCALATIONS:
+        patient = await con.fetchval("SELECT id FROM patient WHERE name = $1", name)
+        asked = (await esc.ask(con, esc.Request(patient, specialty, urgency, question,
+                                                {"reason": question.split(":")[0]}, True),
+                               doctor, commune, now)).escalation
+        holder = asked.offered_to
+        if holder is None or then == "offered":
+            continue
+        if then == "rerouted":
+            await esc.decline(con, asked.id, holder, "Đang trong ca mổ cấp cứu", now)
+            continue
+        await esc.accept(con, asked.id, holder, now)
+        if then == "answered":
+            await esc.answer(con, asked.id, holder, esc.Opinion(
+                "Tăng huyết áp độ 1 đã kiểm soát", "Giữ amlodipin 5 mg; đo HA tại trạm mỗi tháng", False, True,
+                "Tái khám sau 3 tháng"), now)
 
 
 async def patient_not_in_queue(con: asyncpg.Connection) -> int | None:

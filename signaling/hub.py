@@ -557,6 +557,15 @@ class Hub:
             await client.send(message)
         return len(clients)
 
+    def to_staff(self, staff_id: int, message: dict[str, Any]) -> int:
+        """Queue `message` for every open page of a staff member (an escalation offer, an answer); returns
+        how many pages got it (0: none open, the caller may fall back to SMS). Never waits on a socket."""
+        clients = [c for c in self.clients if c.staff is not None and c.staff.staff_id == staff_id and c.greeted]
+        text = p.encode(message)
+        for client in clients:
+            client.post(text)
+        return len(clients)
+
     def queue_changed(self, alert: dict[str, Any] | None = None) -> None:
         """Something changed the queue: broadcast soon (coalesced). `alert` goes to every doctor serving it."""
         if alert is not None:

@@ -36,6 +36,8 @@ class ObjectKind(StrEnum):
     invitation = "invitation"
     queue_entry = "queue_entry"
     message = "message"
+    escalation = "escalation"  # its facility is the requesting facility's
+    referral = "referral"      # its facility is the receiving facility's
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,7 @@ PATIENT = RouteRule(Audience.patient)
 _S = RouteRule.staff
 _P, _C, _I, _Q, _M = (ObjectKind.patient, ObjectKind.consultation, ObjectKind.invitation, ObjectKind.queue_entry,
                       ObjectKind.message)
+_E, _R = ObjectKind.escalation, ObjectKind.referral
 
 # (method, canonical path) → rule. HEAD follows GET.
 ROUTES: dict[tuple[str, str], RouteRule] = {
@@ -100,6 +103,36 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/staff/outbox/{mid}"): _S(Action.see_live_link, _M),
     ("GET", "/staff/schedule"): _S(Action.read_invitations),
     ("POST", "/staff/schedule/start"): _S(Action.claim, _Q),
+    # Escalations (issue 9): a request's facility is the requesting facility; the specialist offered it
+    # (or who accepted it) is its assignee (web/escalation_routes.py `_load`).
+    ("GET", "/staff/escalations"): _S(Action.read_escalation),
+    ("GET", "/staff/escalations/{eid}"): _S(Action.read_escalation, _E),
+    ("GET", r"/staff/patients/{pid}/ask"): _S(Action.ask_opinion, _P),
+    ("GET", "/api/patients/{pid}/escalation-summary"): _S(Action.ask_opinion, _P),
+    ("GET", "/api/escalations"): _S(Action.read_escalation),
+    ("POST", "/api/escalations"): _S(Action.ask_opinion),
+    ("GET", "/api/escalations/{eid}"): _S(Action.read_escalation, _E),
+    ("POST", "/api/escalations/{eid}/accept"): _S(Action.answer_escalation, _E),
+    ("POST", "/api/escalations/{eid}/decline"): _S(Action.answer_escalation, _E),
+    ("POST", "/api/escalations/{eid}/opinion"): _S(Action.answer_escalation, _E),
+    ("POST", "/api/escalations/{eid}/messages"): _S(Action.read_escalation, _E),
+    ("POST", "/api/escalations/{eid}/cancel"): _S(Action.ask_opinion, _E),
+    ("POST", "/api/escalations/{eid}/close"): _S(Action.ask_opinion, _E),
+    ("POST", "/api/staff/duty"): _S(Action.set_on_duty),
+    ("POST", "/api/escalations/{eid}/attachments"): _S(Action.read_escalation, _E),
+    ("GET", "/api/escalations/{eid}/attachments"): _S(Action.read_escalation, _E),
+    ("GET", "/api/escalations/{eid}/attachments/{aid}"): _S(Action.read_escalation, _E),
+    ("GET", "/api/escalations/{eid}/attachments/{aid}/thumbnail"): _S(Action.read_escalation, _E),
+    ("POST", "/api/escalations/{eid}/attachments/{aid}/enhance"): _S(Action.read_escalation, _E),
+    ("POST", "/api/escalations/{eid}/referral"): _S(Action.ask_opinion, _E),
+    ("GET", "/api/escalations/{eid}/referral"): _S(Action.read_escalation, _E),
+    ("GET", "/api/referrals/incoming"): _S(Action.receive_referral),
+    ("POST", "/api/referrals/{rid}/acknowledge"): _S(Action.receive_referral, _R),
+    ("POST", "/api/referrals/{rid}/arrived"): _S(Action.receive_referral, _R),
+    ("GET", "/staff/referrals"): _S(Action.receive_referral),
+    ("GET", "/staff/coordination"): _S(Action.read_counts),
+    ("GET", "/api/coordination"): _S(Action.read_counts),
+    ("GET", "/api/coordination/{table}.csv"): _S(Action.read_counts),
 }
 
 # Socket messages → the action they need (None: no authorisation beyond the socket itself). Room

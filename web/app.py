@@ -22,10 +22,14 @@ from db.pool import create_pool
 from db.staff import Session
 from signaling.hub import Hub
 from web import (
+    coordination_routes,
     echo_routes,
+    escalation_attachment_routes,
+    escalation_routes,
     invitation_routes,
     localtime,
     patient_routes,
+    referral_routes,
     registry_routes,
     safety_routes,
     short_link_routes,
@@ -144,6 +148,10 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     invitation_routes.setup(app)
     echo_routes.setup(app)
     safety_routes.setup(app)
+    escalation_routes.setup(app)
+    escalation_attachment_routes.setup(app)
+    referral_routes.setup(app)
+    coordination_routes.setup(app)
     return app
 
 

@@ -12,6 +12,7 @@ import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 
 import platformdirs
@@ -52,6 +53,25 @@ def _bool_or_auto(text: str, *, name: str) -> bool | None:
     if value in ("0", "false", "no", "off"):
         return False
     raise ConfigError(f"{name}: expected auto, true or false, got {text!r}")
+
+
+def parse_escalation_windows(text: str) -> tuple[tuple[str, int, int], ...]:
+    """`urgent=15m/5m,priority=4h/1h`: per urgency, the deadline and the offer window (ConfigError if wrong)."""
+    from care.escalation import policies  # the rules live there; this only reads the variable
+
+    found: list[tuple[str, int, int]] = []
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        urgency, _, durations = item.partition("=")
+        deadline, _, window = durations.partition("/")
+        if not window:
+            raise ConfigError(f"DONGHANH_ESCALATION_WINDOWS: expected urgency=deadline/window, got {item!r}")
+        found.append((urgency.strip(), parse_duration(deadline.strip(), name="DONGHANH_ESCALATION_WINDOWS"),
+                      parse_duration(window.strip(), name="DONGHANH_ESCALATION_WINDOWS")))
+    try:
+        policies({u: (timedelta(seconds=d), timedelta(seconds=w)) for u, d, w in found})
+    except ValueError as exc:
+        raise ConfigError(f"DONGHANH_ESCALATION_WINDOWS: {exc}") from None
+    return tuple(found)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1,
@@ -113,6 +133,8 @@ class Settings:
     scheduler_interval_s: float = 1.0
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     signin_throttle: bool = True
+    # Escalation deadlines and offer windows overriding care.escalation's defaults: urgency → (deadline s, window s).
+    escalation_windows: tuple[tuple[str, int, int], ...] = ()
 
     @property
     def base_url(self) -> str:
@@ -224,6 +246,7 @@ class Settings:
             queue_near_minutes=_int(env, "DONGHANH_QUEUE_NEAR_MINUTES", 10, maximum=240),
             trusted_proxies=proxies,
             signin_throttle=throttle is not False,
+            escalation_windows=parse_escalation_windows(env.get("DONGHANH_ESCALATION_WINDOWS", "")),
         )
 
     def with_secret(self) -> Settings:
@@ -241,6 +264,8 @@ class Settings:
 
 # Documented configuration: (variable, default, meaning). README and `donghanh config --help` use it.
 CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
+    ("DONGHANH_ESCALATION_WINDOWS", "urgent=15m/5m,priority=4h/1h,routine=3d/1d",
+     "specialist escalation: per urgency, the deadline and one specialist's offer window"),
     ("DATABASE_URL", "(unset)", "PostgreSQL URL; unset starts an embedded PostgreSQL under the data dir"),
     ("DONGHANH_DATA_DIR", "per-user data folder", "embedded database, generated secret key"),
     ("DONGHANH_HOST", "127.0.0.1", "address to listen on (0.0.0.0 to reach it from phones on the LAN)"),

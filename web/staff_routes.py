@@ -22,6 +22,7 @@ from care.vitals import RANGES as VITALS_RANGES
 from care.vitals import Vitals, VitalsError
 from db import audit, visit_summaries
 from db import consultations as consultations_db
+from db import escalations as escalations_db
 from db import notes as notes_db
 from db import patients as patients_db
 from db import queue as queue_db
@@ -300,6 +301,7 @@ async def history_page(request: web.Request) -> web.Response:
         # Signed notes and past visits are clinical content: clinicians in scope only (care/access.py).
         clinical = access.allows(session.staff.role, Action.read_clinical, relation)
         rows = [_history_row(r) for r in await patients_db.consultations(con, patient_id)] if clinical else []
+        opinions = await escalations_db.for_patient(con, patient_id) if clinical else []
         t = request[t_rkey]
         extras = await patient_view.page_extras(con, session.staff, patient, t, facility_today(request))
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
@@ -307,6 +309,7 @@ async def history_page(request: web.Request) -> web.Response:
     merged = params.parse_id(request.query.get("merged", ""))
     return render(request, "patient_history.html", {
         "me": session.staff, "patient": patient, "age": patient.age(facility_today(request)), "rows": rows,
+        "opinions": opinions,
         "clinical": clinical, "labels": _labels(t), "icd": icd10.lookup, **extras,
         "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
         else "merged" if merged else None, "merged_id": merged or ""})

@@ -13,6 +13,7 @@ be refused (401/403/404, `error forbidden`); what it refuses must be (403/404, `
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import uuid
 from collections.abc import Callable
@@ -25,6 +26,9 @@ import aiohttp
 import asyncpg
 
 from care.access import STAFF_ROLES, Action, Relation, Role, decide
+from care.attachments import Kind
+from db import escalation_attachments as escalation_attachments_db
+from db import escalations as escalations_db
 from db import invitations as invitations_db
 from db import messages as messages_db
 from db import patients as patients_db
@@ -38,8 +42,9 @@ from tests.integration.test_http import Staff, jar_session, signed_in
 from tests.integration.wsclient import WsClient
 from web.access import ROUTES, SOCKET_MESSAGES, Audience, ObjectKind, rule_for
 from web.app import create_app
+from web.attachment_store import AttachmentStore
 from web.auth import issue_link
-from web.keys import signer_key
+from web.keys import settings_key, signer_key
 
 RELATIONS = (Relation.own, Relation.below, Relation.above, Relation.sibling)
 REFUSED_ERRORS = {"forbidden", "not_found", "not_in_room"}
@@ -74,6 +79,9 @@ class Objects:
     entry: uuid.UUID  # waiting
     invitation: uuid.UUID
     message: int
+    escalation: uuid.UUID | None = None  # a request for an opinion asked by that facility's doctor
+    attachment: uuid.UUID | None = None  # a PDF attached to it
+    referral: uuid.UUID | None = None  # a referral addressed to that facility
 
 
 async def _staff(con: asyncpg.Connection, facility: int, role: str, username: str) -> int:
@@ -117,7 +125,30 @@ async def _objects(con: asyncpg.Connection, relation: Relation, facility: int) -
         con, Booking(InvitationKind.walk_in, phone=f"+8491200{n:04d}"), patient_id=patient, created_by=doctor,
         now=datetime.now(UTC), policy=Policy(), link_url=lambda jti, _exp, _code=None: f"http://dh.test/j/{jti}")
     message = (await messages_db.for_invitation(con, invitation.id))[0].id
-    return Objects(facility, patient, other, consultation, entry.id, invitation.id, message)
+    asked = await escalations_db.ask(con, escalations_db.Request(patient, "obstetrics", "routine", "?", {}, True),
+                                     doctor, facility, datetime.now(UTC))
+    attachment = await escalation_attachments_db.add(con, escalation_attachments_db.Attachment(
+        uuid.uuid4(), asked.escalation.id, doctor, Kind.pdf, len(PDF), hashlib.sha256(PDF).hexdigest(), "ecg.pdf",
+        None, datetime.now(UTC)))
+    referral = await con.fetchval(
+        "INSERT INTO referral (escalation_id, patient_id, from_facility_id, to_facility_id, reason, urgency, "
+        "created_by, created_at) VALUES ($1, $2, $3, $3, 'x', 'soon', $4, now()) RETURNING id",
+        asked.escalation.id, patient, facility, doctor)
+    return Objects(facility, patient, other, consultation, entry.id, invitation.id, message, asked.escalation.id,
+                   attachment.id, referral)
+
+
+PDF = b"%PDF-1.4\n%matrix\n"
+
+
+def _store_files(app: RunningApp, world: dict[Relation, Objects]) -> None:
+    """The bytes of each world's attachment, where the app keeps them."""
+    store = AttachmentStore(app.app[settings_key].data_dir)
+    for o in world.values():
+        assert o.escalation is not None and o.attachment is not None
+        path = store.path(o.escalation, o.attachment, Kind.pdf)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(PDF)
 
 
 # ---- HTTP ----------------------------------------------------------------------------------------------
@@ -160,6 +191,44 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
     ("GET", "/staff/outbox/{mid}"): lambda o: (f"/staff/outbox/{o.message}", {}),
     ("GET", "/staff/schedule"): lambda o: ("/staff/schedule", {}),
     ("POST", "/staff/schedule/start"): lambda o: ("/staff/schedule/start", {"data": {"entry": str(o.entry)}}),
+    ("GET", "/staff/escalations"): lambda o: ("/staff/escalations", {}),
+    ("GET", "/staff/escalations/{eid}"): lambda o: (f"/staff/escalations/{o.escalation}", {}),
+    ("GET", "/staff/patients/{pid}/ask"): lambda o: (f"/staff/patients/{o.patient}/ask", {}),
+    ("GET", "/api/patients/{pid}/escalation-summary"): lambda o: (f"/api/patients/{o.patient}/escalation-summary",
+                                                                  {}),
+    ("GET", "/api/escalations"): lambda o: ("/api/escalations", {}),
+    ("POST", "/api/escalations"): lambda o: ("/api/escalations", {"json": {
+        "patient_id": o.patient, "specialty": "obstetrics", "urgency": "routine", "question": "?", "consent": True}}),
+    ("GET", "/api/escalations/{eid}"): lambda o: (f"/api/escalations/{o.escalation}", {}),
+    ("POST", "/api/escalations/{eid}/accept"): lambda o: (f"/api/escalations/{o.escalation}/accept", {}),
+    ("POST", "/api/escalations/{eid}/decline"): lambda o: (f"/api/escalations/{o.escalation}/decline",
+                                                           {"json": {"reason": "bận"}}),
+    ("POST", "/api/escalations/{eid}/opinion"): lambda o: (f"/api/escalations/{o.escalation}/opinion", {"json": {
+        "assessment": "a", "recommendation": "r", "transfer": False, "avoided_visit": True}}),
+    ("POST", "/api/escalations/{eid}/messages"): lambda o: (f"/api/escalations/{o.escalation}/messages",
+                                                            {"json": {"body": "?"}}),
+    ("POST", "/api/escalations/{eid}/cancel"): lambda o: (f"/api/escalations/{o.escalation}/cancel", {}),
+    ("POST", "/api/escalations/{eid}/close"): lambda o: (f"/api/escalations/{o.escalation}/close", {}),
+    ("POST", "/api/staff/duty"): lambda o: ("/api/staff/duty", {"json": {"on_duty": False}}),
+    ("POST", "/api/escalations/{eid}/attachments"): lambda o: (f"/api/escalations/{o.escalation}/attachments",
+                                                               {"data": {"x": "y"}}),
+    ("GET", "/api/escalations/{eid}/attachments"): lambda o: (f"/api/escalations/{o.escalation}/attachments", {}),
+    ("GET", "/api/escalations/{eid}/attachments/{aid}"): lambda o: (
+        f"/api/escalations/{o.escalation}/attachments/{o.attachment}", {}),
+    ("GET", "/api/escalations/{eid}/attachments/{aid}/thumbnail"): lambda o: (
+        f"/api/escalations/{o.escalation}/attachments/{o.attachment}/thumbnail", {}),
+    ("POST", "/api/escalations/{eid}/attachments/{aid}/enhance"): lambda o: (
+        f"/api/escalations/{o.escalation}/attachments/{o.attachment}/enhance", {}),
+    ("POST", "/api/escalations/{eid}/referral"): lambda o: (f"/api/escalations/{o.escalation}/referral",
+                                                            {"json": {}}),
+    ("GET", "/api/escalations/{eid}/referral"): lambda o: (f"/api/escalations/{o.escalation}/referral", {}),
+    ("GET", "/api/referrals/incoming"): lambda o: ("/api/referrals/incoming", {}),
+    ("POST", "/api/referrals/{rid}/acknowledge"): lambda o: (f"/api/referrals/{o.referral}/acknowledge", {}),
+    ("POST", "/api/referrals/{rid}/arrived"): lambda o: (f"/api/referrals/{o.referral}/arrived", {}),
+    ("GET", "/staff/referrals"): lambda o: ("/staff/referrals", {}),
+    ("GET", "/staff/coordination"): lambda o: ("/staff/coordination", {}),
+    ("GET", "/api/coordination"): lambda o: ("/api/coordination", {}),
+    ("GET", "/api/coordination/{table}.csv"): lambda o: ("/api/coordination/open_requests.csv", {}),
 }
 
 
@@ -176,6 +245,7 @@ async def test_every_role_on_every_route_in_every_relation_gets_what_the_table_s
     async with running_app.pool.acquire() as con:
         facilities = await _facilities(con)
         world = {rel: await _objects(con, rel, f) for rel, f in facilities.items()}
+        _store_files(running_app, world)
         actors: dict[Role, int] = {}
         for role in STAFF_ROLES:
             actors[role] = await _staff(con, facilities[Relation.own], role.value, f"matrix.{role.value}")

@@ -1,0 +1,251 @@
+"""Specialist escalation over real HTTP and sockets: ask, the offer pushed live, decline to the next
+specialist, accept, the written opinion pushed to the requester; bad input and access refusals."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import RunningApp
+from tests.integration.test_call_signaling import connect
+from tests.integration.test_http import Staff, signed_in
+from tests.integration.wsclient import WsClient
+
+
+@pytest.fixture
+async def province_cardiologist(running_app: RunningApp) -> int:
+    async with running_app.pool.acquire() as con:
+        province = await con.fetchval("SELECT id FROM facility WHERE level = 'province'")
+        found: int = await con.fetchval("SELECT id FROM staff WHERE username = 'bs.timmach.tinh'")  # the demo's
+        assert await con.fetchval("SELECT facility_id FROM staff WHERE id = $1", found) == province
+        return found
+
+
+@pytest.fixture
+async def people(running_app: RunningApp, province_cardiologist: int) -> AsyncIterator[dict[str, Staff]]:
+    found = {name: await signed_in(running_app, name)
+             for name in ("bacsi.lan", "bs.timmach", "bs.timmach.tinh", "bs.lao", "yta.hoa")}
+    yield found
+    for s in found.values():
+        await s.http.close()
+
+
+async def _sockets(app: RunningApp, people: dict[str, Staff], *names: str) -> dict[str, WsClient]:
+    return {n: await connect(people[n].http, app) for n in names}
+
+
+async def _json(staff: Staff, method: str, url: str, body: dict[str, Any] | None = None,
+                status: int = 200) -> dict[str, Any]:
+    headers = staff.write_headers() if method != "GET" else {}
+    async with staff.http.request(method, url, json=body, headers=headers) as r:
+        data: dict[str, Any] = await r.json()
+        assert r.status == status, data
+        return data
+
+
+async def _patient(app: RunningApp) -> int:
+    async with app.pool.acquire() as con:
+        pid: int = await con.fetchval("SELECT id FROM patient WHERE name = 'Giàng A Páo'")
+        return pid
+
+
+async def test_the_written_path_decline_reroute_accept_answer_all_live(running_app: RunningApp,
+                                                                      people: dict[str, Staff]) -> None:
+    url = running_app.url
+    lan, district, province = people["bacsi.lan"], people["bs.timmach"], people["bs.timmach.tinh"]
+    ws = await _sockets(running_app, people, "bacsi.lan", "bs.timmach", "bs.timmach.tinh")
+    patient = await _patient(running_app)
+
+    summary = await _json(lan, "GET", f"{url}/api/patients/{patient}/escalation-summary")
+    assert "diagnoses" in summary and "medicines" in summary
+    asked = await _json(lan, "POST", f"{url}/api/escalations", {
+        "patient_id": patient, "specialty": "cardiology", "urgency": "priority",
+        "question": "Huyết áp 170/100 dù đã dùng amlodipin 10 mg: thêm thuốc gì?", "consent": True,
+        "summary": summary}, status=201)
+    eid = asked["id"]
+    assert asked["offered_to"] == district.id
+    offer = await ws["bs.timmach"].expect("escalation_offer", escalation=eid)
+    assert offer["urgency"] == "priority"
+
+    inbox = await _json(district, "GET", f"{url}/api/escalations")
+    assert eid in [r["id"] for r in inbox["offered"]] and inbox["badge"] >= 1  # with the demo's own requests
+
+    refused = await _json(district, "POST", f"{url}/api/escalations/{eid}/decline", {"reason": " "}, status=409)
+    assert refused["error"]["code"] == "reason_required"
+    await _json(district, "POST", f"{url}/api/escalations/{eid}/decline", {"reason": "Đang trực cấp cứu"})
+    await ws["bs.timmach.tinh"].expect("escalation_offer", escalation=eid)
+    await ws["bacsi.lan"].expect("escalation_update", escalation=eid, event="rerouted")
+
+    await _json(province, "POST", f"{url}/api/escalations/{eid}/messages", {"body": "Creatinin bao nhiêu?"},
+                status=201)
+    await ws["bacsi.lan"].expect("escalation_message", escalation=eid)
+    accepted = await _json(province, "POST", f"{url}/api/escalations/{eid}/accept")
+    assert accepted["status"] == "accepted"
+    await ws["bacsi.lan"].expect("escalation_accepted", escalation=eid, live=False)
+    again = await _json(province, "POST", f"{url}/api/escalations/{eid}/accept", status=409)
+    assert again["error"]["code"] == "already_accepted"
+
+    await _json(province, "POST", f"{url}/api/escalations/{eid}/opinion", {
+        "assessment": "THA kháng trị?", "recommendation": "Thêm indapamid 1,5 mg; kiểm tra tuân thủ",
+        "transfer": False, "avoided_visit": True, "follow_up": "Đo lại sau 2 tuần"}, status=201)
+    await ws["bacsi.lan"].expect("escalation_answered", escalation=eid)
+    seen = await _json(lan, "GET", f"{url}/api/escalations/{eid}")
+    assert seen["status"] == "answered" and seen["opinion"]["avoided_visit"] is True
+    assert [e["kind"] for e in seen["timeline"]] == ["requested", "offered", "declined", "rerouted", "message",
+                                                     "accepted", "answered"]
+    for page in (f"/staff/escalations/{eid}", "/staff/escalations", f"/staff/patients/{patient}/ask"):
+        async with lan.http.get(f"{url}{page}") as r:
+            assert r.status == 200, page
+    async with lan.http.get(f"{url}/staff/patients/{patient}") as r:  # the opinion lands in the record
+        assert "Thêm indapamid 1,5 mg" in await r.text()
+    async with province.http.get(f"{url}/staff/escalations/{eid}") as r:
+        assert r.status == 200
+    for w in ws.values():
+        await w.close()
+
+
+async def test_who_may_see_a_request(running_app: RunningApp, people: dict[str, Staff]) -> None:
+    url = running_app.url
+    patient = await _patient(running_app)
+    asked = await _json(people["bacsi.lan"], "POST", f"{url}/api/escalations", {
+        "patient_id": patient, "specialty": "cardiology", "urgency": "routine", "question": "?", "consent": True},
+        status=201)
+    eid = asked["id"]
+    await _json(people["bs.timmach"], "GET", f"{url}/api/escalations/{eid}")  # offered to them
+    assert (await _json(people["bs.lao"], "GET", f"{url}/api/escalations/{eid}", status=404))["error"]["code"] \
+        == "not_found"  # another specialist, never offered it
+    await _json(people["yta.hoa"], "GET", f"{url}/api/escalations/{eid}", status=403)  # a nurse: clinical content
+    refused = await _json(people["bs.lao"], "POST", f"{url}/api/escalations/{eid}/accept", status=403)
+    assert refused["error"]["code"] == "forbidden"
+    async with running_app.pool.acquire() as con:
+        reads = await con.fetchval("SELECT count(*) FROM audit_event WHERE action = 'escalation.read' "
+                                   "AND object_id = $1", eid)
+    assert reads == 1
+
+
+@pytest.mark.parametrize(("change", "code"), [
+    ({"specialty": "astrology"}, "unknown_specialty"),
+    ({"urgency": "soon"}, "unknown_urgency"),
+    ({"question": "  "}, "question_required"),
+    ({"consent": False}, "consent_required"),
+])
+async def test_bad_requests_get_a_precise_error(running_app: RunningApp, people: dict[str, Staff],
+                                                change: dict[str, Any], code: str) -> None:
+    body = {"patient_id": await _patient(running_app), "specialty": "cardiology", "urgency": "urgent",
+            "question": "?", "consent": True, **change}
+    async with running_app.pool.acquire() as con:
+        before = await con.fetchval("SELECT count(*) FROM escalation")
+    refused = await _json(people["bacsi.lan"], "POST", f"{running_app.url}/api/escalations", body, status=400)
+    assert refused["error"]["code"] == code
+    async with running_app.pool.acquire() as con:
+        assert await con.fetchval("SELECT count(*) FROM escalation") == before
+
+
+async def test_going_away_reroutes_the_open_offer(running_app: RunningApp, people: dict[str, Staff]) -> None:
+    url = running_app.url
+    ws = await _sockets(running_app, people, "bs.timmach.tinh")
+    asked = await _json(people["bacsi.lan"], "POST", f"{url}/api/escalations", {
+        "patient_id": await _patient(running_app), "specialty": "cardiology", "urgency": "urgent",
+        "question": "Đau ngực 30 phút", "consent": True}, status=201)
+    assert asked["offered_to"] == people["bs.timmach"].id
+    away = await _json(people["bs.timmach"], "POST", f"{url}/api/staff/duty", {"on_duty": False})
+    assert away["offers_rerouted"] >= 1  # with the demo's own offer to them
+    await ws["bs.timmach.tinh"].expect("escalation_offer", escalation=asked["id"])
+    await ws["bs.timmach.tinh"].close()
+
+
+async def test_a_referral_from_an_opinion_is_acknowledged_and_the_arrival_recorded(
+        running_app: RunningApp, people: dict[str, Staff]) -> None:
+    url = running_app.url
+    lan, district = people["bacsi.lan"], people["bs.timmach"]
+    ws = await _sockets(running_app, people, "bacsi.lan")
+    asked = await _json(lan, "POST", f"{url}/api/escalations", {
+        "patient_id": await _patient(running_app), "specialty": "cardiology", "urgency": "priority",
+        "question": "Block nhĩ thất độ 3?", "consent": True}, status=201)
+    eid = asked["id"]
+    refused = await _json(lan, "POST", f"{url}/api/escalations/{eid}/referral", {}, status=409)
+    assert refused["error"]["code"] == "no_transfer_advised"
+    await _json(district, "POST", f"{url}/api/escalations/{eid}/accept")
+    bad = await _json(district, "POST", f"{url}/api/escalations/{eid}/opinion", {
+        "assessment": "Block AV 3", "recommendation": "Đặt máy tạo nhịp", "transfer": True,
+        "avoided_visit": False}, status=400)
+    assert bad["error"]["code"] == "transfer_urgency_required"
+    await _json(district, "POST", f"{url}/api/escalations/{eid}/opinion", {
+        "assessment": "Block AV 3", "recommendation": "Đặt máy tạo nhịp", "transfer": True,
+        "transfer_facility_id": district.facility_id, "transfer_urgency": "emergency",
+        "avoided_visit": False}, status=201)
+    referral = await _json(lan, "POST", f"{url}/api/escalations/{eid}/referral", {}, status=201)
+    assert referral["to_facility_id"] == district.facility_id and referral["urgency"] == "emergency"
+    again = await _json(lan, "POST", f"{url}/api/escalations/{eid}/referral", {}, status=409)
+    assert again["error"]["code"] == "referral_exists"
+    incoming = await _json(district, "GET", f"{url}/api/referrals/incoming")
+    assert [r["id"] for r in incoming["referrals"]] == [referral["id"]]
+    assert (await _json(lan, "GET", f"{url}/api/referrals/incoming"))["referrals"] == []  # not addressed to them
+    await _json(lan, "POST", f"{url}/api/referrals/{referral['id']}/acknowledge", status=404)  # sender: not theirs
+    await _json(district, "POST", f"{url}/api/referrals/{referral['id']}/acknowledge")
+    await ws["bacsi.lan"].expect("escalation_update", escalation=eid, event="referral_acknowledged")
+    await _json(district, "POST", f"{url}/api/referrals/{referral['id']}/arrived")
+    await ws["bacsi.lan"].expect("escalation_update", escalation=eid, event="referral_arrived")
+    seen = await _json(lan, "GET", f"{url}/api/escalations/{eid}/referral")
+    assert seen["referral"]["status"] == "arrived"
+    async with district.http.get(f"{url}/staff/referrals") as r:
+        assert r.status == 200
+    await ws["bacsi.lan"].close()
+
+
+async def test_the_coordinator_sees_counts_states_and_ages_without_clinical_content(running_app: RunningApp) -> None:
+    coordinator = await signed_in(running_app, "dieuphoi")
+    try:
+        tables = await _json(coordinator, "GET", f"{running_app.url}/api/coordination")
+        assert set(tables) == {"waiting", "calls", "open_requests", "referrals", "on_duty", "stats"}
+        assert tables["open_requests"], "the demo seeds open requests"
+        for row in tables["open_requests"]:
+            assert set(row) == {"urgency", "status", "specialty", "facility", "hops", "age_min", "overdue"}
+        assert {r["urgency"] for r in tables["stats"]} >= {"routine", "priority", "urgent"}
+        async with coordinator.http.get(f"{running_app.url}/api/coordination/open_requests.csv") as r:
+            assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
+            assert (await r.text()).splitlines()[0].startswith("urgency,status,specialty")
+        async with coordinator.http.get(f"{running_app.url}/api/coordination/secrets.csv") as r:
+            assert r.status == 404
+        async with coordinator.http.get(f"{running_app.url}/staff/coordination") as r:
+            assert r.status == 200
+        await _json(coordinator, "GET", f"{running_app.url}/api/escalations", status=403)  # no clinical inbox
+    finally:
+        await coordinator.http.close()
+
+
+async def test_an_urgent_request_from_a_live_call_puts_the_accepting_specialist_in_that_call(
+        running_app: RunningApp, people: dict[str, Staff]) -> None:
+    from db import queue as queue_db
+    from db import usecases
+
+    url = running_app.url
+    lan, district = people["bacsi.lan"], people["bs.timmach"]
+    ws = await _sockets(running_app, people, "bacsi.lan", "bs.timmach")
+    patient = await _patient(running_app)
+    async with running_app.pool.acquire() as con:
+        facility = await con.fetchval("SELECT facility_id FROM patient WHERE id = $1", patient)
+        entry, _ = await queue_db.enqueue(con, patient_id=patient, link_jti=None, facility_id=facility, level=3,
+                                          danger_signs=(), reason="đau ngực", checkin={}, audio_only=False)
+        call = await usecases.take_patient(con, lan.id, facility, entry.id)
+    assert call is not None
+    await ws["bacsi.lan"].send(type="join", room=str(call.id))  # the doctor's call page
+    await ws["bacsi.lan"].expect("joined", room=str(call.id))
+
+    asked = await _json(lan, "POST", f"{url}/api/escalations", {
+        "patient_id": patient, "specialty": "cardiology", "urgency": "urgent", "consultation_id": str(call.id),
+        "question": "Đau ngực, điện tim nghi ngờ: xin ý kiến ngay", "consent": True,
+        "summary": await _json(lan, "GET", f"{url}/api/patients/{patient}/escalation-summary")}, status=201)
+    assert asked["offered_to"] == district.id
+    await ws["bs.timmach"].expect("escalation_offer", escalation=asked["id"])
+
+    accepted = await _json(district, "POST", f"{url}/api/escalations/{asked['id']}/accept")
+    assert accepted["join_call"] == str(call.id)
+    added = await ws["bacsi.lan"].expect("participant_added", room=str(call.id))
+    assert added["staff"]["id"] == district.id
+    await ws["bs.timmach"].expect("participant_added", room=str(call.id))
+    async with running_app.pool.acquire() as con:
+        assert await con.fetchval("SELECT count(*) FROM consultation_participant WHERE consultation_id = $1 "
+                                  "AND staff_id = $2", call.id, district.id) == 1
