@@ -1,0 +1,384 @@
+"""Hypertension register: enrolment, readings from every source, visits, call results, and the monthly
+indicators and worklist computed in SQL over a facility's subtree.
+
+The indicators here are the SQL twins of care/hypertension.py (tests/integration/test_hypertension_sql.py
+holds them equal on random cohorts). They are computed from the rows when asked: a reading entered now,
+whatever date it carries, changes the months it should at once.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, timedelta
+from enum import StrEnum
+
+import asyncpg
+
+from care import hypertension as htn
+from care.hypertension import Month, MonthlyIndicators, PatientHistory, Reading
+from db import audit
+from db.errors import Conflict, DbError, NotFound
+
+
+class Source(StrEnum):
+    note = "note"
+    station = "station"
+    home = "home"
+    import_ = "import"
+
+
+RISK_FACTORS = ("diabetes", "cvd", "ckd", "smoking")
+CALL_RESULTS = ("agreed", "remind_later", "died", "moved", "transferred", "refused", "wrong_number")
+REMOVALS = ("moved", "transferred", "refused", "wrong_number")
+REMIND_LATER_DAYS = 7
+
+
+@dataclass(frozen=True)
+class Drug:
+    code: str
+    name: str
+    drug_class: str
+    default_dose: str
+
+
+@dataclass(frozen=True)
+class MedicineLine:
+    """One structured line: a protocol drug, its dose and how often ("5 mg", "1 lần/ngày")."""
+
+    drug_code: str
+    dose: str
+    frequency: str
+
+    def __post_init__(self) -> None:
+        for name in ("dose", "frequency"):
+            value = getattr(self, name).strip()
+            if not 1 <= len(value) <= 40:
+                raise DbError("bad_medicine", f"a medicine's {name} must be 1 to 40 characters")
+
+
+@dataclass(frozen=True)
+class Enrolment:
+    registered_on: date
+    diagnosed_on: date | None = None
+    risk_factors: tuple[str, ...] = ()
+    medicines: tuple[MedicineLine, ...] = ()
+    next_visit_on: date | None = None
+    patient_ref: str | None = None
+
+
+async def drugs(con: asyncpg.Connection) -> list[Drug]:
+    """The protocol's drug table (data), active lines, by name."""
+    rows = await con.fetch("SELECT code, name, drug_class, default_dose FROM htn_drug WHERE active ORDER BY name")
+    return [Drug(r["code"], r["name"], r["drug_class"], r["default_dose"]) for r in rows]
+
+
+async def _check_drugs(con: asyncpg.Connection, lines: tuple[MedicineLine, ...]) -> None:
+    known = {r[0] for r in await con.fetch("SELECT code FROM htn_drug WHERE active")}
+    for line in lines:
+        if line.drug_code not in known:
+            raise DbError("unknown_drug", f"{line.drug_code!r} is not in the protocol's drug table")
+
+
+async def _start_medicines(con: asyncpg.Connection, patient_id: int, lines: tuple[MedicineLine, ...],
+                           on: date, staff_id: int | None) -> None:
+    await con.executemany(
+        """INSERT INTO htn_medicine (patient_id, drug_code, dose, frequency, started_on, changed_by)
+           VALUES ($1, $2, $3, $4, $5, $6)""",
+        [(patient_id, m.drug_code, m.dose.strip(), m.frequency.strip(), on, staff_id) for m in lines])
+
+
+async def enrol(con: asyncpg.Connection, *, patient_id: int, facility_id: int, enrolment: Enrolment,
+                staff_id: int | None, today: date) -> None:
+    """Put a patient in the register of `facility_id` with their medicines and next visit (28 days by
+    default); audited "htn.enrol". Conflict `already_enrolled`, DbError `unknown_drug` / `bad_risk_factor`."""
+    bad = [f for f in enrolment.risk_factors if f not in RISK_FACTORS]
+    if bad:
+        raise DbError("bad_risk_factor", f"unknown risk factor {bad[0]!r}")
+    if enrolment.registered_on > today:
+        raise DbError("bad_date", "registered_on is after today")
+    async with con.transaction():
+        await _check_drugs(con, enrolment.medicines)
+        next_visit = enrolment.next_visit_on or today + timedelta(days=htn.NEXT_VISIT_DAYS)
+        try:
+            await con.execute(
+                """INSERT INTO htn_enrolment (patient_id, facility_id, patient_ref, registered_on, diagnosed_on,
+                                              risk_factors, next_visit_on, enrolled_by)
+                   VALUES ($1, $2, $3, $4, $5, $6, $7, $8)""",
+                patient_id, facility_id, enrolment.patient_ref, enrolment.registered_on, enrolment.diagnosed_on,
+                list(enrolment.risk_factors), next_visit, staff_id)
+        except asyncpg.UniqueViolationError as e:
+            raise Conflict("already_enrolled", f"patient {patient_id} is already in a hypertension register") from e
+        except asyncpg.ForeignKeyViolationError as e:
+            raise NotFound("patient", patient_id) from e
+        await _start_medicines(con, patient_id, enrolment.medicines, enrolment.registered_on, staff_id)
+        actor = audit.Actor.staff(staff_id) if staff_id is not None else audit.SYSTEM
+        await audit.record(con, actor, "htn.enrol", "patient", patient_id,
+                           {"facility": facility_id, "medicines": len(enrolment.medicines)})
+
+
+async def enrolled_facility(con: asyncpg.Connection, patient_id: int) -> int | None:
+    """The facility whose register the patient is on (None: not enrolled)."""
+    value: int | None = await con.fetchval("SELECT facility_id FROM htn_enrolment WHERE patient_id = $1",
+                                           patient_id)
+    return value
+
+
+@dataclass(frozen=True)
+class Added:
+    reading_id: int
+    created: bool  # False: the same idempotency key was sent before (a resend after a drop)
+
+
+async def add_reading(con: asyncpg.Connection, *, patient_id: int, taken_on: date, systolic: int, diastolic: int,
+                      source: Source, staff_id: int | None, today: date, idempotency_key: str | None = None,
+                      reschedule: bool = False) -> Added:
+    """Store one reading (bounds: care.hypertension.check_reading, naming the field); audited "htn.reading".
+
+    A home reading needs an idempotency key: the same key again returns the first reading, unchanged. With
+    `reschedule` (a station visit), the next visit moves to 28 days after the reading.
+    """
+    htn.check_reading(systolic, diastolic)
+    if taken_on > today:
+        raise htn.HypertensionError("future_date", "taken_on", "the reading's date is after today")
+    if source is Source.note:
+        raise DbError("bad_source", "note readings come from signed notes")
+    async with con.transaction():
+        row = await con.fetchrow(
+            """INSERT INTO bp_reading (patient_id, taken_on, systolic, diastolic, source, entered_by, idempotency_key)
+               VALUES ($1, $2, $3, $4, $5, $6, $7)
+               ON CONFLICT (patient_id, idempotency_key) DO NOTHING RETURNING id""",
+            patient_id, taken_on, systolic, diastolic, source.value, staff_id, idempotency_key)
+        if row is None:
+            existing: int = await con.fetchval(
+                "SELECT id FROM bp_reading WHERE patient_id = $1 AND idempotency_key = $2", patient_id,
+                idempotency_key)
+            return Added(existing, False)
+        if reschedule:
+            await con.execute("UPDATE htn_enrolment SET next_visit_on = $2 WHERE patient_id = $1",
+                              patient_id, taken_on + timedelta(days=htn.NEXT_VISIT_DAYS))
+        actor = audit.Actor.staff(staff_id) if staff_id is not None else audit.Actor.patient(patient_id)
+        await audit.record(con, actor, "htn.reading", "patient", patient_id,
+                           {"reading": row["id"], "source": source.value})
+    return Added(row["id"], True)
+
+
+async def add_visit(con: asyncpg.Connection, *, patient_id: int, visited_on: date, staff_id: int | None,
+                    today: date, kind: str = "station", reschedule: bool = True) -> None:
+    """A visit without a BP (it still counts as a visit); the next visit moves 28 days on."""
+    if visited_on > today:
+        raise htn.HypertensionError("future_date", "visited_on", "the visit's date is after today")
+    async with con.transaction():
+        try:
+            await con.execute(
+                "INSERT INTO htn_visit (patient_id, visited_on, kind, entered_by) VALUES ($1, $2, $3, $4)",
+                patient_id, visited_on, kind, staff_id)
+        except asyncpg.ForeignKeyViolationError as e:
+            raise Conflict("not_enrolled", f"patient {patient_id} is not in a hypertension register") from e
+        if reschedule:
+            await con.execute("UPDATE htn_enrolment SET next_visit_on = $2 WHERE patient_id = $1",
+                              patient_id, visited_on + timedelta(days=htn.NEXT_VISIT_DAYS))
+        actor = audit.Actor.staff(staff_id) if staff_id is not None else audit.SYSTEM
+        await audit.record(con, actor, "htn.visit", "patient", patient_id, {"kind": kind})
+
+
+async def change_medicines(con: asyncpg.Connection, *, patient_id: int, lines: tuple[MedicineLine, ...],
+                           staff_id: int, today: date) -> None:
+    """Replace the current medicines (stopped today, new lines start today); a prescription change is a
+    visit (Simple). Audited "htn.medicines" with the drug codes before and after."""
+    async with con.transaction():
+        if await con.fetchval("SELECT 1 FROM htn_enrolment WHERE patient_id = $1 FOR UPDATE", patient_id) is None:
+            raise Conflict("not_enrolled", f"patient {patient_id} is not in a hypertension register")
+        await _check_drugs(con, lines)
+        before = await con.fetch(
+            "UPDATE htn_medicine SET stopped_on = $2 WHERE patient_id = $1 AND stopped_on IS NULL "
+            "RETURNING drug_code", patient_id, today)
+        await _start_medicines(con, patient_id, lines, today, staff_id)
+        await con.execute("INSERT INTO htn_visit (patient_id, visited_on, kind, entered_by) "
+                          "VALUES ($1, $2, 'prescription', $3)", patient_id, today, staff_id)
+        await audit.record(con, audit.Actor.staff(staff_id), "htn.medicines", "patient", patient_id,
+                           {"before": sorted(r[0] for r in before), "after": sorted(m.drug_code for m in lines)})
+
+
+async def record_call(con: asyncpg.Connection, *, patient_id: int, result: str, staff_id: int | None,
+                      today: date) -> None:
+    """A call (or SMS) result on the overdue list: remind later hides the patient for 7 days; died records
+    the death; moved/transferred/refused/wrong number remove them until their next visit. Audited."""
+    if result not in (*CALL_RESULTS, "sms"):
+        raise DbError("bad_call_result", f"unknown call result {result!r}")
+    remind_on = today + timedelta(days=REMIND_LATER_DAYS) if result == "remind_later" else None
+    async with con.transaction():
+        try:
+            await con.execute("INSERT INTO htn_call (patient_id, called_on, result, remind_on, staff_id) "
+                              "VALUES ($1, $2, $3, $4, $5)", patient_id, today, result, remind_on, staff_id)
+        except asyncpg.ForeignKeyViolationError as e:
+            raise Conflict("not_enrolled", f"patient {patient_id} is not in a hypertension register") from e
+        if result == "died":
+            await con.execute("UPDATE htn_enrolment SET died_on = $2 WHERE patient_id = $1 AND died_on IS NULL",
+                              patient_id, today)
+        elif result in REMOVALS:
+            await con.execute("UPDATE htn_enrolment SET removed_on = $2, removed_reason = $3 WHERE patient_id = $1",
+                              patient_id, today, result)
+        actor = audit.Actor.staff(staff_id) if staff_id is not None else audit.SYSTEM
+        await audit.record(con, actor, "htn.call", "patient", patient_id, {"result": result})
+
+
+# --- reading back ------------------------------------------------------------------------------------
+
+async def histories(con: asyncpg.Connection, patient_ids: list[int]) -> dict[int, PatientHistory]:
+    """Each enrolled patient's full history, as care.hypertension reads it."""
+    rows = await con.fetch(
+        """SELECT e.patient_id, e.registered_on, e.died_on, e.next_visit_on,
+                  (SELECT count(*) FROM htn_medicine m WHERE m.patient_id = e.patient_id AND m.stopped_on IS NULL)
+                      AS drugs,
+                  ARRAY(SELECT ROW(b.taken_on, b.systolic, b.diastolic, b.id) FROM bp_reading b
+                        WHERE b.patient_id = e.patient_id ORDER BY b.taken_on, b.id) AS readings,
+                  ARRAY(SELECT v.visited_on FROM htn_visit v WHERE v.patient_id = e.patient_id
+                        ORDER BY v.visited_on) AS visits
+           FROM htn_enrolment e WHERE e.patient_id = ANY($1::bigint[])""", patient_ids)
+    return {r["patient_id"]: PatientHistory(
+        r["registered_on"], tuple(Reading(t[0], t[1], t[2], t[3]) for t in r["readings"]), tuple(r["visits"]),
+        r["died_on"], r["drugs"], r["next_visit_on"]) for r in rows}
+
+
+@dataclass(frozen=True)
+class FacilityRow:
+    facility_id: int
+    level: str
+    name: str
+    parent_id: int | None
+    indicators: MonthlyIndicators
+
+
+# One pass over the subtree's enrolments: each patient's latest reading and latest visit as of the end of
+# the month (backward index scans), classified as CLINICAL.md's operational rules say, counted per station,
+# then summed up the tree so every facility counts its own patients and those of every facility below it.
+# $1 root, $2 last day of M, $3 first day of M − 11 (12-month window), $4 first day of M − 2 (3-month window).
+_MONTHLY = """
+WITH RECURSIVE tree(id, anc) AS (
+    SELECT s, s FROM facility_subtree($1) s
+    UNION ALL SELECT f.id, t.anc FROM facility f JOIN tree t ON f.parent_id = t.id
+), p AS (
+    SELECT e.facility_id, e.registered_on, e.died_on, lb.taken_on AS bp_on, lb.systolic, lb.diastolic,
+           greatest(lb.taken_on, (SELECT max(v.visited_on) FROM htn_visit v
+                                  WHERE v.patient_id = e.patient_id AND v.visited_on <= $2)) AS visit_on
+    FROM htn_enrolment e
+    LEFT JOIN LATERAL (SELECT b.taken_on, b.systolic, b.diastolic FROM bp_reading b
+                       WHERE b.patient_id = e.patient_id AND b.taken_on <= $2
+                       ORDER BY b.taken_on DESC, b.id DESC LIMIT 1) lb ON true
+    WHERE e.facility_id IN (SELECT facility_subtree($1)) AND e.registered_on <= $2
+), s AS (
+    SELECT facility_id, registered_on, bp_on, systolic, diastolic, visit_on,
+           coalesce(died_on <= $2, false) AS dead,
+           coalesce(died_on <= $2, false) = false
+               AND (registered_on >= $3 OR coalesce(visit_on >= $3, false)) AS under_care
+    FROM p
+), c AS (
+    SELECT facility_id,
+        count(*) FILTER (WHERE NOT dead) AS registered,
+        count(*) FILTER (WHERE under_care) AS under_care,
+        count(*) FILTER (WHERE NOT dead AND NOT under_care) AS lost_to_follow_up,
+        count(*) FILTER (WHERE dead) AS dead,
+        count(*) FILTER (WHERE under_care AND registered_on < $4) AS denominator,
+        count(*) FILTER (WHERE under_care AND registered_on < $4 AND visit_on >= $4 AND bp_on >= $4
+                         AND systolic < 140 AND diastolic < 90) AS controlled,
+        count(*) FILTER (WHERE under_care AND registered_on < $4 AND visit_on >= $4 AND bp_on >= $4
+                         AND NOT (systolic < 140 AND diastolic < 90)) AS uncontrolled,
+        count(*) FILTER (WHERE under_care AND registered_on < $4 AND (visit_on IS NULL OR visit_on < $4))
+            AS missed_visit,
+        count(*) FILTER (WHERE under_care AND registered_on < $4 AND visit_on >= $4
+                         AND (bp_on IS NULL OR bp_on < $4)) AS visited_no_bp
+    FROM s GROUP BY facility_id
+)
+SELECT f.id, f.level, f.name, f.parent_id,
+       coalesce(sum(c.registered), 0)::bigint AS registered, coalesce(sum(c.under_care), 0)::bigint AS under_care,
+       coalesce(sum(c.lost_to_follow_up), 0)::bigint AS lost_to_follow_up, coalesce(sum(c.dead), 0)::bigint AS dead,
+       coalesce(sum(c.denominator), 0)::bigint AS denominator, coalesce(sum(c.controlled), 0)::bigint AS controlled,
+       coalesce(sum(c.uncontrolled), 0)::bigint AS uncontrolled,
+       coalesce(sum(c.missed_visit), 0)::bigint AS missed_visit,
+       coalesce(sum(c.visited_no_bp), 0)::bigint AS visited_no_bp
+FROM facility f
+JOIN (SELECT DISTINCT anc FROM tree) a ON a.anc = f.id
+LEFT JOIN tree t ON t.anc = f.id
+LEFT JOIN c ON c.facility_id = t.id
+GROUP BY f.id, f.level, f.name, f.parent_id
+ORDER BY f.id
+"""
+
+
+async def monthly_report(con: asyncpg.Connection, root: int, month: Month) -> list[FacilityRow]:
+    """For `root` and every facility below it, the month's indicators over its own patients and those of
+    every facility below it (the report's rows, root first, then by id). NotFound for an unknown root."""
+    if await con.fetchval("SELECT 1 FROM facility WHERE id = $1", root) is None:
+        raise NotFound("facility", root)
+    rows = await con.fetch(_MONTHLY, root, month.last_day, month.plus(-11).first_day, month.plus(-2).first_day)
+    out = [FacilityRow(r["id"], r["level"], r["name"], r["parent_id"],
+                       MonthlyIndicators(**{k: r[k] for k in htn.COLUMNS})) for r in rows]
+    return sorted(out, key=lambda row: (row.facility_id != root, row.facility_id))
+
+
+async def trend(con: asyncpg.Connection, root: int, last: Month,
+                months: int = 12) -> list[tuple[Month, MonthlyIndicators]]:
+    """The root's indicators for each of the `months` months ending with `last` (the dashboard's chart)."""
+    out = []
+    for i in range(months - 1, -1, -1):
+        month = last.plus(-i)
+        rows = await monthly_report(con, root, month)
+        out.append((month, rows[0].indicators))
+    return out
+
+
+@dataclass(frozen=True)
+class WorklistEntry:
+    patient_id: int
+    name: str
+    facility_id: int
+    facility: str
+    reasons: tuple[htn.Reason, ...]
+    systolic: int | None
+    diastolic: int | None
+    taken_on: date | None
+    next_visit_on: date | None
+
+
+# Candidates: the latest visit-day reading is uncontrolled, or the scheduled visit has passed with no visit
+# since. Every worklist reason implies one of the two, so the Python rules below see every patient they
+# could flag. Per patient: the two latest visit days' readings (a day's latest entry), the current drugs.
+_WORKLIST = """
+SELECT * FROM (
+SELECT e.patient_id, pt.name, e.facility_id, f.name AS facility, e.registered_on, e.died_on, e.next_visit_on,
+       r.readings,
+       (SELECT count(*) FROM htn_medicine m WHERE m.patient_id = e.patient_id AND m.stopped_on IS NULL) AS drugs,
+       greatest((r.readings[1]).taken_on, (SELECT max(v.visited_on) FROM htn_visit v
+                                         WHERE v.patient_id = e.patient_id AND v.visited_on <= $2)) AS visit_on
+FROM htn_enrolment e
+JOIN patient pt ON pt.id = e.patient_id
+JOIN facility f ON f.id = e.facility_id
+CROSS JOIN LATERAL (
+    SELECT ARRAY(SELECT ROW(d.taken_on, d.systolic, d.diastolic, d.id)::htn_day_reading FROM (
+        SELECT DISTINCT ON (b.taken_on) b.taken_on, b.systolic, b.diastolic, b.id FROM bp_reading b
+        WHERE b.patient_id = e.patient_id AND b.taken_on <= $2
+        ORDER BY b.taken_on DESC, b.id DESC LIMIT 2) d ORDER BY d.taken_on DESC) AS readings) r
+WHERE e.facility_id IN (SELECT facility_subtree($1)) AND (e.died_on IS NULL OR e.died_on > $2)
+) w
+WHERE NOT coalesce((readings[1]).systolic < 140 AND (readings[1]).diastolic < 90, true)
+   OR (next_visit_on < $2 AND (visit_on IS NULL OR visit_on < next_visit_on))
+"""
+
+
+async def worklist(con: asyncpg.Connection, root: int, today: date) -> list[WorklistEntry]:
+    """The specialist's worklist over `root` and every facility below it, most severe first."""
+    rows = await con.fetch(_WORKLIST, root, today)
+    entries = []
+    for r in rows:
+        days = [Reading(t["taken_on"], t["systolic"], t["diastolic"], t["id"]) for t in r["readings"]]
+        history = PatientHistory(r["registered_on"], tuple(reversed(days)),
+                                 (r["visit_on"],) if r["visit_on"] is not None else (), r["died_on"], r["drugs"],
+                                 r["next_visit_on"])
+        reasons = htn.worklist_reasons(history, today)
+        if reasons:
+            latest = days[0] if days else None
+            entries.append(WorklistEntry(
+                r["patient_id"], r["name"], r["facility_id"], r["facility"], tuple(reasons),
+                latest.systolic if latest else None, latest.diastolic if latest else None,
+                latest.taken_on if latest else None, r["next_visit_on"]))
+    return sorted(entries, key=lambda e: (min(e.reasons), -(e.systolic or 0), e.patient_id))
