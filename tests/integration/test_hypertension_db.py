@@ -10,6 +10,7 @@ import pytest
 from care.hypertension import HypertensionError
 from db import hypertension as htn_db
 from db import notes as notes_db
+from db.errors import Conflict, DbError
 from tests.integration.conftest import Factory, Network
 
 TODAY = date(2026, 3, 10)
@@ -30,11 +31,11 @@ async def test_enrolment_sets_the_next_visit_28_days_on_and_refuses_a_second(poo
     async with pool.acquire() as con:
         assert await con.fetchval("SELECT next_visit_on FROM htn_enrolment WHERE patient_id = $1",
                                   patient_id) == date(2026, 4, 7)
-        with pytest.raises(htn_db.Conflict) as caught:
+        with pytest.raises(Conflict) as caught:
             await htn_db.enrol(con, patient_id=patient_id, facility_id=network.commune, staff_id=None,
                                today=TODAY, enrolment=htn_db.Enrolment(TODAY))
         assert caught.value.code == "already_enrolled"
-        with pytest.raises(htn_db.DbError) as bad:
+        with pytest.raises(DbError) as bad:
             await htn_db.enrol(con, patient_id=await make.patient(), facility_id=network.commune, staff_id=None,
                                today=TODAY, enrolment=htn_db.Enrolment(
                                    TODAY, medicines=(htn_db.MedicineLine("aspirin", "81 mg", "1/ngày"),)))
@@ -109,6 +110,6 @@ async def test_call_results(pool: asyncpg.Pool, make: Factory, network: Network)
                                   patient_id) == "moved"
         await htn_db.record_call(con, patient_id=patient_id, result="died", staff_id=None, today=TODAY)
         assert await con.fetchval("SELECT died_on FROM htn_enrolment WHERE patient_id = $1", patient_id) == TODAY
-        with pytest.raises(htn_db.DbError) as caught:
+        with pytest.raises(DbError) as caught:
             await htn_db.record_call(con, patient_id=patient_id, result="maybe", staff_id=None, today=TODAY)
     assert caught.value.code == "bad_call_result"
