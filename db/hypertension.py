@@ -14,8 +14,10 @@ from enum import StrEnum
 
 import asyncpg
 
+from care import htn_import
 from care import hypertension as htn
 from care.hypertension import Month, MonthlyIndicators, PatientHistory, Reading
+from care.text import normalize
 from db import audit
 from db.errors import Conflict, DbError, NotFound
 
@@ -382,3 +384,64 @@ async def worklist(con: asyncpg.Connection, root: int, today: date) -> list[Work
                 latest.systolic if latest else None, latest.diastolic if latest else None,
                 latest.taken_on if latest else None, r["next_visit_on"]))
     return sorted(entries, key=lambda e: (min(e.reasons), -(e.systolic or 0), e.patient_id))
+
+
+# --- paper register import ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Imported:
+    created: int   # new patients in the registry
+    matched: int   # existing patients found by their register number at the facility
+    visits: int    # visits without a BP stored
+    readings: int  # readings stored (a reading already imported before is not stored twice)
+
+
+async def import_register(con: asyncpg.Connection, *, facility_id: int, patients: list[htn_import.ImportPatient],
+                          staff_id: int | None, today: date) -> Imported:
+    """Create or match each patient (by patient_ref at the facility), enrol them, store their visits and
+    readings: all in one transaction (audited "htn.import"), so a failure leaves nothing imported.
+    Importing the same file again stores nothing new."""
+    created = matched = visits = readings = 0
+    async with con.transaction():
+        level = await con.fetchval("SELECT level FROM facility WHERE id = $1", facility_id)
+        if level is None:
+            raise NotFound("facility", facility_id)
+        for p in patients:
+            patient_id = await con.fetchval(
+                "SELECT patient_id FROM htn_enrolment WHERE facility_id = $1 AND patient_ref = $2",
+                facility_id, p.patient_ref)
+            if patient_id is None:
+                patient_id = await con.fetchval(
+                    """INSERT INTO patient (facility_id, name, search_name, sex, birth_year, phone)
+                       VALUES ($1, $2, $3, $4, $5, $6) RETURNING id""",
+                    facility_id, p.name, normalize(p.name), p.sex, p.birth_year, p.phone)
+                await con.execute(
+                    """INSERT INTO htn_enrolment (patient_id, facility_id, patient_ref, registered_on, next_visit_on,
+                                                  enrolled_by) VALUES ($1, $2, $3, $4, $5, $6)""",
+                    patient_id, facility_id, p.patient_ref, p.registered_on,
+                    max([p.registered_on, *(v.visited_on for v in p.visits)]) + timedelta(days=htn.NEXT_VISIT_DAYS),
+                    staff_id)
+                created += 1
+            else:
+                matched += 1
+            for v in p.visits:
+                if v.systolic is None or v.diastolic is None:
+                    inserted = await con.fetchval(
+                        """INSERT INTO htn_visit (patient_id, visited_on, kind, entered_by)
+                           SELECT $1, $2, 'station', $3 WHERE NOT EXISTS (
+                               SELECT 1 FROM htn_visit WHERE patient_id = $1 AND visited_on = $2)
+                           RETURNING id""", patient_id, v.visited_on, staff_id)
+                    visits += inserted is not None
+                else:
+                    key = f"import-{v.visited_on:%Y%m%d}-{v.systolic}-{v.diastolic}"
+                    inserted = await con.fetchval(
+                        """INSERT INTO bp_reading (patient_id, taken_on, systolic, diastolic, source, entered_by,
+                                                   idempotency_key) VALUES ($1, $2, $3, $4, 'import', $5, $6)
+                           ON CONFLICT (patient_id, idempotency_key) DO NOTHING RETURNING id""",
+                        patient_id, v.visited_on, v.systolic, v.diastolic, staff_id, key)
+                    readings += inserted is not None
+        result = Imported(created, matched, visits, readings)
+        actor = audit.Actor.staff(staff_id) if staff_id is not None else audit.SYSTEM
+        await audit.record(con, actor, "htn.import", "facility", facility_id,
+                           {"created": created, "matched": matched, "visits": visits, "readings": readings})
+    return result
