@@ -60,6 +60,10 @@ class Action(StrEnum):
     read_outbox = "read_outbox"                # outgoing messages, their states (links masked)
     read_audit = "read_audit"                  # the audit trail
     lookup_reference = "lookup_reference"      # ICD-10 codes, communes: public reference data
+    read_register = "read_register"            # the hypertension register: charts, overdue list, worklist
+    record_visit = "record_visit"              # enrol, record a station visit or reading, call results, import
+    review_register = "review_register"        # review a register patient (a signed note), change medicines
+    read_cohort = "read_cohort"                # the register's dashboards and reports: counts, no names
 
 
 CLINICIANS = frozenset({Role.doctor, Role.specialist})
@@ -97,6 +101,10 @@ RULES: dict[Action, Rule] = {
     Action.read_outbox: Rule(ALL_STAFF),
     Action.read_audit: Rule(frozenset({Role.admin})),
     Action.lookup_reference: Rule(ALL_STAFF, OWN),
+    Action.read_register: Rule(FRONT_DESK),
+    Action.record_visit: Rule(FRONT_DESK),
+    Action.review_register: Rule(CLINICIANS),
+    Action.read_cohort: Rule(ALL_STAFF),
 }
 
 

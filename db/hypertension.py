@@ -8,8 +8,9 @@ whatever date it carries, changes the months it should at once.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from enum import StrEnum
 
 import asyncpg
@@ -18,7 +19,7 @@ from care import htn_import
 from care import hypertension as htn
 from care.hypertension import Month, MonthlyIndicators, PatientHistory, Reading
 from care.text import normalize
-from db import audit
+from db import audit, messages, notes
 from db.errors import Conflict, DbError, NotFound
 
 
@@ -445,3 +446,176 @@ async def import_register(con: asyncpg.Connection, *, facility_id: int, patients
         await audit.record(con, actor, "htn.import", "facility", facility_id,
                            {"created": created, "matched": matched, "visits": visits, "readings": readings})
     return result
+
+
+# --- the station's overdue list, the chart, the specialist's review -----------------------------------
+
+@dataclass(frozen=True)
+class OverdueEntry:
+    patient_id: int
+    name: str
+    phone: str | None
+    facility: str
+    next_visit_on: date
+    last_visit_on: date | None
+    last_call: str | None
+
+
+# Overdue: the scheduled date has passed with no visit on or after it (care.hypertension.overdue). Hidden:
+# the dead, those removed by a call result (until a visit after the removal), and "remind later" until
+# its date. A patient leaves the list only by a visit (returning to care) or a removal.
+_OVERDUE = """
+SELECT * FROM (
+    SELECT e.patient_id, p.name, p.phone, f.name AS facility, e.next_visit_on, e.removed_on,
+           greatest((SELECT max(b.taken_on) FROM bp_reading b WHERE b.patient_id = e.patient_id),
+                    (SELECT max(v.visited_on) FROM htn_visit v WHERE v.patient_id = e.patient_id)) AS last_visit_on,
+           c.result AS last_call, c.remind_on
+    FROM htn_enrolment e
+    JOIN patient p ON p.id = e.patient_id
+    JOIN facility f ON f.id = e.facility_id
+    LEFT JOIN LATERAL (SELECT result, remind_on FROM htn_call WHERE patient_id = e.patient_id
+                       ORDER BY at DESC LIMIT 1) c ON true
+    WHERE e.facility_id IN (SELECT facility_subtree($1)) AND e.died_on IS NULL AND e.next_visit_on < $2
+) o
+WHERE (last_visit_on IS NULL OR last_visit_on < next_visit_on)
+  AND (removed_on IS NULL OR last_visit_on > removed_on)
+  AND (remind_on IS NULL OR remind_on <= $2 OR last_call <> 'remind_later')
+ORDER BY next_visit_on, patient_id
+LIMIT 500
+"""
+
+
+async def overdue_list(con: asyncpg.Connection, root: int, today: date) -> list[OverdueEntry]:
+    """The station's overdue list over `root` and below, longest overdue first (at most 500)."""
+    rows = await con.fetch(_OVERDUE, root, today)
+    return [OverdueEntry(r["patient_id"], r["name"], r["phone"], r["facility"], r["next_visit_on"],
+                         r["last_visit_on"], r["last_call"]) for r in rows]
+
+
+async def send_reminder(con: asyncpg.Connection, *, patient_id: int, body: str, lang: str, staff_id: int,
+                        today: date, now: datetime) -> bool:
+    """Queue an SMS reminder in the outbox (one per patient and day) and record it as a call result 'sms'.
+    Conflict `no_phone` without a mobile number; False when today's reminder was queued already."""
+    async with con.transaction():
+        phone = await con.fetchval(
+            "SELECT p.phone FROM htn_enrolment e JOIN patient p ON p.id = e.patient_id WHERE e.patient_id = $1",
+            patient_id)
+        if phone is None:
+            raise Conflict("no_phone", f"patient {patient_id} has no phone number for an SMS")
+        message_id = await messages.schedule(con, patient_id=patient_id, to_phone=phone, lang=lang,
+                                             kind="htn_reminder", body=body,
+                                             dedupe_key=f"htn_reminder:{patient_id}:{today.isoformat()}", due_at=now)
+        if message_id is None:
+            return False
+        await record_call(con, patient_id=patient_id, result="sms", staff_id=staff_id, today=today)
+    return True
+
+
+@dataclass(frozen=True)
+class MedicinePeriod:
+    drug: str
+    dose: str
+    frequency: str
+    started_on: date
+    stopped_on: date | None
+
+
+@dataclass(frozen=True)
+class ChartReading:
+    taken_on: date
+    systolic: int
+    diastolic: int
+    source: str
+
+
+@dataclass(frozen=True)
+class Chart:
+    patient_id: int
+    facility_id: int
+    registered_on: date
+    diagnosed_on: date | None
+    risk_factors: tuple[str, ...]
+    next_visit_on: date | None
+    died_on: date | None
+    readings: list[ChartReading]
+    medicines: list[MedicinePeriod]
+    visits: list[tuple[date, str]]
+
+
+async def chart(con: asyncpg.Connection, patient_id: int) -> Chart | None:
+    """Everything the patient's chart shows (None: not enrolled)."""
+    e = await con.fetchrow("SELECT * FROM htn_enrolment WHERE patient_id = $1", patient_id)
+    if e is None:
+        return None
+    readings = await con.fetch("SELECT taken_on, systolic, diastolic, source FROM bp_reading WHERE patient_id = $1 "
+                               "ORDER BY taken_on, id", patient_id)
+    meds = await con.fetch("SELECT d.name, m.dose, m.frequency, m.started_on, m.stopped_on FROM htn_medicine m "
+                           "JOIN htn_drug d ON d.code = m.drug_code WHERE m.patient_id = $1 "
+                           "ORDER BY m.started_on, m.id", patient_id)
+    visits = await con.fetch("SELECT visited_on, kind FROM htn_visit WHERE patient_id = $1 "
+                             "UNION ALL SELECT taken_on, 'bp_' || source FROM bp_reading WHERE patient_id = $1 "
+                             "ORDER BY 1 DESC LIMIT 50", patient_id)
+    return Chart(patient_id, e["facility_id"], e["registered_on"], e["diagnosed_on"], tuple(e["risk_factors"]),
+                 e["next_visit_on"], e["died_on"],
+                 [ChartReading(r["taken_on"], r["systolic"], r["diastolic"], r["source"]) for r in readings],
+                 [MedicinePeriod(*m) for m in meds], [(v[0], v[1]) for v in visits])
+
+
+async def write_review(con: asyncpg.Connection, *, patient_id: int, staff_id: int, text: str,
+                       follow_up_on: date | None, now: datetime) -> uuid.UUID:
+    """The specialist's review of a register patient, kept as a signed consult note: an ended, chat-only
+    consultation (service 'htn_review') with version 1 of its note, so it sits in the patient's record
+    with every other signed note. One transaction; audited "htn.review". Returns the consultation id."""
+    if not 1 <= len(text.strip()) <= 4000:
+        raise DbError("bad_review", "a review needs 1 to 4000 characters")
+    async with con.transaction():
+        facility_id = await con.fetchval("SELECT facility_id FROM htn_enrolment WHERE patient_id = $1", patient_id)
+        if facility_id is None:
+            raise Conflict("not_enrolled", f"patient {patient_id} is not in a hypertension register")
+        entry = await con.fetchval(
+            "INSERT INTO queue_entry (patient_id, facility_id, service, triage_level, suggested_level, status, "
+            "claimed_at, claimed_by, finished_at) VALUES ($1, $2, 'htn_review', 0, 0, 'done', $3, $4, $3) "
+            "RETURNING id", patient_id, facility_id, now, staff_id)
+        consultation_id: uuid.UUID = await con.fetchval(
+            "INSERT INTO consultation (queue_entry_id, patient_id, doctor_id, status, modality, started_at, ended_at, "
+            "ended_by, outcome) VALUES ($1, $2, $3, 'ended', 'chat', $4, $4, 'doctor', 'htn_review') RETURNING id",
+            entry, patient_id, staff_id, now)
+        await notes.sign(con, consultation_id, staff_id, 0, notes.NoteContent(
+            assessment=text.strip(), diagnoses=("I10",), follow_up_on=follow_up_on))
+        if follow_up_on is not None:
+            await con.execute("UPDATE htn_enrolment SET next_visit_on = $2 WHERE patient_id = $1",
+                              patient_id, follow_up_on)
+        await audit.record(con, audit.Actor.staff(staff_id), "htn.review", "patient", patient_id,
+                           {"consultation": str(consultation_id)})
+    return consultation_id
+
+
+# Registered in the quarter, not dead by the end of the next one; judged by the latest visit and the
+# latest BP within the next quarter (care.hypertension.cohort_outcome). $2/$3: the cohort quarter,
+# $4/$5: the next quarter (first and last day).
+_COHORT = """
+SELECT count(*) FILTER (WHERE visit_on IS NULL) AS missed_visit,
+       count(*) FILTER (WHERE visit_on IS NOT NULL AND bp_on IS NULL) AS visited_no_bp,
+       count(*) FILTER (WHERE bp_on IS NOT NULL AND systolic < 140 AND diastolic < 90) AS controlled,
+       count(*) FILTER (WHERE bp_on IS NOT NULL AND NOT (systolic < 140 AND diastolic < 90)) AS uncontrolled
+FROM (
+    SELECT lb.taken_on AS bp_on, lb.systolic, lb.diastolic,
+           greatest(lb.taken_on, (SELECT max(v.visited_on) FROM htn_visit v WHERE v.patient_id = e.patient_id
+                                  AND v.visited_on BETWEEN $4 AND $5)) AS visit_on
+    FROM htn_enrolment e
+    LEFT JOIN LATERAL (SELECT b.taken_on, b.systolic, b.diastolic FROM bp_reading b
+                       WHERE b.patient_id = e.patient_id AND b.taken_on BETWEEN $4 AND $5
+                       ORDER BY b.taken_on DESC, b.id DESC LIMIT 1) lb ON true
+    WHERE e.facility_id IN (SELECT facility_subtree($1)) AND e.registered_on BETWEEN $2 AND $3
+      AND (e.died_on IS NULL OR e.died_on > $5)
+) c
+"""
+
+
+async def quarterly_cohort(con: asyncpg.Connection, root: int, year: int, quarter: int) -> dict[htn.Bucket, int]:
+    """The quarterly cohort report over `root` and below: outcomes in Q+1 of those registered in Q."""
+    months = htn.quarter_months(year, quarter)
+    following = months[2].plus(1)
+    row = await con.fetchrow(_COHORT, root, months[0].first_day, months[2].last_day, following.first_day,
+                             following.plus(2).last_day)
+    return {b: row[b.value] for b in htn.Bucket}

@@ -23,6 +23,7 @@ from db.staff import Session
 from signaling.hub import Hub
 from web import (
     echo_routes,
+    htn_routes,
     invitation_routes,
     localtime,
     patient_routes,
@@ -141,6 +142,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     registry_routes.setup(app)
     invitation_routes.setup(app)
     echo_routes.setup(app)
+    htn_routes.setup(app)
     return app
 
 

@@ -12,6 +12,7 @@ from care.appointments import WindowState
 from care.triage import CheckIn, CheckInError, KeyGroup, Symptom, assess
 from db import consultations as consultations_db
 from db import facilities as facilities_db
+from db import hypertension as htn_db
 from db import invitations as invitations_db
 from db import links as links_db
 from db import patients as patients_db
@@ -20,7 +21,7 @@ from db import usecases
 from db.errors import DbError
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
-from web import day_texts, summaries, texts
+from web import day_texts, htn_texts, summaries, texts
 from web.auth import LinkError, ice_servers, inspect_link, resolve_link
 from web.errors import ApiError
 from web.invitation_texts import SERVICES
@@ -138,6 +139,7 @@ async def join_response(request: web.Request, token: str) -> web.Response:
         entry = await queue_db.open_entry(con, link.patient_id)
         active = await consultations_db.active_for_patient(con, link.patient_id)
         summary = await summaries.for_consultation(con, active.id, request[lang_rkey]) if active else None
+        in_register = await htn_db.enrolled_facility(con, link.patient_id) is not None
     step = "call" if active else "waiting" if entry else "device"
     context: dict[str, Any] = {
         "token": token,
@@ -146,10 +148,12 @@ async def join_response(request: web.Request, token: str) -> web.Response:
         "consent_version": CONSENT_VERSION,
         "patient_name": patient.name,
         "symptoms": [(s.value, t(texts.SYMPTOMS[s])) for s in Symptom],
-        "js_strings": t.json(texts.PATIENT_JS + day_texts.PATIENT_JS),
+        "js_strings": t.json(texts.PATIENT_JS + day_texts.PATIENT_JS + htn_texts.PATIENT_JS),
         "ice_servers": ice_servers(request.app[settings_key]),
         "emergency": bool(entry and entry.danger_signs),
         "summary": summary,
+        "htn": in_register,
+        "today": facility_today(request).isoformat(),
     }
     return render(request, "patient.html", context)
 

@@ -139,3 +139,9 @@ END $$;
 
 CREATE TRIGGER note_version_bp_reading AFTER INSERT ON note_version
     FOR EACH ROW EXECUTE FUNCTION bp_reading_from_note();
+
+-- The overdue list's SMS reminder goes through the outbox like every other message.
+ALTER TABLE outbound_message DROP CONSTRAINT outbound_message_kind_check;
+ALTER TABLE outbound_message ADD CONSTRAINT outbound_message_kind_check
+    CHECK (kind IN ('invitation', 'reminder_day_before', 'reminder_15_min', 'queue_near', 'rescheduled',
+                    'revoked', 'visit_summary', 'htn_reminder'));

@@ -119,6 +119,8 @@ async def test_monthly_sql_equals_the_pure_functions_on_random_cohorts(pool: asy
                         places = _below(tree, row.facility_id)
                         mine = [stored[i] for i, p in zip(ids, cohort, strict=True) if p["where"] in places]
                         assert row.indicators == htn.monthly_indicators(mine, month), (row.facility_id, month)
+                    got = await htn_db.quarterly_cohort(con, tree.province, month.year, (month.month - 1) // 3 + 1)
+                    assert got == htn.quarterly_cohort(stored.values(), month.year, (month.month - 1) // 3 + 1)
         run(body())
 
     await asyncio.to_thread(check)
