@@ -363,3 +363,13 @@ def worklist(histories: Iterable[tuple[int, PatientHistory]], today: date) -> li
             systolic = per_visit[-1].systolic if per_visit else 0
             rows.append(WorklistRow(min(reasons), -systolic, patient_id, tuple(reasons)))
     return sorted(rows)
+
+
+# ICD-10 I10–I15: hypertensive diseases (essential, heart, kidney, heart and kidney, secondary). A signed
+# note with one of them offers enrolment in the register.
+HYPERTENSION_CODES = ("I10", "I11", "I12", "I13", "I15")
+
+
+def hypertension_diagnosis(code: str) -> bool:
+    """An ICD-10 code in I10–I15 (I14 does not exist), with or without a subcode: I10, I11.9, I13.0."""
+    return code.strip().upper().split(".")[0] in HYPERTENSION_CODES

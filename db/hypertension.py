@@ -619,3 +619,13 @@ async def quarterly_cohort(con: asyncpg.Connection, root: int, year: int, quarte
     row = await con.fetchrow(_COHORT, root, months[0].first_day, months[2].last_day, following.first_day,
                              following.plus(2).last_day)
     return {b: row[b.value] for b in htn.Bucket}
+
+
+async def register_state(con: asyncpg.Connection, patient_id: int) -> str:
+    """'enrolled', 'offer' (not enrolled, and a signed note carries an I10–I15 diagnosis) or 'none'."""
+    if await enrolled_facility(con, patient_id) is not None:
+        return "enrolled"
+    codes = await con.fetchval(
+        "SELECT array_agg(DISTINCT d) FROM note_version nv JOIN consultation c ON c.id = nv.consultation_id, "
+        "unnest(nv.diagnoses) d WHERE c.patient_id = $1", patient_id)
+    return "offer" if any(htn.hypertension_diagnosis(c) for c in codes or []) else "none"

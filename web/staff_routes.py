@@ -22,6 +22,7 @@ from care.vitals import RANGES as VITALS_RANGES
 from care.vitals import Vitals, VitalsError
 from db import audit, visit_summaries
 from db import consultations as consultations_db
+from db import hypertension as htn_db
 from db import notes as notes_db
 from db import patients as patients_db
 from db import queue as queue_db
@@ -280,12 +281,13 @@ async def history_page(request: web.Request) -> web.Response:
         rows = [_history_row(r) for r in await patients_db.consultations(con, patient_id)] if clinical else []
         t = request[t_rkey]
         extras = await patient_view.page_extras(con, session.staff, patient, t, facility_today(request))
+        htn_state = await htn_db.register_state(con, patient_id)
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
                            patient_id, {"clinical": clinical})
     merged = request.query.get("merged", "")
     return render(request, "patient_history.html", {
         "me": session.staff, "patient": patient, "age": patient.age(facility_today(request)), "rows": rows,
-        "clinical": clinical, "labels": _labels(t), "icd": icd10.lookup, **extras,
+        "clinical": clinical, "labels": _labels(t), "icd": icd10.lookup, **extras, "htn_state": htn_state,
         "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
         else "merged" if merged.isdigit() else None, "merged_id": merged if merged.isdigit() else ""})
 

@@ -113,3 +113,15 @@ async def test_call_results(pool: asyncpg.Pool, make: Factory, network: Network)
         with pytest.raises(DbError) as caught:
             await htn_db.record_call(con, patient_id=patient_id, result="maybe", staff_id=None, today=TODAY)
     assert caught.value.code == "bad_call_result"
+
+
+async def test_a_signed_note_with_i10_offers_enrolment(pool: asyncpg.Pool, make: Factory, network: Network) -> None:
+    doctor = await make.staff()
+    claim = await make.claimed(doctor)
+    async with pool.acquire() as con:
+        assert await htn_db.register_state(con, claim.patient_id) == "none"
+        await notes_db.sign(con, claim.consultation_id, doctor, 0, notes_db.NoteContent(diagnoses=("I10",)))
+        assert await htn_db.register_state(con, claim.patient_id) == "offer"
+        await htn_db.enrol(con, patient_id=claim.patient_id, facility_id=network.commune, staff_id=doctor,
+                           today=TODAY, enrolment=htn_db.Enrolment(TODAY))
+        assert await htn_db.register_state(con, claim.patient_id) == "enrolled"

@@ -18,6 +18,7 @@ from care.hypertension import (
     cohort_outcome,
     controlled,
     dead,
+    hypertension_diagnosis,
     in_denominator,
     latest_reading,
     latest_visit,
@@ -244,3 +245,9 @@ def test_worklist_reasons_and_order() -> None:
     rows = worklist([(1, late), (2, twice), (3, urgent_one), (4, better), (5, drugs)], today)
     assert [r.patient_id for r in rows] == [3, 5, 2, 1]
     assert rows[0].reasons == (Reason.URGENT,)
+
+
+@pytest.mark.parametrize(("code", "offered"), [("I10", True), ("i11.9", True), ("I13.0", True), ("I15", True),
+                                               ("I14", False), ("I16", False), ("E11", False), ("I1", False)])
+def test_i10_to_i15_offer_the_register(code: str, offered: bool) -> None:
+    assert hypertension_diagnosis(code) is offered
