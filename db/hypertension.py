@@ -261,20 +261,35 @@ WITH RECURSIVE tree(id, anc) AS (
     SELECT s, s FROM facility_subtree($1) s
     UNION ALL SELECT f.id, t.anc FROM facility f JOIN tree t ON f.parent_id = t.id
 ), p AS (
-    SELECT e.facility_id, e.registered_on, e.died_on, lb.taken_on AS bp_on, lb.systolic, lb.diastolic,
-           greatest(lb.taken_on, (SELECT max(v.visited_on) FROM htn_visit v
-                                  WHERE v.patient_id = e.patient_id AND v.visited_on <= $2)) AS visit_on
+    -- Up to date (latest event on or before the month's end): the enrolment row's latest values. Otherwise
+    -- (a past month, for a patient seen since) probe the readings as of the month's end. A scalar subquery
+    -- in a CASE branch runs only when the branch is taken, so the current month is one pass over the rows.
+    SELECT e.facility_id, e.registered_on, e.died_on, e.last_bp_on, e.last_systolic, e.last_diastolic,
+           e.last_visit_on, u.up_to_date,
+           CASE WHEN NOT u.up_to_date THEN
+               (SELECT ROW(b.taken_on, b.systolic, b.diastolic, b.id)::htn_day_reading FROM bp_reading b
+                WHERE b.patient_id = e.patient_id AND b.taken_on <= $2 ORDER BY b.taken_on DESC, b.id DESC LIMIT 1)
+           END AS past_bp,
+           CASE WHEN NOT u.up_to_date THEN
+               (SELECT max(v.visited_on) FROM htn_visit v WHERE v.patient_id = e.patient_id AND v.visited_on <= $2)
+           END AS past_visit
     FROM htn_enrolment e
-    LEFT JOIN LATERAL (SELECT b.taken_on, b.systolic, b.diastolic FROM bp_reading b
-                       WHERE b.patient_id = e.patient_id AND b.taken_on <= $2
-                       ORDER BY b.taken_on DESC, b.id DESC LIMIT 1) lb ON true
+    CROSS JOIN LATERAL (SELECT coalesce(greatest(e.last_bp_on, e.last_visit_on) <= $2, true) AS up_to_date) u
     WHERE e.facility_id IN (SELECT facility_subtree($1)) AND e.registered_on <= $2
+), q AS (
+    SELECT facility_id, registered_on, died_on,
+           CASE WHEN up_to_date THEN last_bp_on ELSE (past_bp).taken_on END AS bp_on,
+           CASE WHEN up_to_date THEN last_systolic ELSE (past_bp).systolic END AS systolic,
+           CASE WHEN up_to_date THEN last_diastolic ELSE (past_bp).diastolic END AS diastolic,
+           CASE WHEN up_to_date THEN greatest(last_bp_on, last_visit_on)
+                ELSE greatest((past_bp).taken_on, past_visit) END AS visit_on
+    FROM p
 ), s AS (
     SELECT facility_id, registered_on, bp_on, systolic, diastolic, visit_on,
            coalesce(died_on <= $2, false) AS dead,
            coalesce(died_on <= $2, false) = false
                AND (registered_on >= $3 OR coalesce(visit_on >= $3, false)) AS under_care
-    FROM p
+    FROM q
 ), c AS (
     SELECT facility_id,
         count(*) FILTER (WHERE NOT dead) AS registered,
@@ -362,6 +377,10 @@ CROSS JOIN LATERAL (
         WHERE b.patient_id = e.patient_id AND b.taken_on <= $2
         ORDER BY b.taken_on DESC, b.id DESC LIMIT 2) d ORDER BY d.taken_on DESC) AS readings) r
 WHERE e.facility_id IN (SELECT facility_subtree($1)) AND (e.died_on IS NULL OR e.died_on > $2)
+  -- Candidates from the enrolment row first (the same test on its latest values; a row with events after
+  -- today is always looked at), so the readings are probed only for them.
+  AND (greatest(e.last_bp_on, e.last_visit_on) > $2 OR e.next_visit_on < $2
+       OR NOT coalesce(e.last_systolic < 140 AND e.last_diastolic < 90, true))
 ) w
 WHERE NOT coalesce((readings[1]).systolic < 140 AND (readings[1]).diastolic < 90, true)
    OR (next_visit_on < $2 AND (visit_on IS NULL OR visit_on < next_visit_on))

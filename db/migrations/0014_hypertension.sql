@@ -145,3 +145,52 @@ ALTER TABLE outbound_message DROP CONSTRAINT outbound_message_kind_check;
 ALTER TABLE outbound_message ADD CONSTRAINT outbound_message_kind_check
     CHECK (kind IN ('invitation', 'reminder_day_before', 'reminder_15_min', 'queue_near', 'rescheduled',
                     'revoked', 'visit_summary', 'htn_reminder'));
+
+-- Each patient's latest reading and latest visit without BP, kept on the enrolment row by triggers (from the
+-- rows, so a late reading dated earlier changes nothing here, and an edit or delete is followed). A month
+-- at or after a patient's latest event (the current month, for nearly everyone) reads these columns
+-- instead of probing the readings: the province dashboard is one pass over the enrolments.
+ALTER TABLE htn_enrolment
+    ADD COLUMN last_bp_on date,
+    ADD COLUMN last_systolic smallint,
+    ADD COLUMN last_diastolic smallint,
+    ADD COLUMN last_visit_on date;
+
+CREATE FUNCTION htn_latest(p bigint) RETURNS TABLE (bp_on date, systolic smallint, diastolic smallint,
+                                                    visit_on date)
+LANGUAGE sql STABLE AS $$
+    SELECT b.taken_on, b.systolic, b.diastolic, (SELECT max(v.visited_on) FROM htn_visit v WHERE v.patient_id = p)
+    FROM (SELECT 1) one
+    LEFT JOIN LATERAL (SELECT taken_on, systolic, diastolic FROM bp_reading WHERE patient_id = p
+                       ORDER BY taken_on DESC, id DESC LIMIT 1) b ON true
+$$;
+
+CREATE FUNCTION htn_refresh_latest() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    p bigint := CASE WHEN TG_OP = 'DELETE' THEN OLD.patient_id ELSE NEW.patient_id END;
+BEGIN
+    -- Lock first; the next statement then reads with a fresh snapshot, so two readings of the same patient
+    -- committed at once cannot leave the older one on the row.
+    PERFORM 1 FROM htn_enrolment WHERE patient_id = p FOR UPDATE;
+    UPDATE htn_enrolment e SET (last_bp_on, last_systolic, last_diastolic, last_visit_on) =
+        (SELECT l.bp_on, l.systolic, l.diastolic, l.visit_on FROM htn_latest(p) l)
+    WHERE e.patient_id = p;
+    RETURN NULL;
+END $$;
+
+CREATE TRIGGER bp_reading_latest AFTER INSERT OR UPDATE OR DELETE ON bp_reading
+    FOR EACH ROW EXECUTE FUNCTION htn_refresh_latest();
+CREATE TRIGGER htn_visit_latest AFTER INSERT OR UPDATE OR DELETE ON htn_visit
+    FOR EACH ROW EXECUTE FUNCTION htn_refresh_latest();
+
+-- A patient enrolled with readings already on record (from signed notes) starts with them.
+CREATE FUNCTION htn_enrolment_fill_latest() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    SELECT l.bp_on, l.systolic, l.diastolic, l.visit_on
+      INTO NEW.last_bp_on, NEW.last_systolic, NEW.last_diastolic, NEW.last_visit_on
+      FROM htn_latest(NEW.patient_id) l;
+    RETURN NEW;
+END $$;
+
+CREATE TRIGGER htn_enrolment_fill_latest BEFORE INSERT ON htn_enrolment
+    FOR EACH ROW EXECUTE FUNCTION htn_enrolment_fill_latest();

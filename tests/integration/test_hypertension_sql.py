@@ -67,20 +67,28 @@ async def _enrol(con: asyncpg.Connection, tree: Network, p: dict[str, Any]) -> i
     facility = getattr(tree, p["where"])
     patient_id = await patients_db.create(con, facility_id=facility, name=f"Bệnh nhân {next(_serial)}")
     lines = tuple(htn_db.MedicineLine("amlodipine", "5 mg", "1 lần/ngày") for _ in range(p["drugs"]))
+    early = p["drugs"] % 2 == 1  # readings on record before enrolment (from signed notes): the row starts with them
+    if early:
+        await _readings(con, patient_id, p)
     await htn_db.enrol(con, patient_id=patient_id, facility_id=facility, staff_id=None, today=FAR,
                        enrolment=htn_db.Enrolment(p["registered_on"], medicines=lines,
                                                   next_visit_on=p["next_visit_on"] or FAR))
     if p["next_visit_on"] is None:
         await con.execute("UPDATE htn_enrolment SET next_visit_on = NULL WHERE patient_id = $1", patient_id)
-    for taken_on, systolic, diastolic in p["readings"]:
-        await htn_db.add_reading(con, patient_id=patient_id, taken_on=taken_on, systolic=systolic,
-                                 diastolic=diastolic, source=htn_db.Source.station, staff_id=None, today=FAR)
+    if not early:
+        await _readings(con, patient_id, p)
     for visited_on in p["visits"]:
         await htn_db.add_visit(con, patient_id=patient_id, visited_on=visited_on, staff_id=None, today=FAR,
                                reschedule=False)
     if p["died_on"] is not None:
         await con.execute("UPDATE htn_enrolment SET died_on = $2 WHERE patient_id = $1", patient_id, p["died_on"])
     return patient_id
+
+
+async def _readings(con: asyncpg.Connection, patient_id: int, p: dict[str, Any]) -> None:
+    for taken_on, systolic, diastolic in p["readings"]:
+        await htn_db.add_reading(con, patient_id=patient_id, taken_on=taken_on, systolic=systolic,
+                                 diastolic=diastolic, source=htn_db.Source.station, staff_id=None, today=FAR)
 
 
 def _below(tree: Network, facility_id: int) -> set[str]:
