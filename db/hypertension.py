@@ -377,21 +377,51 @@ CROSS JOIN LATERAL (
         WHERE b.patient_id = e.patient_id AND b.taken_on <= $2
         ORDER BY b.taken_on DESC, b.id DESC LIMIT 2) d ORDER BY d.taken_on DESC) AS readings) r
 WHERE e.facility_id IN (SELECT facility_subtree($1)) AND (e.died_on IS NULL OR e.died_on > $2)
-  -- Candidates from the enrolment row first (the same test on its latest values; a row with events after
-  -- today is always looked at), so the readings are probed only for them.
-  AND (greatest(e.last_bp_on, e.last_visit_on) > $2 OR e.next_visit_on < $2
-       OR NOT coalesce(e.last_systolic < 140 AND e.last_diastolic < 90, true))
+  -- Only rows with events dated after `today` (rare: a clock moved back); the rest take the fast path.
+  AND greatest(e.last_bp_on, e.last_visit_on) > $2
 ) w
 WHERE NOT coalesce((readings[1]).systolic < 140 AND (readings[1]).diastolic < 90, true)
    OR (next_visit_on < $2 AND (visit_on IS NULL OR visit_on < next_visit_on))
 """
 
 
-async def worklist(con: asyncpg.Connection, root: int, today: date) -> list[WorklistEntry]:
-    """The specialist's worklist over `root` and every facility below it, most severe first."""
-    rows = await con.fetch(_WORKLIST, root, today)
+# The fast path, for every patient whose latest event is on or before `today` (everyone, in practice): the
+# reasons from the enrolment row's latest and previous-day readings, drug count and next visit — the same
+# rules as care.hypertension.worklist_reasons — ordered by severity in SQL, so a page reads only its rows.
+_WORKLIST_FAST = """
+SELECT * FROM (
+    SELECT e.patient_id, pt.name, e.facility_id, f.name AS facility, e.next_visit_on,
+           e.last_bp_on, e.last_systolic, e.last_diastolic,
+           coalesce(e.last_systolic >= 180 OR e.last_diastolic >= 110, false) AS urgent,
+           coalesce(e.drugs >= 3 AND NOT (e.last_systolic < 140 AND e.last_diastolic < 90), false) AS many_drugs,
+           coalesce(NOT (e.last_systolic < 140 AND e.last_diastolic < 90)
+                    AND NOT (e.prev_systolic < 140 AND e.prev_diastolic < 90), false) AS twice,
+           coalesce(e.next_visit_on < $2 AND coalesce(greatest(e.last_bp_on, e.last_visit_on) < e.next_visit_on,
+                                                      true), false) AS overdue
+    FROM htn_enrolment e
+    JOIN patient pt ON pt.id = e.patient_id
+    JOIN facility f ON f.id = e.facility_id
+    WHERE e.facility_id IN (SELECT facility_subtree($1)) AND (e.died_on IS NULL OR e.died_on > $2)
+      AND coalesce(greatest(e.last_bp_on, e.last_visit_on) <= $2, true)
+) w
+WHERE urgent OR many_drugs OR twice OR overdue
+ORDER BY CASE WHEN urgent THEN 1 WHEN many_drugs THEN 2 WHEN twice THEN 3 ELSE 4 END,
+         coalesce(last_systolic, 0) DESC, patient_id
+LIMIT $3
+"""
+
+
+async def worklist(con: asyncpg.Connection, root: int, today: date, limit: int = 500) -> list[WorklistEntry]:
+    """The specialist's worklist over `root` and every facility below it, most severe first (at most `limit`)."""
     entries = []
-    for r in rows:
+    for r in await con.fetch(_WORKLIST_FAST, root, today, limit):
+        reasons = tuple(reason for reason, flag in ((htn.Reason.URGENT, r["urgent"]),
+                                                     (htn.Reason.MANY_DRUGS, r["many_drugs"]),
+                                                     (htn.Reason.UNCONTROLLED_TWICE, r["twice"]),
+                                                     (htn.Reason.OVERDUE, r["overdue"])) if flag)
+        entries.append(WorklistEntry(r["patient_id"], r["name"], r["facility_id"], r["facility"], reasons,
+                                     r["last_systolic"], r["last_diastolic"], r["last_bp_on"], r["next_visit_on"]))
+    for r in await con.fetch(_WORKLIST, root, today):
         days = [Reading(t["taken_on"], t["systolic"], t["diastolic"], t["id"]) for t in r["readings"]]
         history = PatientHistory(r["registered_on"], tuple(reversed(days)),
                                  (r["visit_on"],) if r["visit_on"] is not None else (), r["died_on"], r["drugs"],
@@ -403,7 +433,7 @@ async def worklist(con: asyncpg.Connection, root: int, today: date) -> list[Work
                 r["patient_id"], r["name"], r["facility_id"], r["facility"], tuple(reasons),
                 latest.systolic if latest else None, latest.diastolic if latest else None,
                 latest.taken_on if latest else None, r["next_visit_on"]))
-    return sorted(entries, key=lambda e: (min(e.reasons), -(e.systolic or 0), e.patient_id))
+    return sorted(entries, key=lambda e: (min(e.reasons), -(e.systolic or 0), e.patient_id))[:limit]
 
 
 # --- paper register import ---------------------------------------------------------------------------

@@ -154,15 +154,27 @@ ALTER TABLE htn_enrolment
     ADD COLUMN last_bp_on date,
     ADD COLUMN last_systolic smallint,
     ADD COLUMN last_diastolic smallint,
-    ADD COLUMN last_visit_on date;
+    ADD COLUMN last_visit_on date,
+    -- The latest reading of the day before (the worklist's "two consecutive visits") and the number of
+    -- current medicine lines (its "3 drugs or more").
+    ADD COLUMN prev_bp_on date,
+    ADD COLUMN prev_systolic smallint,
+    ADD COLUMN prev_diastolic smallint,
+    ADD COLUMN drugs int NOT NULL DEFAULT 0;
 
 CREATE FUNCTION htn_latest(p bigint) RETURNS TABLE (bp_on date, systolic smallint, diastolic smallint,
-                                                    visit_on date)
+                                                    visit_on date, prev_on date, prev_systolic smallint,
+                                                    prev_diastolic smallint, drugs int)
 LANGUAGE sql STABLE AS $$
-    SELECT b.taken_on, b.systolic, b.diastolic, (SELECT max(v.visited_on) FROM htn_visit v WHERE v.patient_id = p)
+    SELECT b.taken_on, b.systolic, b.diastolic,
+           (SELECT max(v.visited_on) FROM htn_visit v WHERE v.patient_id = p),
+           d.taken_on, d.systolic, d.diastolic,
+           (SELECT count(*)::int FROM htn_medicine m WHERE m.patient_id = p AND m.stopped_on IS NULL)
     FROM (SELECT 1) one
     LEFT JOIN LATERAL (SELECT taken_on, systolic, diastolic FROM bp_reading WHERE patient_id = p
                        ORDER BY taken_on DESC, id DESC LIMIT 1) b ON true
+    LEFT JOIN LATERAL (SELECT taken_on, systolic, diastolic FROM bp_reading WHERE patient_id = p
+                       AND taken_on < b.taken_on ORDER BY taken_on DESC, id DESC LIMIT 1) d ON true
 $$;
 
 CREATE FUNCTION htn_refresh_latest() RETURNS trigger LANGUAGE plpgsql AS $$
@@ -172,8 +184,10 @@ BEGIN
     -- Lock first; the next statement then reads with a fresh snapshot, so two readings of the same patient
     -- committed at once cannot leave the older one on the row.
     PERFORM 1 FROM htn_enrolment WHERE patient_id = p FOR UPDATE;
-    UPDATE htn_enrolment e SET (last_bp_on, last_systolic, last_diastolic, last_visit_on) =
-        (SELECT l.bp_on, l.systolic, l.diastolic, l.visit_on FROM htn_latest(p) l)
+    UPDATE htn_enrolment e SET (last_bp_on, last_systolic, last_diastolic, last_visit_on, prev_bp_on,
+                                prev_systolic, prev_diastolic, drugs) =
+        (SELECT l.bp_on, l.systolic, l.diastolic, l.visit_on, l.prev_on, l.prev_systolic, l.prev_diastolic,
+                l.drugs FROM htn_latest(p) l)
     WHERE e.patient_id = p;
     RETURN NULL;
 END $$;
@@ -182,12 +196,15 @@ CREATE TRIGGER bp_reading_latest AFTER INSERT OR UPDATE OR DELETE ON bp_reading
     FOR EACH ROW EXECUTE FUNCTION htn_refresh_latest();
 CREATE TRIGGER htn_visit_latest AFTER INSERT OR UPDATE OR DELETE ON htn_visit
     FOR EACH ROW EXECUTE FUNCTION htn_refresh_latest();
+CREATE TRIGGER htn_medicine_latest AFTER INSERT OR UPDATE OR DELETE ON htn_medicine
+    FOR EACH ROW EXECUTE FUNCTION htn_refresh_latest();
 
 -- A patient enrolled with readings already on record (from signed notes) starts with them.
 CREATE FUNCTION htn_enrolment_fill_latest() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
-    SELECT l.bp_on, l.systolic, l.diastolic, l.visit_on
-      INTO NEW.last_bp_on, NEW.last_systolic, NEW.last_diastolic, NEW.last_visit_on
+    SELECT l.bp_on, l.systolic, l.diastolic, l.visit_on, l.prev_on, l.prev_systolic, l.prev_diastolic, l.drugs
+      INTO NEW.last_bp_on, NEW.last_systolic, NEW.last_diastolic, NEW.last_visit_on, NEW.prev_bp_on,
+           NEW.prev_systolic, NEW.prev_diastolic, NEW.drugs
       FROM htn_latest(NEW.patient_id) l;
     RETURN NEW;
 END $$;

@@ -146,8 +146,10 @@ async def test_worklist_sql_equals_the_pure_rules_on_random_cohorts(pool: asyncp
                 ids = [await _enrol(con, tree, p) for p in cohort]
                 stored = await htn_db.histories(con, ids)
                 got = await htn_db.worklist(con, tree.district, today)
+                first = await htn_db.worklist(con, tree.district, today, limit=3)
             expected = htn.worklist(list(stored.items()), today)
             assert [(e.patient_id, e.reasons) for e in got] == [(r.patient_id, r.reasons) for r in expected]
+            assert [e.patient_id for e in first] == [r.patient_id for r in expected[:3]]
         run(body())
 
     await asyncio.to_thread(check)
