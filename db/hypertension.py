@@ -426,11 +426,11 @@ async def worklist(con: asyncpg.Connection, root: int, today: date, limit: int =
         history = PatientHistory(r["registered_on"], tuple(reversed(days)),
                                  (r["visit_on"],) if r["visit_on"] is not None else (), r["died_on"], r["drugs"],
                                  r["next_visit_on"])
-        reasons = htn.worklist_reasons(history, today)
-        if reasons:
+        found = htn.worklist_reasons(history, today)
+        if found:
             latest = days[0] if days else None
             entries.append(WorklistEntry(
-                r["patient_id"], r["name"], r["facility_id"], r["facility"], tuple(reasons),
+                r["patient_id"], r["name"], r["facility_id"], r["facility"], tuple(found),
                 latest.systolic if latest else None, latest.diastolic if latest else None,
                 latest.taken_on if latest else None, r["next_visit_on"]))
     return sorted(entries, key=lambda e: (min(e.reasons), -(e.systolic or 0), e.patient_id))[:limit]
