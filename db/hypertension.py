@@ -34,6 +34,7 @@ RISK_FACTORS = ("diabetes", "cvd", "ckd", "smoking")
 CALL_RESULTS = ("agreed", "remind_later", "died", "moved", "transferred", "refused", "wrong_number")
 REMOVALS = ("moved", "transferred", "refused", "wrong_number")
 REMIND_LATER_DAYS = 7
+EARLIEST = date(2000, 1, 1)  # a register date before this is a typo (a year 0026, a 1/1/1900 default)
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,8 @@ async def add_reading(con: asyncpg.Connection, *, patient_id: int, taken_on: dat
     htn.check_reading(systolic, diastolic)
     if taken_on > today:
         raise htn.HypertensionError("future_date", "taken_on", "the reading's date is after today")
+    if taken_on < EARLIEST:
+        raise htn.HypertensionError("bad_date", "taken_on", f"the reading's date is before {EARLIEST.isoformat()}")
     if source is Source.note:
         raise DbError("bad_source", "note readings come from signed notes")
     async with con.transaction():
@@ -170,6 +173,8 @@ async def add_visit(con: asyncpg.Connection, *, patient_id: int, visited_on: dat
     """A visit without a BP (it still counts as a visit); the next visit moves 28 days on."""
     if visited_on > today:
         raise htn.HypertensionError("future_date", "visited_on", "the visit's date is after today")
+    if visited_on < EARLIEST:
+        raise htn.HypertensionError("bad_date", "visited_on", f"the visit's date is before {EARLIEST.isoformat()}")
     async with con.transaction():
         try:
             await con.execute(

@@ -45,11 +45,14 @@ def _today() -> date:
     return datetime.now(FACILITY_TZ).date()
 
 
+BIGINT_MAX = 2**63 - 1
+
+
 def _pid(request: web.Request) -> int:
-    try:
-        return int(request.match_info["pid"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    text = request.match_info["pid"]
+    if not text.isdigit() or not 0 < int(text) <= BIGINT_MAX:
+        raise web.HTTPNotFound()
+    return int(text)
 
 
 async def _form(request: web.Request) -> MultiDictProxy[Any]:
@@ -278,6 +281,8 @@ async def dashboard(request: web.Request) -> web.Response:
     try:
         month = Month.parse(request.query["month"]) if request.query.get("month") else Month.of(today)
         root = int(request.query.get("facility", session.staff.facility_id))
+        if not 0 < root <= BIGINT_MAX:
+            raise ValueError("facility out of range")
     except (HypertensionError, ValueError):
         raise ApiError("invalid", "month must be YYYY-MM and facility a facility id") from None
     quarter = (month.plus(-3).year, (month.plus(-3).month - 1) // 3 + 1)

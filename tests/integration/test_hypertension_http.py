@@ -157,3 +157,26 @@ async def test_web_import_previews_errors_then_imports_on_confirm(running_app: R
             assert await con.fetchval("SELECT count(*) FROM htn_enrolment WHERE patient_ref = 'B1'") == 1
     finally:
         await nurse.http.close()
+
+
+async def test_bad_input_is_refused_precisely(running_app: RunningApp) -> None:
+    app = running_app
+    nurse = await signed_in(app, "yta.hoa")
+    try:
+        for path, status in ((f"/staff/htn/p/{2**63}", 404), ("/staff/htn/p/abc", 404),
+                             (f"/staff/htn?facility={10**30}", 400), ("/staff/htn?month=2026-13", 400),
+                             ("/staff/htn?month=x", 400)):
+            r = await nurse.http.get(f"{app.url}{path}", allow_redirects=False)
+            assert r.status == status, path
+        token = await new_link(app, PATIENT)
+        async with jar_session() as patient:
+            headers = {"Authorization": f"Bearer {token}"}
+            for body, field in (({"systolic": 150, "diastolic": 90, "taken_on": "0001-01-01", "key": "abcdefgh1"},
+                                 "taken_on"),
+                                ({"systolic": 150, "diastolic": 90, "taken_on": "x", "key": "abcdefgh2"}, "taken_on")):
+                r = await patient.post(f"{app.url}/api/p/bp", json=body, headers=headers)
+                assert r.status == 400 and (await r.json())["error"]["field"] == field
+            r = await patient.post(f"{app.url}/api/p/bp", json={"systolic": 150}, headers=headers)
+            assert r.status == 400 and (await r.json())["error"]["code"] == "invalid"
+    finally:
+        await nurse.http.close()
