@@ -19,6 +19,7 @@ from care.phone import PhoneError, parse_mobile
 HEADER = ("patient_ref", "name", "sex", "birth_year", "phone", "registered_on", "visit_on", "systolic", "diastolic")
 SEXES = {"m": "male", "nam": "male", "f": "female", "nữ": "female", "nu": "female"}
 MAX_ROWS = 50_000
+EARLIEST = date(2000, 1, 1)  # the same floor as the register's other dates (db/hypertension.py)
 
 
 @dataclass(frozen=True)
@@ -85,6 +86,8 @@ def _row(cells: dict[str, str], today: date) -> tuple[ImportPatient, ImportVisit
     registered_on = parse_date(cells["registered_on"])
     if registered_on > today:
         raise ValueError("registered_on is after today")
+    if registered_on < EARLIEST:
+        raise ValueError(f"registered_on is before {EARLIEST.isoformat()}")
     patient = ImportPatient(ref, name, sex, birth_year, phone, registered_on, 0)
     has_bp = bool(cells["systolic"] or cells["diastolic"])
     if not cells["visit_on"]:

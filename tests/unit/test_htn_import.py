@@ -39,10 +39,11 @@ def test_every_bad_row_is_reported_and_nothing_is_returned() -> None:
         "A9,Ích,F,1960,,2026-04-01,,,",                         # row 10: future
         "A10,Khánh,F,1960",                                     # row 11: columns
         "A11,Lan,F,1960,,2025-01-05,2024-12-31,,",             # row 12: visit before registration
+        "A12,Mai,F,1960,,05/01/1925,,,",                        # row 13: before 2000
     ])
     parsed = parse_register(text, today=TODAY)
     assert parsed.patients == []
-    assert [e.split(":")[0] for e in parsed.errors] == [f"row {n}" for n in range(3, 13)]
+    assert [e.split(":")[0] for e in parsed.errors] == [f"row {n}" for n in range(3, 14)]
     assert "sex differs from row 2" in parsed.errors[0]
     assert "systolic" in parsed.errors[3]
 
