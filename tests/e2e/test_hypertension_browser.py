@@ -55,7 +55,7 @@ async def test_home_reading_reaches_the_worklist_review_and_dashboard(
         row = specialist.locator(f"#worklist tr[data-patient='{pid}']")
         await expect(row).to_contain_text("185/100")
         await expect(row.locator("[data-reason=urgent]")).to_be_visible()
-        await row.locator("a").click()
+        await row.locator("a").first.click()  # the name: the chart
         await specialist.wait_for_url(f"**/staff/htn/p/{pid}")
         await expect(specialist.locator("svg.bp-chart circle[data-value='185']")).to_have_count(1)
         await specialist.fill("#review", "Tăng amlodipin 10 mg; trạm đo lại sau 2 tuần.")
