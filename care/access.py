@@ -66,6 +66,10 @@ class Action(StrEnum):
     answer_escalation = "answer_escalation"    # the specialist offered (or who accepted) it: accept, decline, answer
     set_on_duty = "set_on_duty"                # a specialist's own on-duty/away switch
     receive_referral = "receive_referral"      # referrals addressed to one's facility: see, acknowledge, arrival
+    read_register = "read_register"            # the hypertension register: charts, overdue list, worklist
+    record_visit = "record_visit"              # enrol, record a station visit or reading, call results, import
+    review_register = "review_register"        # review a register patient (a signed note), change medicines
+    read_cohort = "read_cohort"                # the register's dashboards and reports: counts, no names
 
 
 CLINICIANS = frozenset({Role.doctor, Role.specialist})
@@ -113,6 +117,10 @@ RULES: dict[Action, Rule] = {
     Action.answer_escalation: Rule(frozenset({Role.specialist}), frozenset(Relation), assignee=True),
     Action.set_on_duty: Rule(frozenset({Role.specialist}), OWN),
     Action.receive_referral: Rule(FRONT_DESK, OWN),  # the receiving facility (the object's: `to_facility`)
+    Action.read_register: Rule(FRONT_DESK),
+    Action.record_visit: Rule(FRONT_DESK),
+    Action.review_register: Rule(CLINICIANS),
+    Action.read_cohort: Rule(ALL_STAFF),
 }
 
 

@@ -36,3 +36,17 @@ class Contact:
 async def contact(con: asyncpg.Connection, facility_id: int) -> Contact | None:
     row = await con.fetchrow("SELECT id, name, phone FROM facility WHERE id = $1", facility_id)
     return Contact(row["id"], row["name"], row["phone"]) if row else None
+
+
+@dataclass(frozen=True)
+class Facility:
+    id: int
+    level: str
+    name: str
+    parent_id: int | None
+
+
+async def all_facilities(con: asyncpg.Connection) -> list[Facility]:
+    """Every facility, by id (`donghanh facilities`)."""
+    rows = await con.fetch("SELECT id, level, name, parent_id FROM facility ORDER BY id")
+    return [Facility(r["id"], r["level"], r["name"], r["parent_id"]) for r in rows]

@@ -133,6 +133,18 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/staff/coordination"): _S(Action.read_counts),
     ("GET", "/api/coordination"): _S(Action.read_counts),
     ("GET", "/api/coordination/{table}.csv"): _S(Action.read_counts),
+    ("POST", "/api/p/bp"): PATIENT,
+    ("GET", "/staff/htn"): _S(Action.read_cohort),
+    ("GET", "/staff/htn/worklist"): _S(Action.read_register),
+    ("GET", "/staff/htn/overdue"): _S(Action.read_register),
+    ("GET", "/staff/htn/import"): _S(Action.record_visit),
+    ("POST", "/staff/htn/import"): _S(Action.record_visit),
+    ("GET", "/staff/htn/p/{pid}"): _S(Action.read_register, _P),
+    ("POST", "/staff/htn/p/{pid}/enrol"): _S(Action.record_visit, _P),
+    ("POST", "/staff/htn/p/{pid}/visit"): _S(Action.record_visit, _P),
+    ("POST", "/staff/htn/p/{pid}/call"): _S(Action.record_visit, _P),
+    ("POST", "/staff/htn/p/{pid}/medicines"): _S(Action.review_register, _P),
+    ("POST", "/staff/htn/p/{pid}/review"): _S(Action.review_register, _P),
 }
 
 # Socket messages → the action they need (None: no authorisation beyond the socket itself). Room

@@ -26,6 +26,7 @@ from web import (
     echo_routes,
     escalation_attachment_routes,
     escalation_routes,
+    htn_routes,
     invitation_routes,
     localtime,
     patient_routes,
@@ -152,6 +153,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     escalation_attachment_routes.setup(app)
     referral_routes.setup(app)
     coordination_routes.setup(app)
+    htn_routes.setup(app)
     return app
 
 

@@ -14,6 +14,7 @@ from care.triage import CheckIn, CheckInError, KeyGroup, Symptom, assess
 from db import alerts as alerts_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
+from db import hypertension as htn_db
 from db import invitations as invitations_db
 from db import links as links_db
 from db import patients as patients_db
@@ -23,7 +24,7 @@ from db.errors import DbError
 from db.invitations import Invitation, InvitationKind
 from db.links import JoinLink
 from signaling import safety
-from web import day_texts, live_texts, params, summaries, texts
+from web import day_texts, htn_texts, live_texts, params, summaries, texts
 from web.auth import LinkError, ice_servers, inspect_link, resolve_link
 from web.errors import ApiError
 from web.invitation_texts import SERVICES
@@ -145,6 +146,7 @@ async def join_response(request: web.Request, token: str) -> web.Response:
         entry = await queue_db.open_entry(con, link.patient_id)
         active = await consultations_db.active_for_patient(con, link.patient_id)
         summary = await summaries.for_consultation(con, active.id, request[lang_rkey]) if active else None
+        in_register = await htn_db.enrolled_facility(con, link.patient_id) is not None
     step = "call" if active else "waiting" if entry else "device"
     emergency = bool(entry and entry.danger_signs)
     truth = await _emergency_state(request, entry) if entry is not None and emergency else {
@@ -156,12 +158,14 @@ async def join_response(request: web.Request, token: str) -> web.Response:
         "consent_version": CONSENT_VERSION,
         "patient_name": patient.name,
         "symptoms": [(s.value, t(texts.SYMPTOMS[s])) for s in Symptom],
-        "js_strings": t.json(texts.PATIENT_JS + day_texts.PATIENT_JS + live_texts.CALL_JS),
+        "js_strings": t.json(texts.PATIENT_JS + day_texts.PATIENT_JS + live_texts.CALL_JS + htn_texts.PATIENT_JS),
         "ice_servers": ice_servers(request.app[settings_key]),
         "emergency": emergency,
         **truth,
         "facility_phone_text": national(str(truth["facility_phone"])) if truth["facility_phone"] else "",
         "summary": summary,
+        "htn": in_register,
+        "today": facility_today(request).isoformat(),
     }
     return render(request, "patient.html", context)
 

@@ -23,6 +23,7 @@ from care.vitals import Vitals, VitalsError
 from db import audit, visit_summaries
 from db import consultations as consultations_db
 from db import escalations as escalations_db
+from db import hypertension as htn_db
 from db import notes as notes_db
 from db import patients as patients_db
 from db import queue as queue_db
@@ -304,12 +305,13 @@ async def history_page(request: web.Request) -> web.Response:
         opinions = await escalations_db.for_patient(con, patient_id) if clinical else []
         t = request[t_rkey]
         extras = await patient_view.page_extras(con, session.staff, patient, t, facility_today(request))
+        htn_state = await htn_db.register_state(con, patient_id)
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
                            patient_id, {"clinical": clinical})
     merged = params.parse_id(request.query.get("merged", ""))
     return render(request, "patient_history.html", {
         "me": session.staff, "patient": patient, "age": patient.age(facility_today(request)), "rows": rows,
-        "opinions": opinions,
+        "opinions": opinions, "htn_state": htn_state,
         "clinical": clinical, "labels": _labels(t), "icd": icd10.lookup, **extras,
         "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
         else "merged" if merged else None, "merged_id": merged or ""})

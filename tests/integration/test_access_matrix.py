@@ -229,6 +229,19 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
     ("GET", "/staff/coordination"): lambda o: ("/staff/coordination", {}),
     ("GET", "/api/coordination"): lambda o: ("/api/coordination", {}),
     ("GET", "/api/coordination/{table}.csv"): lambda o: ("/api/coordination/open_requests.csv", {}),
+    ("GET", "/staff/htn"): lambda o: ("/staff/htn", {}),
+    ("GET", "/staff/htn/worklist"): lambda o: ("/staff/htn/worklist", {}),
+    ("GET", "/staff/htn/overdue"): lambda o: ("/staff/htn/overdue", {}),
+    ("GET", "/staff/htn/import"): lambda o: ("/staff/htn/import", {}),
+    ("POST", "/staff/htn/import"): lambda o: ("/staff/htn/import", {"data": {"text": "x"}}),
+    ("GET", "/staff/htn/p/{pid}"): lambda o: (f"/staff/htn/p/{o.patient}", {}),
+    ("POST", "/staff/htn/p/{pid}/enrol"): lambda o: (f"/staff/htn/p/{o.patient}/enrol",
+                                                     {"data": {"registered_on": "x"}}),
+    ("POST", "/staff/htn/p/{pid}/visit"): lambda o: (f"/staff/htn/p/{o.patient}/visit", {"data": {"systolic": "x"}}),
+    ("POST", "/staff/htn/p/{pid}/call"): lambda o: (f"/staff/htn/p/{o.patient}/call", {"data": {"result": "x"}}),
+    ("POST", "/staff/htn/p/{pid}/medicines"): lambda o: (f"/staff/htn/p/{o.patient}/medicines",
+                                                         {"data": {"drug": "x"}}),
+    ("POST", "/staff/htn/p/{pid}/review"): lambda o: (f"/staff/htn/p/{o.patient}/review", {"data": {"review": ""}}),
 }
 
 
