@@ -508,12 +508,12 @@ class Hub:
             await client.send(out)
 
     async def _end(self, client: Client, msg: p.End) -> None:
+        _, me = await self._authorised_consultation(client, msg.room, invited_too=True)
         if client.staff is None:
             # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back; the doctor
             # can call them back, and only the doctor closes the consultation (and the patient's link).
             raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to leave "
                                  "the call")
-        _, me = await self._authorised_consultation(client, msg.room, invited_too=True)
         if me.role == "specialist":
             raise SignalingError("forbidden", "invited staff may leave the call, not end the consultation")
         assert client.staff is not None

@@ -148,11 +148,15 @@ DECLARE
     con record;
     allowed text[] := extra;
 BEGIN
+    -- PostgreSQL prints a check as `= ANY (ARRAY['a'::text, …])` when written with IN (…), and as
+    -- `= ANY ('{a,…}'::text[])` when written with an array (as this function writes it): read both.
     FOR con IN SELECT c.conname, pg_get_constraintdef(c.oid) AS def FROM pg_constraint c
                WHERE c.conrelid = tbl AND c.contype = 'c' AND pg_get_constraintdef(c.oid) ~ ('\m' || col || '\M')
-                 AND pg_get_constraintdef(c.oid) ~ 'ANY \(ARRAY\['
+                 AND pg_get_constraintdef(c.oid) ~ 'ANY \((ARRAY\[|''\{)'
     LOOP
-        allowed := allowed || ARRAY(SELECT m[1] FROM regexp_matches(con.def, '''([^'']+)''::text', 'g') AS m);
+        allowed := allowed || ARRAY(SELECT m[1] FROM regexp_matches(con.def, '''([^''{}]+)''::text', 'g') AS m);
+        allowed := allowed || coalesce((SELECT string_to_array(m[1], ',')
+                                        FROM regexp_matches(con.def, '''\{([^}]*)\}''::text\[\]') AS m), '{}');
         EXECUTE format('ALTER TABLE %s DROP CONSTRAINT %I', tbl, con.conname);
     END LOOP;
     allowed := ARRAY(SELECT DISTINCT unnest(allowed) ORDER BY 1);
