@@ -132,6 +132,7 @@ class MessageKind(StrEnum):
     revoked = "revoked"
     no_show = "no_show"  # to a patient marked no-show: a fresh link to queue again
     danger_alert = "danger_alert"  # to the on-call clinician: danger signs and nobody online
+    escalation_offer = "escalation_offer"  # to a specialist with no page open: an urgent request offered
 
 
 # {fac}: facility short name; {when}: "14:30 25/11"; {time}: "14:30"; {url}: the join link; {minutes}: a number.
@@ -151,6 +152,7 @@ _TEXTS: dict[str, dict[tuple[MessageKind, bool], str]] = {
         (MessageKind.no_show, False): "{fac}: bac si goi luc ban vang. Link moi: {url}",
         (MessageKind.danger_alert, False): "{fac}: BN co dau hieu nguy hiem ({level}), khong bac si nao truc "
                                            "tuyen. Xem ngay: {url}",
+        (MessageKind.escalation_offer, False): "{fac}: KHAN, xin y kien {spec}: {url}",
     },
     "en": {
         (MessageKind.invitation, False): "{fac}: video consultation link: {url}{call}",
@@ -166,6 +168,7 @@ _TEXTS: dict[str, dict[tuple[MessageKind, bool], str]] = {
         (MessageKind.no_show, False): "{fac}: you missed the doctor. New link: {url}",
         (MessageKind.danger_alert, False): "{fac}: patient with danger signs ({level}), no doctor online. "
                                            "See now: {url}",
+        (MessageKind.escalation_offer, False): "{fac}: URGENT {spec} opinion asked: {url}",
     },
 }
 
@@ -183,11 +186,17 @@ class Sms:
     segments: int
 
 
+# An escalation offer must fit one segment (with a public URL of up to 55 characters): the facility name,
+# then the specialty, are cut further until it does.
+_OFFER_LENGTHS = ((24, 20), (16, 20), (10, 20), (10, 12))
+
+
 def compose(kind: MessageKind, lang: str, *, facility: str, url: str = "", slot_at: datetime | None = None,
-            minutes: int | None = None, phone: str | None = None, level: str = "") -> Sms:
+            minutes: int | None = None, phone: str | None = None, level: str = "", specialty: str = "") -> Sms:
     """The text of one message and its segment count. `facility` is the full name (shortened here);
     `slot_at` makes it an appointment text; queue_near needs `minutes`; `phone` is the station's number,
-    given in invitations and cancellations when known; danger_alert needs the triage `level`."""
+    given in invitations and cancellations when known; danger_alert needs the triage `level`;
+    escalation_offer needs the `specialty` name (unaccented and cut to at most 20 characters here)."""
     texts = _TEXTS.get(lang, _TEXTS["vi"])
     call, call_station = _CALL.get(lang, _CALL["vi"])[bool(phone)]
     has_slot = slot_at is not None
@@ -198,9 +207,15 @@ def compose(kind: MessageKind, lang: str, *, facility: str, url: str = "", slot_
         raise ValueError(f"a {kind} message needs the appointment time")
     if "{minutes}" in template and minutes is None:
         raise ValueError(f"a {kind} message needs the number of minutes")
-    text = template.format(fac=short_facility_name(facility), url=url,
-                           when=local_time_text(slot_at) if slot_at else "",
-                           time=local_time_text(slot_at)[:5] if slot_at else "", minutes=minutes, level=level,
-                           call=call.format(phone=phone), call_station=call_station.format(phone=phone))
-    counted = count_segments(text)
+    lengths = _OFFER_LENGTHS if kind is MessageKind.escalation_offer else _OFFER_LENGTHS[:1]
+    for max_length, spec_length in lengths:
+        spec = " ".join(unaccent(specialty).split())[:spec_length].strip()
+        text = template.format(fac=short_facility_name(facility, max_length), url=url,
+                               when=local_time_text(slot_at) if slot_at else "",
+                               time=local_time_text(slot_at)[:5] if slot_at else "", minutes=minutes, level=level,
+                               call=call.format(phone=phone), call_station=call_station.format(phone=phone),
+                               spec=spec)
+        counted = count_segments(text)
+        if counted.segments <= 1:
+            break
     return Sms(text, counted.encoding, counted.segments)

@@ -9,6 +9,7 @@ live call sends the requester `escalation_accepted` with `live: true` and the co
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from aiohttp import web
 from care import escalation as machine
 from care.access import Action
 from db import audit
+from db import escalation_sms as sms_db
 from db import escalation_summary as summary_db
 from db import escalations as esc
 from db import patients as patients_db
@@ -43,6 +45,8 @@ log = logging.getLogger(__name__)
 
 escalation_loop_key = web.AppKey("escalation_loop_key", EscalationLoop)
 policies_key: web.AppKey[Policies] = web.AppKey("escalation_policies_key")
+# The offer SMS being queued (tasks started by push); awaited on shutdown, and by tests.
+offer_texts_key: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("escalation_offer_texts_key")
 
 LONG = Annotated[str, msgspec.Meta(max_length=4000)]
 
@@ -82,10 +86,40 @@ class DutyBody(msgspec.Struct, forbid_unknown_fields=True):
 # ---- pushing ----------------------------------------------------------------------------------------
 
 def push(app: web.Application, notices: list[Notice]) -> None:
-    """Send each notice to its staff member's open pages (never waits on a socket)."""
+    """Send each notice to its staff member's open pages (never waits on a socket). An urgent offer to a
+    specialist with no page open in this process is also texted to their phone: a task queues the SMS
+    (once per offer, db/escalation_sms.py), so nothing here waits on the database either."""
     hub = app[hub_key]
     for n in notices:
-        hub.to_staff(n.staff_id, {"type": n.kind, "escalation": str(n.escalation_id), **n.details})
+        pages = hub.to_staff(n.staff_id, {"type": n.kind, "escalation": str(n.escalation_id), **n.details})
+        if pages == 0 and n.kind == "escalation_offer" and n.details.get("urgency") == machine.Urgency.urgent.value:
+            task = asyncio.get_running_loop().create_task(_text_offer(app, n))
+            app[offer_texts_key].add(task)
+            task.add_done_callback(app[offer_texts_key].discard)
+
+
+async def _text_offer(app: web.Application, n: Notice) -> None:
+    settings = app[settings_key]
+    ids = {"escalation": str(n.escalation_id), "staff": n.staff_id}
+    try:
+        async with app[pool_key].acquire() as con:
+            result = await sms_db.text_offer(con, n.escalation_id, n.staff_id, base_url=settings.base_url,
+                                             lang=settings.default_lang, now=app[clock_key].now())
+    except Exception as exc:  # a lost SMS must not break the loop or a handler; the offer stands anyway
+        log.error("escalation offer SMS not queued", extra={**ids, "error": type(exc).__name__})
+        return
+    if result.outcome is sms_db.OfferText.no_phone:
+        log.warning("urgent escalation offer with no page open and no phone on file", extra=ids)
+    elif result.outcome is sms_db.OfferText.queued:
+        log.info("escalation offer SMS queued", extra={**ids, "message": result.message_id})
+
+
+async def offer_texts_done(app: web.Application) -> None:
+    """Wait for the offer SMS being queued now (shutdown; tests)."""
+    tasks: set[asyncio.Task[None]] = app[offer_texts_key]
+    pending = list(tasks)
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 async def escalation_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -100,6 +134,7 @@ async def escalation_ctx(app: web.Application) -> AsyncIterator[None]:
     loop.start()
     yield
     await loop.stop()
+    await offer_texts_done(app)
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
@@ -348,6 +383,7 @@ async def ask_page(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
+    app[offer_texts_key] = set()
     app.cleanup_ctx.append(escalation_ctx)
     app.router.add_get("/staff/escalations", inbox_page, name="escalations")
     app.router.add_get("/staff/escalations/{eid}", detail_page)

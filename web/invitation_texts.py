@@ -39,6 +39,7 @@ MESSAGE_KINDS: dict[str, str] = {
     "visit_summary": N_("Visit summary"),
     "no_show": N_("New link after a missed call"),
     "danger_alert": N_("Danger alert to the on-call doctor"),
+    "escalation_offer": N_("Urgent opinion request to a specialist"),
 }
 
 MESSAGE_STATUSES: dict[str, str] = {

@@ -3,9 +3,11 @@ specialist, accept, the written opinion pushed to the requester; bad input and a
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import asyncpg
 import pytest
 
 from tests.conftest import RunningApp
@@ -249,3 +251,74 @@ async def test_an_urgent_request_from_a_live_call_puts_the_accepting_specialist_
     async with running_app.pool.acquire() as con:
         assert await con.fetchval("SELECT count(*) FROM consultation_participant WHERE consultation_id = $1 "
                                   "AND staff_id = $2", call.id, district.id) == 1
+
+
+# ---- the SMS of an urgent offer to a specialist with no page open (issue 9 point 3) --------------------
+
+async def _offer_texts(app: RunningApp, eid: str) -> list[asyncpg.Record]:
+    from web.escalation_routes import offer_texts_done
+
+    await offer_texts_done(app.app)  # the tasks push() started for this request have finished
+    async with app.pool.acquire() as con:
+        rows: list[asyncpg.Record] = await con.fetch(
+            "SELECT id, to_phone, kind, body, status FROM outbound_message WHERE escalation_id = $1", uuid.UUID(eid))
+        return rows
+
+
+async def _ask(app: RunningApp, people: dict[str, Staff], urgency: str) -> str:
+    asked = await _json(people["bacsi.lan"], "POST", f"{app.url}/api/escalations", {
+        "patient_id": await _patient(app), "specialty": "cardiology", "urgency": urgency,
+        "question": "Đau ngực 30 phút", "consent": True}, status=201)
+    assert asked["offered_to"] == people["bs.timmach"].id
+    eid: str = asked["id"]
+    return eid
+
+
+async def test_an_urgent_offer_to_a_specialist_with_no_page_open_is_texted_once(
+        running_app: RunningApp, people: dict[str, Staff]) -> None:
+    from db import escalation_sms
+    from db.escalations import Notice
+    from web.escalation_routes import push
+    from web.keys import clock_key
+
+    eid = await _ask(running_app, people, "urgent")
+    texts = await _offer_texts(running_app, eid)
+    assert len(texts) == 1
+    sms = texts[0]
+    assert sms["to_phone"] == "+84987000103" and sms["kind"] == "escalation_offer"
+    assert sms["body"].endswith(f"/staff/escalations/{eid}") and "KHAN" in sms["body"] and "Tim mach" in sms["body"]
+    assert "Giang" not in sms["body"] and "Pao" not in sms["body"] and "?" not in sms["body"]  # no name, no token
+    async with running_app.pool.acquire() as con:
+        audited = await con.fetchval("SELECT count(*) FROM audit_event WHERE action = 'escalation.text_offer' "
+                                     "AND object_id = $1", eid)
+        assert audited == 1
+        check = await con.fetchval("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
+                                   "WHERE conname = 'outbound_message_kind_check'")
+        for kind in ("invitation", "reminder_15_min", "visit_summary", "danger_alert", "no_show", "escalation_offer"):
+            assert kind in check  # 0013 extended the check and kept every kind allowed before
+        # Another process (or this one after a restart) texting the same offer: nothing new.
+        again = await escalation_sms.text_offer(con, uuid.UUID(eid), people["bs.timmach"].id,
+                                                base_url=running_app.url, lang="en",
+                                                now=running_app.app[clock_key].now())
+        assert again.outcome is escalation_sms.OfferText.already
+    push(running_app.app, [Notice(people["bs.timmach"].id, "escalation_offer", uuid.UUID(eid), {"urgency": "urgent"})])
+    assert [r["id"] for r in await _offer_texts(running_app, eid)] == [sms["id"]]  # re-pushed: still one
+
+
+async def test_no_sms_for_a_priority_request_with_no_phone_on_file_or_with_a_page_open(
+        running_app: RunningApp, people: dict[str, Staff]) -> None:
+    priority = await _ask(running_app, people, "priority")
+    assert await _offer_texts(running_app, priority) == []
+
+    async with running_app.pool.acquire() as con:
+        await con.execute("UPDATE staff SET phone = NULL WHERE id = $1", people["bs.timmach"].id)
+    no_phone = await _ask(running_app, people, "urgent")
+    assert await _offer_texts(running_app, no_phone) == []
+    async with running_app.pool.acquire() as con:
+        await con.execute("UPDATE staff SET phone = '+84987000103' WHERE id = $1", people["bs.timmach"].id)
+
+    ws = await _sockets(running_app, people, "bs.timmach")
+    live = await _ask(running_app, people, "urgent")
+    await ws["bs.timmach"].expect("escalation_offer", escalation=live)
+    assert await _offer_texts(running_app, live) == []
+    await ws["bs.timmach"].close()

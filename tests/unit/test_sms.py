@@ -132,7 +132,7 @@ def test_every_real_message_is_gsm7_and_at_most_two_segments(facility: str) -> N
         assert sms.text.isascii(), sms.text
         if kind is MessageKind.revoked:
             assert url not in sms.text and sms.segments == 1, sms.text
-        elif kind is MessageKind.danger_alert:  # to staff, with the queue's short URL: see the test below
+        elif kind in (MessageKind.danger_alert, MessageKind.escalation_offer):  # to staff: see the tests below
             continue
         else:
             assert url in sms.text and sms.segments == 2, (sms.text, len(sms.text))
@@ -161,6 +161,23 @@ def test_the_on_call_alert_fits_one_segment_and_names_no_patient() -> None:
                       url="https://donghanh.example.vn/staff", level="NC4")
         assert sms.encoding is Encoding.gsm7 and sms.segments == 1, sms.text
         assert "NC4" in sms.text and sms.text.endswith("https://donghanh.example.vn/staff")
+
+
+@pytest.mark.parametrize("facility", ["Trạm Y tế xã Mù Cang Chải", "Trung tâm Y tế khu vực Mù Cang Chải",
+                                      "Bệnh viện Đa khoa tỉnh Lào Cai"])
+@pytest.mark.parametrize("specialty", ["Tim mạch", "Internal medicine", "Nội tiết - Đái tháo đường và chuyển hóa"])
+def test_the_urgent_offer_to_a_specialist_fits_one_segment(facility: str, specialty: str) -> None:
+    """Facility, specialty, urgency and the request page, in one GSM-7 segment even with a 55-character
+    public URL (the facility name is cut further when needed); nothing about the patient."""
+    url = "https://telehealth.benhvien-tinh-laocai.example.gov.vn/staff/escalations/" + str(uuid.UUID(int=1))
+    for lang, word in (("vi", "KHAN"), ("en", "URGENT")):
+        sms = compose(MessageKind.escalation_offer, lang, facility=facility, specialty=specialty, url=url)
+        assert sms.encoding is Encoding.gsm7 and sms.segments == 1, (sms.text, len(sms.text))
+        assert sms.text.endswith(url) and word in sms.text, sms.text
+        assert unaccent(specialty)[:8] in sms.text and sms.text[:3] in ("TYT", "TTY", "BVD"), sms.text
+    short = compose(MessageKind.escalation_offer, "vi", facility="Trạm Y tế xã Mù Cang Chải", specialty="Tim mạch",
+                    url="https://dh.vn/staff/escalations/x")
+    assert short.text == "TYT xa Mu Cang Chai: KHAN, xin y kien Tim mach: https://dh.vn/staff/escalations/x"
 
 
 def test_every_message_kind_has_a_label_for_the_outbox() -> None:
