@@ -295,7 +295,7 @@ async def test_an_urgent_offer_to_a_specialist_with_no_page_open_is_texted_once(
         check = await con.fetchval("SELECT pg_get_constraintdef(oid) FROM pg_constraint "
                                    "WHERE conname = 'outbound_message_kind_check'")
         for kind in ("invitation", "reminder_15_min", "visit_summary", "danger_alert", "no_show", "escalation_offer"):
-            assert kind in check  # 0013 extended the check and kept every kind allowed before
+            assert kind in check  # 0014 extended the check and kept every kind allowed before
         # Another process (or this one after a restart) texting the same offer: nothing new.
         again = await escalation_sms.text_offer(con, uuid.UUID(eid), people["bs.timmach"].id,
                                                 base_url=running_app.url, lang="en",
