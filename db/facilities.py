@@ -36,3 +36,9 @@ class Contact:
 async def contact(con: asyncpg.Connection, facility_id: int) -> Contact | None:
     row = await con.fetchrow("SELECT id, name, phone FROM facility WHERE id = $1", facility_id)
     return Contact(row["id"], row["name"], row["phone"]) if row else None
+
+
+async def all_rows(con: asyncpg.Connection) -> list[tuple[int, str, str, int | None]]:
+    """Every facility as (id, level, name, parent_id), by id: `donghanh facilities`."""
+    rows = await con.fetch("SELECT id, level, name, parent_id FROM facility ORDER BY id")
+    return [(r["id"], r["level"], r["name"], r["parent_id"]) for r in rows]

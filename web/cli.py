@@ -20,6 +20,7 @@ from db import staff as staff_db
 from db.errors import DbError
 from db.migrate import migrate
 from db.pool import create_pool
+from web import cli_registers
 from web.app import create_app
 from web.auth import LinkSigner, issue_link
 from web.database import database_dsn
@@ -69,6 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
                       help="how long the link works: 90m, 24h, 7d (default: DONGHANH_LINK_TTL, 24h)")
 
     _staff_parser(sub)
+
+    cli_registers.add_commands(sub, _config_epilog())
 
     sub.add_parser("config", help="print the effective configuration (secrets masked)",
                    description="Print the settings this process would use, secrets masked.",
@@ -179,6 +182,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.staff_command == "password" and password is None:
                 return 2
             return asyncio.run(_staff(settings, args.staff_command, args.username, password))
+        if args.command in ("facilities", "import", "report"):
+            return cli_registers.run(settings, args)
         if args.command == "config":
             values = settings.masked()
             width = max(len(k) for k in values)
