@@ -8,8 +8,9 @@ on random cohorts.
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 
 import asyncpg
 
@@ -369,3 +370,182 @@ async def import_cases(con: asyncpg.Connection, actor: Actor, facility_id: int,
         await audit.record(con, actor, "tb.import", "facility", facility_id,
                            {"cases": len(cases), "doses": len(doses), "sputum": len(sputum)})
     return ids
+
+
+# --- Video-observed doses -----------------------------------------------------------------------------------
+
+
+async def case_for_patient(con: asyncpg.Connection, patient_id: int) -> CaseRecord | None:
+    """The patient's current case: the latest one not ended by death or transfer out."""
+    row = await con.fetchrow(
+        f"""SELECT {_CASE_COLUMNS} FROM tb_case c
+            WHERE c.patient_id = $1 AND c.died_on IS NULL AND c.transferred_out_on IS NULL
+            ORDER BY c.registered_on DESC, c.id DESC LIMIT 1""", patient_id)
+    return _record(row) if row else None
+
+
+@dataclass(frozen=True)
+class Upload:
+    id: uuid.UUID
+    case_id: int
+    dose_on: date
+    size: int
+    replace: bool
+    clip_id: int | None
+
+
+def _upload(row: asyncpg.Record) -> Upload:
+    return Upload(row["id"], row["case_id"], row["dose_on"], row["size"], row["replace"], row["clip_id"])
+
+
+async def begin_upload(con: asyncpg.Connection, case_id: int, dose_on: date, size: int, today: date, *,
+                       replace: bool = False) -> Upload:
+    """A new upload for the day's clip. DbError `in_future`, `before_start`, `not_started`, `case_ended`."""
+    async with con.transaction():
+        row = await _locked(con, case_id)
+        _check_dose_day(row, dose_on, today)
+        upload = await con.fetchrow(
+            "INSERT INTO tb_upload (id, case_id, dose_on, size, replace) VALUES ($1, $2, $3, $4, $5) RETURNING *",
+            uuid.uuid4(), case_id, dose_on, size, replace)
+    return _upload(upload)
+
+
+async def get_upload(con: asyncpg.Connection, upload_id: uuid.UUID) -> Upload | None:
+    row = await con.fetchrow("SELECT * FROM tb_upload WHERE id = $1", upload_id)
+    return _upload(row) if row else None
+
+
+@dataclass(frozen=True)
+class StoredClip:
+    sha256: str
+    path: str  # relative to the data dir
+    sheet_path: str
+    bytes: int
+    duration_s: float
+    width: int
+    height: int
+
+
+async def store_clip(con: asyncpg.Connection, actor: Actor, upload_id: uuid.UUID, clip: StoredClip) -> tuple[int, bool]:
+    """Record a checked clip for its upload's day (audited `tb.clip`): (clip id, whether it is the day's clip
+    under review). The first clip of a day is; a second one is kept but not reviewed unless the upload asked to
+    replace the first (and the first is still pending). The day becomes `video_pending` with its current clip.
+    Idempotent: an upload stored already returns its clip."""
+    async with con.transaction():
+        upload = await con.fetchrow("SELECT * FROM tb_upload WHERE id = $1 FOR UPDATE", upload_id)
+        if upload is None:
+            raise NotFound("upload", upload_id)
+        if upload["clip_id"] is not None:
+            current = await con.fetchval("SELECT current FROM tb_clip WHERE id = $1", upload["clip_id"])
+            return upload["clip_id"], bool(current)
+        await _locked(con, upload["case_id"])
+        existing = await con.fetchrow(
+            "SELECT id, review FROM tb_clip WHERE case_id = $1 AND dose_on = $2 AND current FOR UPDATE",
+            upload["case_id"], upload["dose_on"])
+        current = existing is None or (upload["replace"] and existing["review"] == "pending")
+        if current and existing is not None:
+            await con.execute("UPDATE tb_clip SET current = false WHERE id = $1", existing["id"])
+        clip_id: int = await con.fetchval(
+            """INSERT INTO tb_clip (case_id, dose_on, sha256, path, sheet_path, bytes, duration_s, width, height,
+                                    current)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING id""",
+            upload["case_id"], upload["dose_on"], clip.sha256, clip.path, clip.sheet_path, clip.bytes,
+            clip.duration_s, clip.width, clip.height, current)
+        await con.execute("UPDATE tb_upload SET clip_id = $2 WHERE id = $1", upload_id, clip_id)
+        if current:
+            await con.execute(
+                """INSERT INTO tb_dose (case_id, taken_on, status) VALUES ($1, $2, 'video_pending')
+                   ON CONFLICT (case_id, taken_on) DO UPDATE SET status = 'video_pending', recorded_at = now()""",
+                upload["case_id"], upload["dose_on"])
+        await audit.record(con, actor, "tb.clip", "tb_case", upload["case_id"],
+                           {"clip": clip_id, "on": upload["dose_on"].isoformat(), "current": current,
+                            "sha256": clip.sha256})
+    return clip_id, current
+
+
+@dataclass(frozen=True)
+class Clip:
+    id: int
+    case_id: int
+    patient_id: int
+    facility_id: int
+    dose_on: date
+    path: str
+    sheet_path: str
+    duration_s: float
+    current: bool
+    review: str
+    review_reason: str | None
+    deleted: bool
+
+
+_CLIP = """SELECT k.id, k.case_id, c.patient_id, c.facility_id, k.dose_on, k.path, k.sheet_path, k.duration_s,
+                  k.current, k.review, k.review_reason, k.deleted_at IS NOT NULL AS deleted
+           FROM tb_clip k JOIN tb_case c ON c.id = k.case_id"""
+
+
+def _clip(row: asyncpg.Record) -> Clip:
+    return Clip(*row.values())
+
+
+async def get_clip(con: asyncpg.Connection, clip_id: int) -> Clip | None:
+    row = await con.fetchrow(_CLIP + " WHERE k.id = $1", clip_id)
+    return _clip(row) if row else None
+
+
+async def pending_clips(con: asyncpg.Connection, facility_id: int, limit: int = 100) -> list[Clip]:
+    """Clips waiting for review in the facility and those below it, oldest day first."""
+    rows = await con.fetch(
+        _CLIP + """ WHERE k.current AND k.review = 'pending' AND k.deleted_at IS NULL
+                    AND c.facility_id IN (SELECT facility_subtree($1)) ORDER BY k.dose_on, k.id LIMIT $2""",
+        facility_id, limit)
+    return [_clip(r) for r in rows]
+
+
+async def review_clip(con: asyncpg.Connection, staff_id: int, clip_id: int, confirmed: bool, reason: str) -> None:
+    """Confirm or reject the day's clip (audited `tb.clip_review`): the day becomes `video` or `missed`.
+    A rejection needs a reason. Conflict `already_reviewed`, `not_current` (a kept second clip)."""
+    reason = reason.strip()
+    if not confirmed and not reason:
+        raise DbError("reason_required", "rejecting a clip needs a reason")
+    async with con.transaction():
+        row = await con.fetchrow("SELECT * FROM tb_clip WHERE id = $1 FOR UPDATE", clip_id)
+        if row is None:
+            raise NotFound("clip", clip_id)
+        if not row["current"]:
+            raise Conflict("not_current", "this clip is a second clip for its day; the first one is reviewed")
+        if row["review"] != "pending":
+            raise Conflict("already_reviewed", f"the clip was already {row['review']}")
+        review = "confirmed" if confirmed else "rejected"
+        await con.execute(
+            """UPDATE tb_clip SET review = $2, review_reason = $3, reviewed_by = $4, reviewed_at = now()
+               WHERE id = $1""", clip_id, review, reason[:500] or None, staff_id)
+        await con.execute("UPDATE tb_dose SET status = $3, recorded_at = now() WHERE case_id = $1 AND taken_on = $2",
+                          row["case_id"], row["dose_on"], "video" if confirmed else "missed")
+        await audit.record(con, Actor.staff(staff_id), "tb.clip_review", "tb_case", row["case_id"],
+                           {"clip": clip_id, "review": review, "reason": reason[:500]})
+
+
+async def expired_clips(con: asyncpg.Connection, reviewed_before: datetime) -> list[tuple[int, str, str]]:
+    """(id, path, sheet path) of reviewed clips whose review is older than the retention limit."""
+    rows = await con.fetch(
+        """SELECT id, path, sheet_path FROM tb_clip
+           WHERE deleted_at IS NULL AND reviewed_at IS NOT NULL AND reviewed_at < $1 ORDER BY id""",
+        reviewed_before)
+    return [(r["id"], r["path"], r["sheet_path"]) for r in rows]
+
+
+async def mark_clip_deleted(con: asyncpg.Connection, clip_id: int, retention_days: int) -> None:
+    """The clip's files are gone (retention): record it (audited `tb.clip_deleted` by the system)."""
+    async with con.transaction():
+        case_id = await con.fetchval(
+            "UPDATE tb_clip SET deleted_at = now() WHERE id = $1 AND deleted_at IS NULL RETURNING case_id", clip_id)
+        if case_id is not None:
+            await audit.record(con, audit.SYSTEM, "tb.clip_deleted", "tb_case", case_id,
+                               {"clip": clip_id, "retention_days": retention_days})
+
+
+async def path_in_use(con: asyncpg.Connection, path: str) -> bool:
+    """Another clip not deleted still points at this content-addressed file."""
+    return bool(await con.fetchval("SELECT EXISTS (SELECT 1 FROM tb_clip WHERE path = $1 AND deleted_at IS NULL)",
+                                   path))

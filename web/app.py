@@ -29,6 +29,7 @@ from web import (
     registry_routes,
     short_link_routes,
     staff_routes,
+    tb_clips,
     ws,
 )
 from web.auth import SESSION_COOKIE, LinkSigner, ice_servers, patient_identity, resolve_link, staff_session
@@ -136,6 +137,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.router.add_get("/healthz", health)
     app.router.add_get("/ws", ws.websocket)
     patient_routes.setup(app)
+    tb_clips.setup(app)
     short_link_routes.setup(app)
     staff_routes.setup(app)
     registry_routes.setup(app)

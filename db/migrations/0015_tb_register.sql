@@ -92,3 +92,15 @@ CREATE TABLE tb_clip (
 CREATE UNIQUE INDEX tb_clip_current ON tb_clip (case_id, dose_on) WHERE current;
 CREATE INDEX tb_clip_pending ON tb_clip (case_id) WHERE review = 'pending' AND deleted_at IS NULL;
 CREATE INDEX tb_clip_retention ON tb_clip (reviewed_at) WHERE deleted_at IS NULL AND reviewed_at IS NOT NULL;
+
+-- A resumable clip upload: the bytes so far are the file uploads/<id>.part under the data dir (its size is
+-- the offset), so an upload survives a dropped connection and a server restart. `clip_id` once stored.
+CREATE TABLE tb_upload (
+    id          uuid PRIMARY KEY,
+    case_id     bigint NOT NULL REFERENCES tb_case (id),
+    dose_on     date NOT NULL,
+    size        bigint NOT NULL CHECK (size > 0),
+    replace     boolean NOT NULL DEFAULT false,
+    clip_id     bigint REFERENCES tb_clip (id),
+    created_at  timestamptz NOT NULL DEFAULT now()
+);
