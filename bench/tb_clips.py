@@ -56,6 +56,7 @@ def _aiortc_lower_bound(path: Path, out: Path) -> None:
 def _child(kind: str, path: str, out: str, result: Any) -> None:
     import av  # noqa: F401  (imports are not the clip's cost)
     import cv2  # noqa: F401
+
     import web.tb_clips  # noqa: F401
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu, wall = time.process_time(), time.perf_counter()
