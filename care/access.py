@@ -60,6 +60,8 @@ class Action(StrEnum):
     read_outbox = "read_outbox"                # outgoing messages, their states (links masked)
     read_audit = "read_audit"                  # the audit trail
     lookup_reference = "lookup_reference"      # ICD-10 codes, communes: public reference data
+    read_tb = "read_tb"                        # the TB register: cases, dose calendars, flags, cohort report
+    review_tb_dose = "review_tb_dose"          # watch a video-observed dose clip, confirm or reject it
 
 
 CLINICIANS = frozenset({Role.doctor, Role.specialist})
@@ -97,6 +99,8 @@ RULES: dict[Action, Rule] = {
     Action.read_outbox: Rule(ALL_STAFF),
     Action.read_audit: Rule(frozenset({Role.admin})),
     Action.lookup_reference: Rule(ALL_STAFF, OWN),
+    Action.read_tb: Rule(FRONT_DESK),
+    Action.review_tb_dose: Rule(FRONT_DESK),
 }
 
 

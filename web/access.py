@@ -36,6 +36,7 @@ class ObjectKind(StrEnum):
     invitation = "invitation"
     queue_entry = "queue_entry"
     message = "message"
+    tb_clip = "tb_clip"
 
 
 @dataclass(frozen=True)
@@ -101,6 +102,12 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/staff/outbox/{mid}"): _S(Action.see_live_link, _M),
     ("GET", "/staff/schedule"): _S(Action.read_invitations),
     ("POST", "/staff/schedule/start"): _S(Action.claim, _Q),
+    ("GET", "/staff/tb"): _S(Action.read_tb),
+    ("GET", "/staff/tb/review"): _S(Action.review_tb_dose),
+    ("GET", "/staff/tb/report"): _S(Action.read_tb),
+    ("GET", "/staff/tb/clips/{clip}/sheet"): _S(Action.review_tb_dose, ObjectKind.tb_clip),
+    ("GET", "/staff/tb/clips/{clip}/video"): _S(Action.review_tb_dose, ObjectKind.tb_clip),
+    ("POST", "/staff/tb/clips/{clip}/review"): _S(Action.review_tb_dose, ObjectKind.tb_clip),
 }
 
 # Socket messages → the action they need (None: no authorisation beyond the socket itself). Room

@@ -30,6 +30,7 @@ from web import (
     short_link_routes,
     staff_routes,
     tb_clips,
+    tb_routes,
     ws,
 )
 from web.auth import SESSION_COOKIE, LinkSigner, ice_servers, patient_identity, resolve_link, staff_session
@@ -138,6 +139,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.router.add_get("/ws", ws.websocket)
     patient_routes.setup(app)
     tb_clips.setup(app)
+    tb_routes.setup(app)
     short_link_routes.setup(app)
     staff_routes.setup(app)
     registry_routes.setup(app)

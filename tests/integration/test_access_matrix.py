@@ -39,7 +39,7 @@ from tests.integration.wsclient import WsClient
 from web.access import ROUTES, SOCKET_MESSAGES, Audience, ObjectKind, rule_for
 from web.app import create_app
 from web.auth import issue_link
-from web.keys import signer_key
+from web.keys import settings_key, signer_key
 
 RELATIONS = (Relation.own, Relation.below, Relation.above, Relation.sibling)
 REFUSED_ERRORS = {"forbidden", "not_found", "not_in_room"}
@@ -74,6 +74,7 @@ class Objects:
     entry: uuid.UUID  # waiting
     invitation: uuid.UUID
     message: int
+    tb_clip: int = 0  # a video-observed dose clip of the patient's TB case (files: _tb_clip_files)
 
 
 async def _staff(con: asyncpg.Connection, facility: int, role: str, username: str) -> int:
@@ -117,7 +118,23 @@ async def _objects(con: asyncpg.Connection, relation: Relation, facility: int) -
         con, Booking(InvitationKind.walk_in, phone=f"+8491200{n:04d}"), patient_id=patient, created_by=doctor,
         now=datetime.now(UTC), policy=Policy(), link_url=lambda jti, _exp, _code=None: f"http://dh.test/j/{jti}")
     message = (await messages_db.for_invitation(con, invitation.id))[0].id
-    return Objects(facility, patient, other, consultation, entry.id, invitation.id, message)
+    tb_case = await con.fetchval(
+        "INSERT INTO tb_case (patient_id, facility_id, registered_on, bacteriologically_confirmed, regimen, "
+        "regimen_months, started_on) VALUES ($1, $2, current_date - 10, true, '2HRZE/4HR', 6, current_date - 10) "
+        "RETURNING id", patient, facility)
+    tb_clip = await con.fetchval(
+        "INSERT INTO tb_clip (case_id, dose_on, sha256, path, sheet_path, bytes, duration_s, width, height) "
+        "VALUES ($1, current_date, $2, $3, $4, 4, 1, 320, 240) RETURNING id",
+        tb_case, f"{n:064x}", f"tb/clips/matrix-{n}.webm", f"tb/clips/matrix-{n}.jpg")
+    return Objects(facility, patient, other, consultation, entry.id, invitation.id, message, tb_clip)
+
+
+def _tb_clip_files(app: RunningApp) -> None:
+    clips = app.app[settings_key].data_dir / "tb" / "clips"
+    clips.mkdir(parents=True, exist_ok=True)
+    for n in range(len(RELATIONS)):
+        (clips / f"matrix-{n}.webm").write_bytes(b"webm")
+        (clips / f"matrix-{n}.jpg").write_bytes(b"jpeg")
 
 
 # ---- HTTP ----------------------------------------------------------------------------------------------
@@ -158,6 +175,13 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
     ("GET", "/staff/outbox/{mid}"): lambda o: (f"/staff/outbox/{o.message}", {}),
     ("GET", "/staff/schedule"): lambda o: ("/staff/schedule", {}),
     ("POST", "/staff/schedule/start"): lambda o: ("/staff/schedule/start", {"data": {"entry": str(o.entry)}}),
+    ("GET", "/staff/tb"): lambda o: ("/staff/tb", {}),
+    ("GET", "/staff/tb/review"): lambda o: ("/staff/tb/review", {}),
+    ("GET", "/staff/tb/report"): lambda o: ("/staff/tb/report?quarter=2026-Q1", {}),
+    ("GET", "/staff/tb/clips/{clip}/sheet"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/sheet", {}),
+    ("GET", "/staff/tb/clips/{clip}/video"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/video", {}),
+    ("POST", "/staff/tb/clips/{clip}/review"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/review",
+                                                          {"data": {"decision": "neither"}}),
 }
 
 
@@ -174,6 +198,7 @@ async def test_every_role_on_every_route_in_every_relation_gets_what_the_table_s
     async with running_app.pool.acquire() as con:
         facilities = await _facilities(con)
         world = {rel: await _objects(con, rel, f) for rel, f in facilities.items()}
+        _tb_clip_files(running_app)
         actors: dict[Role, int] = {}
         for role in STAFF_ROLES:
             actors[role] = await _staff(con, facilities[Relation.own], role.value, f"matrix.{role.value}")
@@ -199,7 +224,7 @@ async def test_every_role_on_every_route_in_every_relation_gets_what_the_table_s
                     mine = world[Relation.own]
                     cases.append(("assignee", Relation.own, True, Objects(
                         mine.facility, mine.patient, mine.other_patient, own_consultations[role], mine.entry,
-                        mine.invitation, mine.message)))
+                        mine.invitation, mine.message, mine.tb_clip)))
                 for label, relation, assignee, objects in cases:
                     allowed = decide(role, rule.action, relation, assignee=assignee).allowed
                     status, location = await _request(actor, running_app, method, build(objects))
