@@ -549,3 +549,10 @@ async def path_in_use(con: asyncpg.Connection, path: str) -> bool:
     """Another clip not deleted still points at this content-addressed file."""
     return bool(await con.fetchval("SELECT EXISTS (SELECT 1 FROM tb_clip WHERE path = $1 AND deleted_at IS NULL)",
                                    path))
+
+
+async def clip_reviews(con: asyncpg.Connection, case_id: int) -> dict[date, tuple[str, str | None]]:
+    """Each day's reviewed-or-pending clip: (review, reason), for the patient's calendar."""
+    rows = await con.fetch("SELECT dose_on, review, review_reason FROM tb_clip WHERE case_id = $1 AND current",
+                           case_id)
+    return {r["dose_on"]: (r["review"], r["review_reason"]) for r in rows}

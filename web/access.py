@@ -72,6 +72,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/p/connection-test"): PATIENT,
     ("GET", "/api/p/connection-test/{test}"): PATIENT,
     ("DELETE", "/api/p/connection-test/{test}"): PATIENT,
+    ("GET", "/tb/{token}"): PATIENT,
     ("POST", "/api/p/tb/uploads"): PATIENT,
     ("GET", "/api/p/tb/uploads/{upload}"): PATIENT,
     ("PATCH", "/api/p/tb/uploads/{upload}"): PATIENT,

@@ -30,6 +30,7 @@ from web import (
     short_link_routes,
     staff_routes,
     tb_clips,
+    tb_patient,
     tb_routes,
     ws,
 )
@@ -140,6 +141,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     patient_routes.setup(app)
     tb_clips.setup(app)
     tb_routes.setup(app)
+    tb_patient.setup(app)
     short_link_routes.setup(app)
     staff_routes.setup(app)
     registry_routes.setup(app)
