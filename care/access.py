@@ -62,6 +62,8 @@ class Action(StrEnum):
     lookup_reference = "lookup_reference"      # ICD-10 codes, communes: public reference data
     read_tb = "read_tb"                        # the TB register: cases, dose calendars, flags, cohort report
     review_tb_dose = "review_tb_dose"          # watch a video-observed dose clip, confirm or reject it
+    record_tb = "record_tb"                    # register a TB case, record doses and sputum results
+    change_tb_treatment = "change_tb_treatment"  # change a regimen, set an outcome (with a reason, audited)
 
 
 CLINICIANS = frozenset({Role.doctor, Role.specialist})
@@ -101,6 +103,8 @@ RULES: dict[Action, Rule] = {
     Action.lookup_reference: Rule(ALL_STAFF, OWN),
     Action.read_tb: Rule(FRONT_DESK),
     Action.review_tb_dose: Rule(FRONT_DESK),
+    Action.record_tb: Rule(FRONT_DESK),
+    Action.change_tb_treatment: Rule(CLINICIANS),
 }
 
 

@@ -37,6 +37,7 @@ class ObjectKind(StrEnum):
     queue_entry = "queue_entry"
     message = "message"
     tb_clip = "tb_clip"
+    tb_case = "tb_case"
 
 
 @dataclass(frozen=True)
@@ -104,6 +105,11 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/staff/schedule"): _S(Action.read_invitations),
     ("POST", "/staff/schedule/start"): _S(Action.claim, _Q),
     ("GET", "/staff/tb"): _S(Action.read_tb),
+    ("GET", "/staff/patients/{pid}/tb"): _S(Action.record_tb, _P),
+    ("POST", "/staff/patients/{pid}/tb"): _S(Action.record_tb, _P),
+    ("GET", "/staff/tb/cases/{case}"): _S(Action.read_tb, ObjectKind.tb_case),
+    ("POST", "/staff/tb/cases/{case}/record/{what}"): _S(Action.record_tb, ObjectKind.tb_case),
+    ("POST", "/staff/tb/cases/{case}/treatment/{what}"): _S(Action.change_tb_treatment, ObjectKind.tb_case),
     ("GET", "/staff/tb/review"): _S(Action.review_tb_dose),
     ("GET", "/staff/tb/report"): _S(Action.read_tb),
     ("GET", "/staff/tb/clips/{clip}/sheet"): _S(Action.review_tb_dose, ObjectKind.tb_clip),

@@ -29,6 +29,7 @@ from web import (
     registry_routes,
     short_link_routes,
     staff_routes,
+    tb_case_routes,
     tb_clips,
     tb_patient,
     tb_routes,
@@ -142,6 +143,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     tb_clips.setup(app)
     tb_routes.setup(app)
     tb_patient.setup(app)
+    tb_case_routes.setup(app)
     short_link_routes.setup(app)
     staff_routes.setup(app)
     registry_routes.setup(app)

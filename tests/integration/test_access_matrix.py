@@ -75,6 +75,7 @@ class Objects:
     invitation: uuid.UUID
     message: int
     tb_clip: int = 0  # a video-observed dose clip of the patient's TB case (files: _tb_clip_files)
+    tb_case: int = 0
 
 
 async def _staff(con: asyncpg.Connection, facility: int, role: str, username: str) -> int:
@@ -126,7 +127,7 @@ async def _objects(con: asyncpg.Connection, relation: Relation, facility: int) -
         "INSERT INTO tb_clip (case_id, dose_on, sha256, path, sheet_path, bytes, duration_s, width, height) "
         "VALUES ($1, current_date, $2, $3, $4, 4, 1, 320, 240) RETURNING id",
         tb_case, f"{n:064x}", f"tb/clips/matrix-{n}.webm", f"tb/clips/matrix-{n}.jpg")
-    return Objects(facility, patient, other, consultation, entry.id, invitation.id, message, tb_clip)
+    return Objects(facility, patient, other, consultation, entry.id, invitation.id, message, tb_clip, tb_case)
 
 
 def _tb_clip_files(app: RunningApp) -> None:
@@ -176,6 +177,14 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
     ("GET", "/staff/schedule"): lambda o: ("/staff/schedule", {}),
     ("POST", "/staff/schedule/start"): lambda o: ("/staff/schedule/start", {"data": {"entry": str(o.entry)}}),
     ("GET", "/staff/tb"): lambda o: ("/staff/tb", {}),
+    ("GET", "/staff/patients/{pid}/tb"): lambda o: (f"/staff/patients/{o.patient}/tb", {}),
+    ("POST", "/staff/patients/{pid}/tb"): lambda o: (f"/staff/patients/{o.patient}/tb",
+                                                     {"data": {"registered_on": "x"}}),
+    ("GET", "/staff/tb/cases/{case}"): lambda o: (f"/staff/tb/cases/{o.tb_case}", {}),
+    ("POST", "/staff/tb/cases/{case}/record/{what}"): lambda o: (f"/staff/tb/cases/{o.tb_case}/record/dose",
+                                                                 {"data": {"on": "x"}}),
+    ("POST", "/staff/tb/cases/{case}/treatment/{what}"): lambda o: (
+        f"/staff/tb/cases/{o.tb_case}/treatment/outcome", {"data": {"reason": ""}}),
     ("GET", "/staff/tb/review"): lambda o: ("/staff/tb/review", {}),
     ("GET", "/staff/tb/report"): lambda o: ("/staff/tb/report?quarter=2026-Q1", {}),
     ("GET", "/staff/tb/clips/{clip}/sheet"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/sheet", {}),
@@ -224,7 +233,7 @@ async def test_every_role_on_every_route_in_every_relation_gets_what_the_table_s
                     mine = world[Relation.own]
                     cases.append(("assignee", Relation.own, True, Objects(
                         mine.facility, mine.patient, mine.other_patient, own_consultations[role], mine.entry,
-                        mine.invitation, mine.message, mine.tb_clip)))
+                        mine.invitation, mine.message, mine.tb_clip, mine.tb_case)))
                 for label, relation, assignee, objects in cases:
                     allowed = decide(role, rule.action, relation, assignee=assignee).allowed
                     status, location = await _request(actor, running_app, method, build(objects))
