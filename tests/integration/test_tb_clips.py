@@ -9,6 +9,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp.test_utils import TestServer
 
 from care.appointments import FACILITY_TZ
 from care.tb import DoseStatus
@@ -19,8 +20,10 @@ from media.clip import check_clip, sheet_tiles, synthetic_clip
 from tests.conftest import RunningApp
 from tests.integration.conftest import Factory
 from web import tb_clips
+from web.app import create_app
 from web.auth import issue_link
 from web.keys import settings_key, signer_key
+from web.settings import Settings
 
 CLIP_SECONDS = 4.0
 
@@ -188,3 +191,34 @@ async def test_review_then_retention_deletes_exactly_the_expired_clips(running_a
         events = await events_for(con, "tb_case", cases[0])
         assert [e["details"]["clip"] for e in events if e["action"] == "tb.clip_deleted"] == [clips[0]]
         assert (await tb_db.get_clip(con, clips[0])).deleted  # type: ignore[union-attr]
+
+
+async def test_upload_resumes_and_review_works_after_a_server_restart(app_settings: Settings, make: Factory,
+                                                                      clip_bytes: bytes) -> None:
+    half = len(clip_bytes) // 2
+    app = create_app(app_settings)
+    first = RunningApp(app, TestServer(app, host="127.0.0.1"))
+    await first.server.start_server()
+    try:
+        case_id, token = await _patient_case(first, make)
+        async with aiohttp.ClientSession() as session:
+            _, opened = await _open(session, first.url, token, size=len(clip_bytes))
+            assert (await _patch(session, first.url, token, opened["upload"], 0, clip_bytes[:half]))[0] == 200
+    finally:
+        await first.server.close()
+    app = create_app(app_settings)
+    second = RunningApp(app, TestServer(app, host="127.0.0.1"))
+    await second.server.start_server()
+    try:
+        async with aiohttp.ClientSession() as session:
+            resume = await _status(session, second.url, token, opened["upload"])
+            assert resume["offset"] == half
+            status, done = await _patch(session, second.url, token, opened["upload"], half, clip_bytes[half:])
+            assert status == 200 and done["state"] == "received"
+        nurse = await make.staff(make.network.commune, role="nurse")
+        async with second.pool.acquire() as con:
+            await tb_db.review_clip(con, nurse, done["clip"], True, "")
+            record = await tb_db.get(con, case_id)
+        assert record is not None and record.doses[today()] == DoseStatus.video
+    finally:
+        await second.server.close()
