@@ -20,9 +20,10 @@ import logging
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import msgspec
 from aiohttp import web
 
@@ -42,7 +43,7 @@ MAX_CHUNK = 512 * 1024
 MAX_CLIP_BYTES = 12 * 1024 * 1024
 # Admission limit: clips decoded at once (BENCHMARKS.md: ~0.1–0.3 s CPU per clip; 2 cores).
 CLIP_WORKERS = 2
-RETENTION_DAYS = 30  # issue 11: clips deleted 30 days after review (default)
+RETENTION_DAYS = 30  # issue 11: clips deleted 30 days after review (default; DONGHANH_TB_CLIP_RETENTION_DAYS)
 
 clip_slots_key = web.AppKey("tb_clip_slots_key", asyncio.Semaphore)
 
@@ -225,9 +226,28 @@ async def delete_expired(app: web.Application, now: datetime, retention_days: in
     return deleted
 
 
+RETENTION_EVERY_S = 3600.0
+
+
+async def _retention_loop(app: web.Application) -> None:
+    """Hourly: delete the files of clips whose review is older than DONGHANH_TB_CLIP_RETENTION_DAYS."""
+    while True:
+        try:
+            deleted = await delete_expired(app, datetime.now(UTC), app[settings_key].tb_clip_retention_days)
+            if deleted:
+                log.info("tb clip retention deleted %d clip(s)", len(deleted))
+        except (OSError, asyncpg.PostgresError) as exc:  # try again next hour; the clips stay until then
+            log.warning("tb clip retention failed: %s", exc)
+        await asyncio.sleep(RETENTION_EVERY_S)
+
+
 async def _slots(app: web.Application) -> AsyncIterator[None]:
     app[clip_slots_key] = asyncio.Semaphore(CLIP_WORKERS)
+    task = asyncio.create_task(_retention_loop(app), name="tb-clip-retention")
     yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
 
 
 def setup(app: web.Application) -> None:
