@@ -177,6 +177,7 @@ FORMATTERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "durability": ("Durability under kill -9", durability),
     "slow_consumer": ("One socket stops reading (queue broadcasts to 1,000 others)", slow_consumer),
     "tb_clips": ("TB video-observed dose clips: server cost per clip", generic),
+    "tb_report": ("TB quarterly cohort report over a synthetic province", generic),
 }
 
 
