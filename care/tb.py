@@ -383,3 +383,41 @@ def cohort_row(cases: Iterable[TbCase], quarter: str, as_of: date) -> CohortRow:
             registered += 1
             counts[who_outcome(case, as_of)] += 1
     return CohortRow(registered, counts)
+
+
+# --- Cohort indicators beyond the outcomes ---------------------------------------------------------------
+
+
+def month_2_conversion(cases: Iterable[TbCase]) -> tuple[int, int]:
+    """(negative, tested) month-2 smears of bacteriologically confirmed cases: sputum conversion (WHO 2013)."""
+    negative = tested = 0
+    for case in cases:
+        if not case.bacteriologically_confirmed or case.started_on is None:
+            continue
+        test = sputum_tests_due(case.started_on, REGIMENS[case.regimen], case.sputum)[0]
+        if test.result is not None:
+            tested += 1
+            negative += not test.result.positive
+    return negative, tested
+
+
+ADHERENCE_BANDS: tuple[tuple[str, float], ...] = (("under_80", 0.80), ("80_to_89", 0.90), ("90_and_over", 2.0))
+
+
+def overall_adherence(case: TbCase, as_of: date) -> float | None:
+    """Doses taken / days from the start to the earlier of the day before `as_of` and the planned end."""
+    if case.started_on is None or case.started_on >= as_of:
+        return None
+    last = min(as_of - timedelta(days=1), planned_end(case.started_on, REGIMENS[case.regimen]) - timedelta(days=1))
+    days = (last - case.started_on).days + 1
+    return sum(1 for d in case.doses_taken if case.started_on <= d <= last) / days
+
+
+def adherence_distribution(cases: Iterable[TbCase], as_of: date) -> dict[str, int]:
+    """Cases by overall adherence band: under 80%, 80–89%, 90% and over (digital-adherence projects' 90%)."""
+    counts = {band: 0 for band, _ in ADHERENCE_BANDS}
+    for case in cases:
+        share = overall_adherence(case, as_of)
+        if share is not None:
+            counts[next(band for band, below in ADHERENCE_BANDS if share < below)] += 1
+    return counts

@@ -217,11 +217,14 @@ async def get(con: asyncpg.Connection, case_id: int) -> CaseRecord | None:
     return _record(row) if row else None
 
 
-async def cases_in_subtree(con: asyncpg.Connection, facility_id: int) -> list[CaseRecord]:
-    """Every case of the facility and those below it, fully loaded (worklists, tests)."""
+async def cases_in_subtree(con: asyncpg.Connection, facility_id: int, *,
+                           registered: tuple[date, date] | None = None) -> list[CaseRecord]:
+    """Every case of the facility and those below it (registered in [first, after) if given), fully loaded."""
+    first, after = registered or (date.min, date.max)
     rows = await con.fetch(
-        f"SELECT {_CASE_COLUMNS} FROM tb_case c WHERE c.facility_id IN (SELECT facility_subtree($1)) ORDER BY c.id",
-        facility_id)
+        f"""SELECT {_CASE_COLUMNS} FROM tb_case c WHERE c.facility_id IN (SELECT facility_subtree($1))
+            AND c.registered_on >= $2 AND c.registered_on < $3 ORDER BY c.id""",
+        facility_id, first, after)
     return [_record(r) for r in rows]
 
 

@@ -148,19 +148,28 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     async with request.app[pool_key].acquire() as con:
         rows = await tb_db.cohort_report(con, session.staff.facility_id, quarter, as_of)
     if request.query.get("format") == "csv" and error is None:
-        out = io.StringIO()
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(tb_db.REPORT_COLUMNS)
-        for r in rows:
-            rate = r.success_rate
-            writer.writerow([r.facility_id, r.facility, r.quarter, r.registered,
-                             *(r.counts[o] for o in tb.Outcome),
-                             "" if rate is None else round(rate * 100, 1)])
-        return web.Response(body=out.getvalue().encode("utf-8"), content_type="text/csv", charset="utf-8",
-                            headers={"Content-Disposition": f'attachment; filename="tb-{quarter}.csv"'})
+        return _csv(rows, quarter)
+    first, after = tb.parse_quarter(quarter)
+    async with request.app[pool_key].acquire() as con:
+        cohort = [r.case for r in await tb_db.cases_in_subtree(con, session.staff.facility_id,
+                                                                 registered=(first, after))]
+    converted, tested = tb.month_2_conversion(cohort)
     return render(request, "tb_report.html", {
         "me": session.staff, "rows": rows, "quarter": quarter, "as_of": as_of, "error": error,
-        "outcomes": [(str(o), OUTCOMES[str(o)]) for o in tb.Outcome]}, status=400 if error else 200)
+        "outcomes": [(str(o), OUTCOMES[str(o)]) for o in tb.Outcome], "converted": converted, "tested": tested,
+        "bands": tb.adherence_distribution(cohort, as_of)}, status=400 if error else 200)
+
+
+def _csv(rows: list[tb_db.ReportRow], quarter: str) -> web.Response:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(tb_db.REPORT_COLUMNS)
+    for r in rows:
+        rate = r.success_rate
+        writer.writerow([r.facility_id, r.facility, r.quarter, r.registered, *(r.counts[o] for o in tb.Outcome),
+                         "" if rate is None else round(rate * 100, 1)])
+    return web.Response(body=out.getvalue().encode("utf-8"), content_type="text/csv", charset="utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="tb-{quarter}.csv"'})
 
 
 def setup(app: web.Application) -> None:

@@ -67,6 +67,10 @@ async def test_nurse_reviews_a_clip_and_the_calendar_shows_video(running_app: Ru
             lines = (await r.text()).splitlines()
         assert r.content_type == "text/csv" and lines[0] == ",".join(tb_db.REPORT_COLUMNS)
         assert lines[1].startswith(f"{make.network.commune},Trạm Y tế xã A,{quarter},1,")
+        async with nurse.get(f"{url}/staff/tb/report?quarter={quarter}") as r:
+            page = await r.text()
+        assert r.status == 200 and '<li data-band="under_80">Dưới 80%: 1</li>' in page
+        assert "0 trên 0 ca có bằng chứng vi khuẩn học" in page
         async with nurse.get(f"{url}/staff/tb/report?quarter=2026-Q9") as r:
             assert r.status == 400
     finally:

@@ -16,10 +16,13 @@ from care.tb import (
     TbCase,
     add_months,
     adherence,
+    adherence_distribution,
     cohort_row,
     consecutive_missed,
     flags,
     longest_gap,
+    month_2_conversion,
+    overall_adherence,
     parse_quarter,
     phase_dates,
     planned_end,
@@ -291,3 +294,23 @@ def test_cohort_row_counts_the_quarters_registrations() -> None:
 def test_treatment_success_rate_of_an_empty_cohort_is_none() -> None:
     assert treatment_success_rate({}, 0) is None
     assert treatment_success_rate({Outcome.cured: 3, Outcome.completed: 1, Outcome.failed: 1}, 5) == 0.8
+
+
+def test_month_2_conversion_counts_confirmed_cases_with_a_month_2_result() -> None:
+    converted = case(sputum=(SputumResult(date(2026, 3, 5), False),))
+    positive = case(sputum=(SputumResult(date(2026, 3, 1), True),))
+    untested = case()
+    unconfirmed = case(bacteriologically_confirmed=False, sputum=(SputumResult(date(2026, 3, 5), False),))
+    assert month_2_conversion([converted, positive, untested, unconfirmed]) == (1, 2)
+
+
+def test_adherence_distribution_bands_at_80_and_90_percent() -> None:
+    as_of = START + timedelta(days=10)  # 10 days on treatment
+    ten = daily(START, START + timedelta(days=9))
+    nine = ten - {START}
+    eight = nine - {START + timedelta(days=1)}
+    seven = eight - {START + timedelta(days=2)}
+    assert overall_adherence(case(doses_taken=nine), as_of) == 0.9
+    counts = adherence_distribution([case(doses_taken=d) for d in (ten, nine, eight, seven)]
+                                    + [case(started_on=None)], as_of)
+    assert counts == {"under_80": 1, "80_to_89": 1, "90_and_over": 2}
