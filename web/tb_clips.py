@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import hashlib
 import logging
 import os
@@ -160,7 +161,11 @@ async def append(request: web.Request) -> web.Response:
     if have + len(chunk) > upload.size:
         raise ApiError("clip_too_large", f"the clip was announced as {upload.size} bytes", status=413)
     if chunk:
-        await asyncio.to_thread(_append, path, chunk)
+        written = await asyncio.to_thread(_append, path, offset, chunk)
+        if written is None:  # another request appended first (two tabs): say where to resume
+            now = _offset(path)
+            raise ApiError("offset_mismatch", f"the upload has {now} bytes; send the chunk at offset {now}",
+                           status=409)
     if have + len(chunk) < upload.size:
         return _state(upload, have + len(chunk))
     clip_id, current = await finish(request.app, upload, Actor.patient(patient_id))
@@ -170,11 +175,16 @@ async def append(request: web.Request) -> web.Response:
     return _state(done, done.size, current)
 
 
-def _append(path: Path, chunk: bytes) -> None:
+def _append(path: Path, offset: int, chunk: bytes) -> int | None:
+    """Append at `offset` under an exclusive file lock (any process); None if the file is no longer that long."""
     with path.open("ab") as out:
+        fcntl.flock(out.fileno(), fcntl.LOCK_EX)
+        if out.seek(0, os.SEEK_END) != offset:
+            return None
         out.write(chunk)
         out.flush()
         os.fsync(out.fileno())
+        return offset + len(chunk)
 
 
 def _store(part: Path, clips: Path) -> tuple[CheckedClip, str]:
@@ -198,6 +208,15 @@ async def finish(app: web.Application, upload: tb_db.Upload, actor: Actor) -> tu
     async with app[clip_slots_key]:
         try:
             checked, digest = await asyncio.to_thread(_store, part, clips)
+        except FileNotFoundError:  # a concurrent request for the same last chunk stored it already
+            async with app[pool_key].acquire() as con:
+                again = await tb_db.get_upload(con, upload.id)
+            if again is None or again.clip_id is None:
+                raise ApiError("offset_mismatch", "the upload's bytes are gone; start again at offset 0",
+                               status=409) from None
+            async with app[pool_key].acquire() as con:
+                clip = await tb_db.get_clip(con, again.clip_id)
+            return again.clip_id, bool(clip and clip.current)
         except ClipError as exc:
             # A bad clip is refused whole: its upload's bytes go, so nothing half-checked stays on disk.
             part.unlink(missing_ok=True)

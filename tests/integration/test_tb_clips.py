@@ -222,3 +222,15 @@ async def test_upload_resumes_and_review_works_after_a_server_restart(app_settin
         assert record is not None and record.doses[today()] == DoseStatus.video
     finally:
         await second.server.close()
+
+
+async def test_two_tabs_sending_the_same_chunk_append_it_once(running_app: RunningApp, make: Factory,
+                                                              clip_bytes: bytes) -> None:
+    _, token = await _patient_case(running_app, make)
+    third = len(clip_bytes) // 3
+    async with aiohttp.ClientSession() as one, aiohttp.ClientSession() as two:
+        _, opened = await _open(one, running_app.url, token, size=len(clip_bytes))
+        results = await asyncio.gather(*(_patch(s, running_app.url, token, opened["upload"], 0, clip_bytes[:third])
+                                         for s in (one, two)))
+        assert sorted(status for status, _ in results) == [200, 409]
+        assert (await _status(one, running_app.url, token, opened["upload"]))["offset"] == third
