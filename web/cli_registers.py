@@ -35,19 +35,27 @@ def _today() -> date:
 
 
 def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilog: str) -> None:
-    """`facilities`, `import KIND`, `report KIND` (the hypertension register adds its kind beside `tb`)."""
+    """`facilities`, `import REGISTER`, `report REGISTER` with the TB register under each (the hypertension
+    register's `htn` goes beside `tb`: see `add_tb_import` and `add_tb_report`)."""
     raw = argparse.RawDescriptionHelpFormatter
     sub.add_parser("facilities", help="print the facilities as CSV: id,level,name,parent_id",
                    description="Print every facility as CSV (id,level,name,parent_id), one row each.",
                    epilog=epilog, formatter_class=raw)
-
     imports = sub.add_parser("import", help="import a paper register (CSV)", epilog=epilog, formatter_class=raw,
                              description="Import a paper register kept as CSV. All or nothing: a file with any "
                                          "bad row imports nothing and prints one `row N: …` line per problem "
                                          "(the header is row 1).")
-    kinds = imports.add_subparsers(dest="register", required=True, metavar="REGISTER")
+    add_tb_import(imports.add_subparsers(dest="register", required=True, metavar="REGISTER"), epilog)
+    reports = sub.add_parser("report", help="print a register's report (CSV or JSON)", epilog=epilog,
+                             formatter_class=raw, description="Print a register's report for a facility and "
+                                                              "each facility below it.")
+    add_tb_report(reports.add_subparsers(dest="register", required=True, metavar="REGISTER"), epilog)
+
+
+def add_tb_import(kinds: argparse._SubParsersAction[argparse.ArgumentParser], epilog: str) -> None:
+    """`import tb FILE --facility ID` (issue 11's contract)."""
     tb_import = kinds.add_parser(
-        "tb", help="TB treatment register", epilog=epilog, formatter_class=raw,
+        "tb", help="TB treatment register", epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Import a TB treatment register. Header: " + ",".join(HEADER) + ". One row per event; "
                     "rows with the same patient_ref are one case whose details agree. event: "
                     "treatment_start, dose_taken, dose_missed, sputum (result positive|negative), "
@@ -57,12 +65,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilo
     tb_import.add_argument("file", metavar="FILE", type=Path, help="UTF-8 CSV file")
     tb_import.add_argument("--facility", type=int, required=True, metavar="ID", help="the facility's id")
 
-    reports = sub.add_parser("report", help="print a register's report (CSV or JSON)", epilog=epilog,
-                             formatter_class=raw, description="Print a register's report for a facility and "
-                                                              "each facility below it.")
-    kinds = reports.add_subparsers(dest="register", required=True, metavar="REGISTER")
+
+def add_tb_report(kinds: argparse._SubParsersAction[argparse.ArgumentParser], epilog: str) -> None:
+    """`report tb --facility ID --quarter YYYY-Qn [--as-of YYYY-MM-DD] [--format csv|json]`."""
     tb_report = kinds.add_parser(
-        "tb", help="TB quarterly cohort outcomes", epilog=epilog, formatter_class=raw,
+        "tb", help="TB quarterly cohort outcomes", epilog=epilog, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="For the facility and each facility below it (each counting its own cases and those "
                     "below): " + ",".join(tb_db.REPORT_COLUMNS) + ". The cohort is the cases registered in "
                     "the quarter, judged as of --as-of (today by default). treatment_success_rate is "
@@ -75,7 +82,7 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilo
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
-    """Run one of these commands; the exit status."""
+    """Run `facilities`, `import tb` or `report tb`; the exit status."""
     if args.command == "report":
         try:
             tb.parse_quarter(args.quarter)
