@@ -176,6 +176,8 @@ FORMATTERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "signin": ("Sign-in attempts per account, throttling off and on", generic),
     "durability": ("Durability under kill -9", durability),
     "slow_consumer": ("One socket stops reading (queue broadcasts to 1,000 others)", slow_consumer),
+    "tb_clips": ("TB video-observed dose clips: server cost per clip", generic),
+    "tb_report": ("TB quarterly cohort report over a synthetic province", generic),
 }
 
 

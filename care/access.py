@@ -70,6 +70,10 @@ class Action(StrEnum):
     record_visit = "record_visit"              # enrol, record a station visit or reading, call results, import
     review_register = "review_register"        # review a register patient (a signed note), change medicines
     read_cohort = "read_cohort"                # the register's dashboards and reports: counts, no names
+    read_tb = "read_tb"                        # the TB register: cases, dose calendars, flags, cohort report
+    review_tb_dose = "review_tb_dose"          # watch a video-observed dose clip, confirm or reject it
+    record_tb = "record_tb"                    # register a TB case, record doses and sputum results
+    change_tb_treatment = "change_tb_treatment"  # change a regimen, set an outcome (with a reason, audited)
 
 
 CLINICIANS = frozenset({Role.doctor, Role.specialist})
@@ -121,6 +125,10 @@ RULES: dict[Action, Rule] = {
     Action.record_visit: Rule(FRONT_DESK),
     Action.review_register: Rule(CLINICIANS),
     Action.read_cohort: Rule(ALL_STAFF),
+    Action.read_tb: Rule(FRONT_DESK),
+    Action.review_tb_dose: Rule(FRONT_DESK),
+    Action.record_tb: Rule(FRONT_DESK),
+    Action.change_tb_treatment: Rule(CLINICIANS),
 }
 
 

@@ -38,6 +38,8 @@ class ObjectKind(StrEnum):
     message = "message"
     escalation = "escalation"  # its facility is the requesting facility's
     referral = "referral"      # its facility is the receiving facility's
+    tb_clip = "tb_clip"
+    tb_case = "tb_case"
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,10 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/api/p/connection-test"): PATIENT,
     ("GET", "/api/p/connection-test/{test}"): PATIENT,
     ("DELETE", "/api/p/connection-test/{test}"): PATIENT,
+    ("GET", "/tb/{token}"): PATIENT,
+    ("POST", "/api/p/tb/uploads"): PATIENT,
+    ("GET", "/api/p/tb/uploads/{upload}"): PATIENT,
+    ("PATCH", "/api/p/tb/uploads/{upload}"): PATIENT,
     ("GET", "/staff"): _S(Action.read_counts),
     ("GET", "/staff/c/{cid}"): _S(Action.conduct_consultation, _C),
     ("GET", "/api/c/{cid}/note"): _S(Action.write_note, _C),
@@ -145,6 +151,17 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("POST", "/staff/htn/p/{pid}/call"): _S(Action.record_visit, _P),
     ("POST", "/staff/htn/p/{pid}/medicines"): _S(Action.review_register, _P),
     ("POST", "/staff/htn/p/{pid}/review"): _S(Action.review_register, _P),
+    ("GET", "/staff/tb"): _S(Action.read_tb),
+    ("GET", "/staff/patients/{pid}/tb"): _S(Action.record_tb, _P),
+    ("POST", "/staff/patients/{pid}/tb"): _S(Action.record_tb, _P),
+    ("GET", "/staff/tb/cases/{case}"): _S(Action.read_tb, ObjectKind.tb_case),
+    ("POST", "/staff/tb/cases/{case}/record/{what}"): _S(Action.record_tb, ObjectKind.tb_case),
+    ("POST", "/staff/tb/cases/{case}/treatment/{what}"): _S(Action.change_tb_treatment, ObjectKind.tb_case),
+    ("GET", "/staff/tb/review"): _S(Action.review_tb_dose),
+    ("GET", "/staff/tb/report"): _S(Action.read_tb),
+    ("GET", "/staff/tb/clips/{clip}/sheet"): _S(Action.review_tb_dose, ObjectKind.tb_clip),
+    ("GET", "/staff/tb/clips/{clip}/video"): _S(Action.review_tb_dose, ObjectKind.tb_clip),
+    ("POST", "/staff/tb/clips/{clip}/review"): _S(Action.review_tb_dose, ObjectKind.tb_clip),
 }
 
 # Socket messages → the action they need (None: no authorisation beyond the socket itself). Room

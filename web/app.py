@@ -35,6 +35,10 @@ from web import (
     safety_routes,
     short_link_routes,
     staff_routes,
+    tb_case_routes,
+    tb_clips,
+    tb_patient,
+    tb_routes,
     ws,
 )
 from web.auth import SESSION_COOKIE, LinkSigner, ice_servers, patient_identity, resolve_link, staff_session
@@ -143,6 +147,10 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.router.add_get("/healthz", health)
     app.router.add_get("/ws", ws.websocket)
     patient_routes.setup(app)
+    tb_clips.setup(app)
+    tb_routes.setup(app)
+    tb_patient.setup(app)
+    tb_case_routes.setup(app)
     short_link_routes.setup(app)
     staff_routes.setup(app)
     registry_routes.setup(app)

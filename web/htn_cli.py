@@ -26,6 +26,7 @@ from db import hypertension as htn_db
 from db.errors import DbError
 from db.migrate import migrate
 from db.pool import create_pool
+from web import cli_registers
 from web.database import database_dsn
 from web.settings import Settings
 
@@ -50,21 +51,29 @@ def add_parsers(sub: argparse._SubParsersAction[argparse.ArgumentParser], epilog
                          description="Import a register kept on paper. Nothing is imported unless every row is "
                                      "good; each bad row is reported as 'row N: …' (the header is row 1).",
                          epilog=epilog, formatter_class=fmt)
-    imp.add_argument("register", choices=["htn"], help="which register: htn (hypertension)")
-    imp.add_argument("file", metavar="FILE", type=Path,
+    imports = imp.add_subparsers(dest="register", required=True, metavar="REGISTER")
+    htn = imports.add_parser("htn", help="hypertension register", epilog=epilog, formatter_class=fmt,
+                             description="Import a hypertension register: one row per visit.")
+    htn.add_argument("file", metavar="FILE", type=Path,
                      help="UTF-8 CSV with the header " + ",".join(htn_import.HEADER))
-    imp.add_argument("--facility", type=int, required=True, metavar="ID", help="the station whose register it is")
-    report = sub.add_parser("report", help="print a register's monthly indicators",
+    htn.add_argument("--facility", type=int, required=True, metavar="ID", help="the station whose register it is")
+    cli_registers.add_tb_import(imports, epilog)
+    report = sub.add_parser("report", help="print a register's report (htn: monthly; tb: quarterly cohort)",
                             description="Print, for the facility and each facility below it, the month's "
                                         "indicators over its own patients and those of every facility below it.",
                             epilog=epilog, formatter_class=fmt)
-    report.add_argument("register", choices=["htn"], help="which register: htn (hypertension)")
-    report.add_argument("--facility", type=int, required=True, metavar="ID")
-    report.add_argument("--month", type=_month, required=True, metavar="YYYY-MM")
-    report.add_argument("--format", choices=["csv", "json"], default="csv")
+    reports = report.add_subparsers(dest="register", required=True, metavar="REGISTER")
+    htn_report = reports.add_parser("htn", help="hypertension monthly indicators", epilog=epilog, formatter_class=fmt,
+                                    description="The month's hypertension indicators (HEARTS/Simple definitions).")
+    htn_report.add_argument("--facility", type=int, required=True, metavar="ID")
+    htn_report.add_argument("--month", type=_month, required=True, metavar="YYYY-MM")
+    htn_report.add_argument("--format", choices=["csv", "json"], default="csv")
+    cli_registers.add_tb_report(reports, epilog)
 
 
 def run(settings: Settings, args: argparse.Namespace) -> int:
+    if args.command in ("import", "report") and args.register == "tb":
+        return cli_registers.run(settings, args)
     if args.command == "facilities":
         return asyncio.run(_with_db(settings, _facilities))
     if args.command == "import":

@@ -119,6 +119,7 @@ class Settings:
     hello_timeout_s: float = 10.0
     max_sockets_per_address: int = 200
     session_check_s: float = 5.0
+    tb_clip_retention_days: int = 30  # issue 11: reviewed dose clips are deleted this many days after review
     secure_cookies: bool | None = None
     log_level: str = "INFO"
     default_lang: str = "vi"
@@ -233,6 +234,7 @@ class Settings:
             hello_timeout_s=_int(env, "DONGHANH_HELLO_TIMEOUT", 10, maximum=300),
             max_sockets_per_address=_int(env, "DONGHANH_MAX_SOCKETS_PER_ADDRESS", 200),
             session_check_s=_int(env, "DONGHANH_SESSION_CHECK", 5, maximum=300),
+            tb_clip_retention_days=_int(env, "DONGHANH_TB_CLIP_RETENTION_DAYS", 30, maximum=3650),
             secure_cookies=_bool_or_auto(env.get("DONGHANH_SECURE_COOKIES", "auto"),
                                          name="DONGHANH_SECURE_COOKIES"),
             log_level=(env.get("DONGHANH_LOG_LEVEL", "INFO") or "INFO").upper(),
@@ -289,6 +291,7 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
                                                 "NAT shares one); more are refused with 429"),
     ("DONGHANH_SESSION_CHECK", "5", "seconds between checks that closes websockets of ended staff sessions "
                                     "and revoked links (sign-out here closes them at once)"),
+    ("DONGHANH_TB_CLIP_RETENTION_DAYS", "30", "days after review when a TB dose video is deleted (audited)"),
     ("DONGHANH_SECURE_COOKIES", "auto", "Secure cookies: auto (when PUBLIC_URL is https), true, false"),
     ("DONGHANH_LOG_LEVEL", "INFO", "log level"),
     ("DONGHANH_DEFAULT_LANG", "vi", "default UI language (vi or en)"),

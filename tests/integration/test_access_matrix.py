@@ -82,6 +82,8 @@ class Objects:
     escalation: uuid.UUID | None = None  # a request for an opinion asked by that facility's doctor
     attachment: uuid.UUID | None = None  # a PDF attached to it
     referral: uuid.UUID | None = None  # a referral addressed to that facility
+    tb_clip: int = 0  # a video-observed dose clip of the patient's TB case (files: _tb_clip_files)
+    tb_case: int = 0
 
 
 async def _staff(con: asyncpg.Connection, facility: int, role: str, username: str) -> int:
@@ -134,8 +136,16 @@ async def _objects(con: asyncpg.Connection, relation: Relation, facility: int) -
         "INSERT INTO referral (escalation_id, patient_id, from_facility_id, to_facility_id, reason, urgency, "
         "created_by, created_at) VALUES ($1, $2, $3, $3, 'x', 'soon', $4, now()) RETURNING id",
         asked.escalation.id, patient, facility, doctor)
+    tb_case = await con.fetchval(
+        "INSERT INTO tb_case (patient_id, facility_id, registered_on, bacteriologically_confirmed, regimen, "
+        "regimen_months, started_on) VALUES ($1, $2, current_date - 10, true, '2HRZE/4HR', 6, current_date - 10) "
+        "RETURNING id", patient, facility)
+    tb_clip = await con.fetchval(
+        "INSERT INTO tb_clip (case_id, dose_on, sha256, path, sheet_path, bytes, duration_s, width, height) "
+        "VALUES ($1, current_date, $2, $3, $4, 4, 1, 320, 240) RETURNING id",
+        tb_case, f"{n:064x}", f"tb/clips/matrix-{n}.webm", f"tb/clips/matrix-{n}.jpg")
     return Objects(facility, patient, other, consultation, entry.id, invitation.id, message, asked.escalation.id,
-                   attachment.id, referral)
+                   attachment.id, referral, tb_clip, tb_case)
 
 
 PDF = b"%PDF-1.4\n%matrix\n"
@@ -149,6 +159,14 @@ def _store_files(app: RunningApp, world: dict[Relation, Objects]) -> None:
         path = store.path(o.escalation, o.attachment, Kind.pdf)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(PDF)
+
+
+def _tb_clip_files(app: RunningApp) -> None:
+    clips = app.app[settings_key].data_dir / "tb" / "clips"
+    clips.mkdir(parents=True, exist_ok=True)
+    for n in range(len(RELATIONS)):
+        (clips / f"matrix-{n}.webm").write_bytes(b"webm")
+        (clips / f"matrix-{n}.jpg").write_bytes(b"jpeg")
 
 
 # ---- HTTP ----------------------------------------------------------------------------------------------
@@ -242,6 +260,21 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
     ("POST", "/staff/htn/p/{pid}/medicines"): lambda o: (f"/staff/htn/p/{o.patient}/medicines",
                                                          {"data": {"drug": "x"}}),
     ("POST", "/staff/htn/p/{pid}/review"): lambda o: (f"/staff/htn/p/{o.patient}/review", {"data": {"review": ""}}),
+    ("GET", "/staff/tb"): lambda o: ("/staff/tb", {}),
+    ("GET", "/staff/patients/{pid}/tb"): lambda o: (f"/staff/patients/{o.patient}/tb", {}),
+    ("POST", "/staff/patients/{pid}/tb"): lambda o: (f"/staff/patients/{o.patient}/tb",
+                                                     {"data": {"registered_on": "x"}}),
+    ("GET", "/staff/tb/cases/{case}"): lambda o: (f"/staff/tb/cases/{o.tb_case}", {}),
+    ("POST", "/staff/tb/cases/{case}/record/{what}"): lambda o: (f"/staff/tb/cases/{o.tb_case}/record/dose",
+                                                                 {"data": {"on": "x"}}),
+    ("POST", "/staff/tb/cases/{case}/treatment/{what}"): lambda o: (
+        f"/staff/tb/cases/{o.tb_case}/treatment/outcome", {"data": {"reason": ""}}),
+    ("GET", "/staff/tb/review"): lambda o: ("/staff/tb/review", {}),
+    ("GET", "/staff/tb/report"): lambda o: ("/staff/tb/report?quarter=2026-Q1", {}),
+    ("GET", "/staff/tb/clips/{clip}/sheet"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/sheet", {}),
+    ("GET", "/staff/tb/clips/{clip}/video"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/video", {}),
+    ("POST", "/staff/tb/clips/{clip}/review"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/review",
+                                                          {"data": {"decision": "neither"}}),
 }
 
 
@@ -259,6 +292,7 @@ async def test_every_role_on_every_route_in_every_relation_gets_what_the_table_s
         facilities = await _facilities(con)
         world = {rel: await _objects(con, rel, f) for rel, f in facilities.items()}
         _store_files(running_app, world)
+        _tb_clip_files(running_app)
         actors: dict[Role, int] = {}
         for role in STAFF_ROLES:
             actors[role] = await _staff(con, facilities[Relation.own], role.value, f"matrix.{role.value}")
@@ -284,7 +318,7 @@ async def test_every_role_on_every_route_in_every_relation_gets_what_the_table_s
                     mine = world[Relation.own]
                     cases.append(("assignee", Relation.own, True, Objects(
                         mine.facility, mine.patient, mine.other_patient, own_consultations[role], mine.entry,
-                        mine.invitation, mine.message)))
+                        mine.invitation, mine.message, mine.tb_clip, mine.tb_case)))
                 for label, relation, assignee, objects in cases:
                     allowed = decide(role, rule.action, relation, assignee=assignee).allowed
                     status, location = await _request(actor, running_app, method, build(objects))
