@@ -105,10 +105,11 @@ async def _asked(con: asyncpg.Connection, escalation_id: uuid.UUID) -> frozenset
     return frozenset(r["staff_id"] for r in rows)
 
 
-async def specialties(con: asyncpg.Connection) -> list[asyncpg.Record]:
-    """The active specialties (code, name_vi, name_en), as the form offers them."""
+async def specialties(con: asyncpg.Connection, *, retired: bool = False) -> list[asyncpg.Record]:
+    """The active specialties (code, name_vi, name_en), as the form offers them; with `retired`, also the
+    retired ones (to name what older requests asked for)."""
     rows: list[asyncpg.Record] = await con.fetch(
-        "SELECT code, name_vi, name_en FROM specialty WHERE active ORDER BY code")
+        "SELECT code, name_vi, name_en FROM specialty WHERE active OR $1 ORDER BY code", retired)
     return rows
 
 

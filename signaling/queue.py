@@ -93,7 +93,9 @@ def no_show_view(row: asyncpg.Record) -> dict[str, Any]:
     """A patient marked no-show: kept on the station's screen with the reason."""
     return {"entry": str(row["id"]), "level": level_name(row["triage_level"]),
             "danger_signs": list(row["danger_signs"]), "reason": row["closed_reason"],
-            "at": row["finished_at"].isoformat(), "patient": {"id": row["patient_id"], "name": row["patient_name"]}}
+            "at": row["finished_at"].isoformat(),
+            "at_text": row["finished_at"].astimezone(FACILITY_TZ).strftime("%H:%M"),  # as web/localtime.py "time"
+            "patient": {"id": row["patient_id"], "name": row["patient_name"]}}
 
 
 async def staff_list(con: asyncpg.Connection, facility_id: int) -> dict[str, Any]:

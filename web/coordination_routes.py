@@ -12,23 +12,26 @@ from aiohttp import web
 
 from care.access import Action
 from db import coordination
-from web import escalation_texts
+from web import coordination_view, escalation_texts
 from web.access import require_role
 from web.errors import ApiError
 from web.keys import clock_key, pool_key
 from web.render import render
-from web.rkeys import t_rkey
+from web.rkeys import lang_rkey, t_rkey
 from web.staff_routes import require_api_session, require_page_session
 
 TABLES = ("waiting", "calls", "open_requests", "referrals", "on_duty", "stats")
 
 
 async def data(request: web.Request) -> web.Response:
+    """The tables as the page shows them (translated headers and labels; see web/coordination_view.py).
+    The machine form, raw codes and numbers, is the CSV export."""
     session = await require_api_session(request)
     require_role(request, session.staff, Action.read_counts)
     async with request.app[pool_key].acquire() as con:
         tables = await coordination.snapshot(con, session.staff.facility_id, request.app[clock_key].now())
-    return web.json_response(tables)
+        names = await coordination_view.specialty_names(con, request[lang_rkey])
+    return web.json_response(coordination_view.tables(request[t_rkey], tables, names))
 
 
 async def export(request: web.Request) -> web.StreamResponse:

@@ -30,7 +30,7 @@ from db import patients as patients_db
 from db.errors import DbError
 from db.escalations import Escalation, Notice, Policies
 from db.staff import StaffMember
-from web import escalation_texts
+from web import coordination_view, escalation_texts
 from web.access import require, require_role
 from web.errors import ApiError, from_db
 from web.escalation_loop import EscalationLoop
@@ -177,6 +177,12 @@ def _row(r: asyncpg.Record) -> dict[str, Any]:
             for k, v in dict(r).items()}
 
 
+def _shown(r: asyncpg.Record, names: dict[str, str]) -> dict[str, Any]:
+    """An inbox row with what the page prints: the specialty's name and the due time in the facility's zone."""
+    return {**_row(r), "specialty_text": names.get(r["specialty"], r["specialty"]),
+            "due_text": localtime(r.get("due_at") or r["deadline_at"])}
+
+
 async def _run(request: web.Request, use_case: Any) -> esc.Outcome:
     try:
         outcome: esc.Outcome = await use_case
@@ -216,8 +222,9 @@ async def inbox(request: web.Request) -> web.Response:
     session = await require_api_session(request)
     require_role(request, session.staff, Action.read_escalation)
     async with request.app[pool_key].acquire() as con:
-        offered = [_row(r) for r in await esc.specialist_inbox(con, session.staff.id)]
-        asked = [_row(r) for r in await esc.requester_inbox(con, session.staff.facility_id)]
+        names = await coordination_view.specialty_names(con, request[lang_rkey])
+        offered = [_shown(r, names) for r in await esc.specialist_inbox(con, session.staff.id)]
+        asked = [_shown(r, names) for r in await esc.requester_inbox(con, session.staff.facility_id)]
     unread = sum(1 for r in asked if r["status"] in ("answered", "overdue"))
     return web.json_response({"offered": offered, "asked": asked, "badge": len(offered) + unread,
                               "on_duty": session.staff.on_duty})
@@ -227,12 +234,15 @@ async def detail(request: web.Request) -> web.Response:
     session = await require_api_session(request)
     async with request.app[pool_key].acquire() as con:
         e = await _load(request, con, session.staff, Action.read_escalation)
-        events = [_row(r) for r in await esc.timeline(con, e.id)]
+        events = [{**_row(r), "at_text": localtime(r["at"])} for r in await esc.timeline(con, e.id)]
         thread = [_row(r) for r in await esc.messages(con, e.id)]
         signed = await esc.opinion(con, e.id)
+        names = await coordination_view.specialty_names(con, request[lang_rkey])
         await audit.record(con, audit.Actor.staff(session.staff.id), "escalation.read", "escalation", e.id)
-    return web.json_response({**_view(e), "timeline": events, "messages": thread,
-                              "opinion": _row(signed) if signed else None})
+    return web.json_response({**_view(e), "specialty_text": names.get(e.specialty, e.specialty),
+                              "timeline": events, "messages": thread,
+                              "opinion": {**_row(signed), "signed_at_text": localtime(signed["signed_at"])}
+                              if signed else None})
 
 
 async def accept(request: web.Request) -> web.Response:
@@ -352,9 +362,11 @@ async def detail_page(request: web.Request) -> web.Response:
     async with request.app[pool_key].acquire() as con:
         e = await _load(request, con, session.staff, Action.read_escalation)
         patient = await patients_db.get(con, e.patient_id)
+        names = await coordination_view.specialty_names(con, request[lang_rkey])
     assert patient is not None
     return render(request, "escalation.html", {
         "me": session.staff, "e": _view(e), "patient_name": patient.name,
+        "specialty_text": names.get(e.specialty, e.specialty),
         "deadline_text": localtime(e.deadline_at, "datetime"),
         "js_strings": t.json(escalation_texts.DETAIL_JS), "urgencies": escalation_texts.URGENCIES,
         "statuses": escalation_texts.STATUSES, "requester": e.requester_id == session.staff.id,

@@ -3,9 +3,12 @@ specialist, accept, the written opinion pushed to the requester; bad input and a
 
 from __future__ import annotations
 
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import asyncpg
 import pytest
@@ -202,13 +205,33 @@ async def test_the_coordinator_sees_counts_states_and_ages_without_clinical_cont
     try:
         tables = await _json(coordinator, "GET", f"{running_app.url}/api/coordination")
         assert set(tables) == {"waiting", "calls", "open_requests", "referrals", "on_duty", "stats"}
-        assert tables["open_requests"], "the demo seeds open requests"
-        for row in tables["open_requests"]:
-            assert set(row) == {"urgency", "status", "specialty", "facility", "hops", "age_min", "overdue"}
-        assert {r["urgency"] for r in tables["stats"]} >= {"routine", "priority", "urgent"}
+        # What the page shows, in Vietnamese (the default): headers, labels, yes/no, percentages, durations.
+        open_requests = tables["open_requests"]
+        assert open_requests["rows"], "the demo seeds open requests"
+        assert open_requests["columns"] == ["Mức độ khẩn", "Trạng thái", "Chuyên khoa", "Cơ sở", "Số lần chuyển",
+                                            "Đã chờ", "Quá hạn"]
+        for row in open_requests["rows"]:
+            urgency, status, specialty, _, _, age, overdue = row["cells"]
+            assert urgency in {"Khẩn", "Ưu tiên", "Thường quy"}
+            assert status in {"Đang tìm bác sĩ chuyên khoa", "Đã gửi đến bác sĩ chuyên khoa", "Đã nhận", "Quá hạn"}
+            assert specialty in {"Tim mạch", "Hô hấp", "Lao", "Nội khoa", "Sản khoa", "Nhi khoa"}
+            assert "phút" in age or "giờ" in age or "ngày" in age
+            assert overdue in {"Có", "Không"} and row["overdue"] == (overdue == "Có")
+        stats = tables["stats"]
+        assert {r["cells"][0] for r in stats["rows"]} >= {"Khẩn", "Ưu tiên", "Thường quy"}
+        assert all(c.endswith("%") or c == "—" for r in stats["rows"] for c in r["cells"][4:])
+        shown = json.dumps([(t["columns"], [r["cells"] for r in t["rows"]]) for t in tables.values()],
+                           ensure_ascii=False)
+        for raw in ("median_accept_min", "share_in_time", "age_min", "cardiology", "internal_medicine",
+                    "priority", "offered", "true", "false", "True", "0.5"):
+            assert raw not in shown, raw
         async with coordinator.http.get(f"{running_app.url}/api/coordination/open_requests.csv") as r:
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/csv")
-            assert (await r.text()).splitlines()[0].startswith("urgency,status,specialty")
+            lines = (await r.text()).splitlines()  # the machine form: column names and codes, for scripts
+            assert lines[0] == "urgency,status,specialty,facility,hops,age_min,overdue"
+            assert any(code in lines[1] for code in ("urgent", "priority", "routine"))
+        async with coordinator.http.get(f"{running_app.url}/api/coordination/stats.csv") as r:
+            assert "median_accept_min" in (await r.text()).splitlines()[0]
         async with coordinator.http.get(f"{running_app.url}/api/coordination/secrets.csv") as r:
             assert r.status == 404
         async with coordinator.http.get(f"{running_app.url}/staff/coordination") as r:
@@ -216,6 +239,26 @@ async def test_the_coordinator_sees_counts_states_and_ages_without_clinical_cont
         await _json(coordinator, "GET", f"{running_app.url}/api/escalations", status=403)  # no clinical inbox
     finally:
         await coordinator.http.close()
+
+
+async def test_the_inbox_and_a_request_show_specialty_names_and_facility_times(
+        running_app: RunningApp, people: dict[str, Staff]) -> None:
+    lan = people["bacsi.lan"]
+    inbox = await _json(lan, "GET", f"{running_app.url}/api/escalations")
+    assert inbox["asked"], "the demo seeds requests from the commune"
+    local_time = re.compile(r"^\d{2}:\d{2} \d{2}/\d{2}/\d{4}$")  # web/localtime.py, facility zone
+    async with running_app.pool.acquire() as con:
+        deadlines = {str(r["id"]): r["deadline_at"] for r in await con.fetch("SELECT id, deadline_at FROM escalation")}
+    facility_zone = ZoneInfo("Asia/Ho_Chi_Minh")
+    for row in inbox["asked"]:
+        assert row["specialty_text"] in {"Tim mạch", "Hô hấp", "Lao", "Nội khoa", "Sản khoa", "Nhi khoa"}
+        assert row["due_text"] == deadlines[row["id"]].astimezone(facility_zone).strftime("%H:%M %d/%m/%Y")
+    eid = inbox["asked"][0]["id"]
+    detail = await _json(lan, "GET", f"{running_app.url}/api/escalations/{eid}")
+    assert detail["specialty_text"] == inbox["asked"][0]["specialty_text"]
+    assert detail["timeline"] and all(local_time.match(x["at_text"]) for x in detail["timeline"])
+    async with lan.http.get(f"{running_app.url}/staff/escalations/{eid}") as r:
+        assert r.status == 200 and detail["specialty_text"] in await r.text()
 
 
 async def test_an_urgent_request_from_a_live_call_puts_the_accepting_specialist_in_that_call(

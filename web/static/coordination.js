@@ -6,21 +6,30 @@ const t = strings();
 const TITLES = { waiting: "Waiting patients by level", calls: "Calls in progress", open_requests: "Open requests for an opinion",
   referrals: "Referrals in transit", on_duty: "Specialists on duty", stats: "Last 30 days, per urgency" };
 
+// The server sends each table ready to show: translated headers, labels, yes/no, percentages, durations.
 async function refresh() {
   const data = await api("GET", "/api/coordination");
-  for (const [name, rows] of Object.entries(data)) {
+  for (const [name, { columns, rows }] of Object.entries(data)) {
     document.getElementById(`title-${name}`).textContent = t(TITLES[name]);
     const table = document.getElementById(`table-${name}`);
     if (!rows.length) { table.replaceChildren(Object.assign(document.createElement("caption"), { textContent: "—" })); continue; }
     const head = document.createElement("tr");
-    for (const key of Object.keys(rows[0])) head.append(Object.assign(document.createElement("th"), { textContent: key, scope: "col" }));
+    for (const label of columns) head.append(Object.assign(document.createElement("th"), { textContent: label, scope: "col" }));
     const body = rows.map((r) => {
       const tr = document.createElement("tr");
       if (r.overdue) tr.className = "overdue";
-      for (const v of Object.values(r)) tr.append(Object.assign(document.createElement("td"), { textContent: v === null ? "—" : String(v) }));
+      r.cells.forEach((text, i) => {
+        const td = Object.assign(document.createElement("td"), { textContent: text });
+        td.dataset.label = columns[i];  // the header, shown beside the value when the table stacks at 360 px
+        tr.append(td);
+      });
       return tr;
     });
-    table.replaceChildren(Object.assign(document.createElement("thead")), head, ...body);
+    const thead = document.createElement("thead");
+    thead.append(head);
+    const tbody = document.createElement("tbody");
+    tbody.append(...body);
+    table.replaceChildren(thead, tbody);
   }
 }
 

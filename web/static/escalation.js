@@ -38,14 +38,14 @@ async function refresh() {
     .flatMap(([k, v]) => [Object.assign(document.createElement("dt"), { textContent: k }),
       Object.assign(document.createElement("dd"), { textContent: String(v) })]));
   $("timeline").replaceChildren(...e.timeline.map((x) => li(
-    `${new Date(x.at).toLocaleString()} · ${t(EVENTS[x.kind] || x.kind, { name: x.staff_name || "", reason: (x.details || {}).reason || "" })}`,
+    `${x.at_text} · ${t(EVENTS[x.kind] || x.kind, { name: x.staff_name || "", reason: (x.details || {}).reason || "" })}`,
     { kind: x.kind })));
   $("thread").replaceChildren(...e.messages.map((m) => li(`${m.author_name}: ${m.body}`)));
   if (e.opinion) {
     const o = e.opinion;
     const div = document.createElement("div");
     div.id = "opinion-signed";
-    for (const line of [o.assessment, o.recommendation, o.follow_up, `${o.author_name} · ${new Date(o.signed_at).toLocaleString()} · sha256 ${o.content_sha256.slice(0, 12)}…`]) {
+    for (const line of [o.assessment, o.recommendation, o.follow_up, `${o.author_name} · ${o.signed_at_text} · sha256 ${o.content_sha256.slice(0, 12)}…`]) {
       if (line) div.append(Object.assign(document.createElement("p"), { textContent: line }));
     }
     $("opinion").replaceChildren(div);

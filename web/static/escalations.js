@@ -17,8 +17,8 @@ function item(r, who) {
   if (r.status === "overdue") li.className = "overdue";
   const a = document.createElement("a");
   a.href = `/staff/escalations/${r.id}`;
-  const due = new Date(r.due_at || r.deadline_at).toLocaleString();
-  a.textContent = `${t(STATUS[r.status])} · ${t(URGENCY[r.urgency]).split(":")[0]} · ${r.specialty} · ${who(r)} · ${t("due {time}", { time: due })}`;
+  // specialty_text and due_text come from the server: the specialty's name, the time in the facility's zone.
+  a.textContent = `${t(STATUS[r.status])} · ${t(URGENCY[r.urgency]).split(":")[0]} · ${r.specialty_text} · ${who(r)} · ${t("due {time}", { time: r.due_text })}`;
   li.append(a);
   return li;
 }

@@ -187,8 +187,7 @@ function renderNoShows(list) {
   for (const n of list || []) {
     const li = document.createElement("li");
     li.dataset.entry = n.entry;
-    const time = new Date(n.at).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
-    li.textContent = `${time} · ${n.level} · ${n.patient.name} — ${labels.no_show_reasons[n.reason] || n.reason || ""}`;
+    li.textContent = `${n.at_text} · ${n.level} · ${n.patient.name} — ${labels.no_show_reasons[n.reason] || n.reason || ""}`;
     ul.append(li);
   }
   box.hidden = !(list && list.length);
