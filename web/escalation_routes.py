@@ -330,10 +330,9 @@ async def duty(request: web.Request) -> web.Response:
 async def summary_prefill(request: web.Request) -> web.Response:
     """The summary a request starts from, filled in from the patient's record (the form lets it be edited)."""
     session = await require_api_session(request)
-    try:
-        patient_id = int(request.match_info["pid"])
-    except ValueError:
-        raise ApiError("not_found", "no such patient") from None
+    patient_id = params.parse_id(request.match_info["pid"])
+    if patient_id is None:
+        raise ApiError("not_found", "no such patient")
     async with request.app[pool_key].acquire() as con:
         patient = await patients_db.get(con, patient_id)
         if patient is None:
@@ -376,10 +375,7 @@ async def detail_page(request: web.Request) -> web.Response:
 async def ask_page(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     t = request[t_rkey]
-    try:
-        patient_id = int(request.match_info["pid"])
-    except ValueError:
-        raise web.HTTPNotFound() from None
+    patient_id = params.path_id(request)
     async with request.app[pool_key].acquire() as con:
         patient = await patients_db.get(con, patient_id)
         if patient is None:

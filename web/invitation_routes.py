@@ -345,7 +345,7 @@ async def outbox_message(request: web.Request) -> web.Response:
     """One message with its link shown: for those who may send links, and audited (`message.view_link`)."""
     session = await require_page_session(request)
     async with request.app[pool_key].acquire() as con:
-        message = await messages_db.get(con, int(request.match_info["mid"]))
+        message = await messages_db.get(con, params.path_id(request, "mid"))
         patient = await patients_db.get(con, message.patient_id) if message else None
         if message is None or patient is None:
             raise web.HTTPNotFound()
