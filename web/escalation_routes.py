@@ -30,7 +30,7 @@ from db import patients as patients_db
 from db.errors import DbError
 from db.escalations import Escalation, Notice, Policies
 from db.staff import StaffMember
-from web import coordination_view, escalation_texts
+from web import coordination_view, escalation_texts, params
 from web.access import require, require_role
 from web.errors import ApiError, from_db
 from web.escalation_loop import EscalationLoop
