@@ -1,5 +1,5 @@
 """Demo data: a commune health station under a regional centre under a provincial hospital (Lào Cai),
-their staff, and ten patients, some with hypertension and TB histories. Idempotent."""
+their staff, and ten patients, some with hypertension and TB histories (and on those registers). Idempotent."""
 
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ from datetime import UTC, date, datetime, timedelta
 
 import asyncpg
 
+from care import tb
+from care.appointments import FACILITY_TZ
+from db import audit
+from db import hypertension as htn_db
 from db import staff as staff_db
+from db import tb as tb_db
 
 DEMO_PASSWORD = "demo1234"
 
@@ -60,11 +65,73 @@ PATIENTS: tuple[tuple[str, str, int, str, tuple[str, ...], str | None], ...] = (
 )
 
 
+# The registers (issues 10 and 11), dated back from today so the demo never goes stale. Each hypertension
+# patient shows the dashboard one state and the specialist's worklist its reasons: Páo uncontrolled at his
+# last two visits, the latest ≥ 180/110 (home cuff); An controlled but overdue; Hoa on three drugs, last
+# seen four months ago (a missed visit: uncontrolled twice, three drugs, overdue).
+AMLODIPINE_PLAN = "Amlodipin 5 mg/ngày; giảm muối; đo HA tại trạm hàng tháng."
+DEFAULT_HTN_NOTES: tuple[tuple[int, tuple[int, int], str], ...] = (
+    (180, (168, 98), AMLODIPINE_PLAN), (90, (152, 92), AMLODIPINE_PLAN), (30, (138, 86), AMLODIPINE_PLAN))
+HTN_NOTES: dict[str, tuple[tuple[int, tuple[int, int], str], ...]] = {
+    "Nguyễn Văn An": ((180, (162, 96), AMLODIPINE_PLAN), (90, (148, 90), AMLODIPINE_PLAN),
+                      (30, (138, 86), AMLODIPINE_PLAN)),
+    "Trần Thị Hoa": tuple((days, bp, "Enalapril 10 mg + amlodipin 5 mg + indapamid 1,5 mg/ngày; kiểm soát đường huyết.")
+                          for days, bp in ((300, (166, 100)), (240, (158, 96)), (150, (152, 94)))),
+}
+
+
+@dataclass(frozen=True)
+class DemoHypertension:
+    registered_days_ago: int
+    medicines: tuple[htn_db.MedicineLine, ...]
+    risk_factors: tuple[str, ...]
+    # (days ago, systolic, diastolic, source) besides the notes' readings, oldest first
+    readings: tuple[tuple[int, int, int, htn_db.Source], ...]
+
+
+_IMPORT, _STATION, _HOME = htn_db.Source.import_, htn_db.Source.station, htn_db.Source.home
+HYPERTENSION: dict[str, DemoHypertension] = {
+    "Giàng A Páo": DemoHypertension(
+        330, (htn_db.MedicineLine("amlodipine", "5 mg", "1 lần/ngày"),), ("smoking",),
+        ((330, 170, 100, _IMPORT), (300, 166, 98, _STATION), (270, 164, 96, _STATION), (240, 160, 96, _STATION),
+         (210, 158, 94, _STATION), (150, 150, 92, _STATION), (120, 146, 90, _STATION), (60, 140, 88, _STATION),
+         (21, 164, 102, _STATION), (10, 176, 106, _HOME), (3, 184, 112, _HOME))),
+    "Nguyễn Văn An": DemoHypertension(
+        300, (htn_db.MedicineLine("amlodipine", "5 mg", "1 lần/ngày"),), (),
+        ((300, 162, 96, _IMPORT), (270, 156, 94, _STATION), (240, 150, 92, _STATION), (210, 148, 90, _STATION),
+         (150, 144, 88, _STATION), (120, 140, 88, _STATION), (60, 136, 84, _STATION), (45, 134, 82, _STATION))),
+    "Trần Thị Hoa": DemoHypertension(
+        320, (htn_db.MedicineLine("enalapril", "10 mg", "1 lần/ngày"),
+              htn_db.MedicineLine("amlodipine", "5 mg", "1 lần/ngày"),
+              htn_db.MedicineLine("indapamide", "1.5 mg", "1 lần/ngày")), ("diabetes",),
+        ((320, 170, 104, _IMPORT), (270, 160, 98, _STATION), (210, 156, 96, _STATION), (180, 154, 94, _HOME),
+         (130, 150, 95, _STATION))),
+}
+
+
+@dataclass(frozen=True)
+class DemoTb:
+    started_days_ago: int
+    missed: tuple[int, ...]  # days after the start with a missed dose (every other day up to yesterday: taken)
+    month_2_negative_days_ago: int | None  # the end-of-intensive-phase smear, if already back
+    review_days_ago: int
+    review: str
+
+
+# Both on 2HRZE/4HR, smear-positive at diagnosis. Dính, 8 weeks in: the intensive phase ends within a week
+# (her month-2 smear is back, negative). Chư, 7 weeks in: missed the last three days (and a few before).
+TB_CASES: dict[str, DemoTb] = {
+    "Hờ Thị Dính": DemoTb(56, (12, 30), 3, 3, "Gần hết giai đoạn tấn công; đờm AFB tháng 2 âm tính."),
+    "Lý A Chư": DemoTb(49, (9, 20, 33, 38, 46, 47, 48), None, 21,
+                       "Tuần thứ 4: dung nạp thuốc tốt; nhắc uống thuốc đều hằng ngày."),
+}
+
+
 async def seed(con: asyncpg.Connection, today: date | None = None) -> bool:
     """Create the demo network once; returns False when data already exists."""
     if await con.fetchval("SELECT count(*) FROM facility"):
         return False
-    today = today or date.today()
+    today = today or datetime.now(FACILITY_TZ).date()
     async with con.transaction():
         province = await con.fetchval(
             "INSERT INTO facility (name, level, province_code, phone) VALUES ($1, 'province', $2, $3) RETURNING id",
@@ -94,18 +161,60 @@ async def seed(con: asyncpg.Connection, today: date | None = None) -> bool:
                 "INSERT INTO patient (facility_id, name, sex, birth_year, phone, key_groups) "
                 "VALUES ($1, $2, $3, $4, $5, $6) RETURNING id", commune, name, sex, year, phone, list(groups))
             if history == "htn":
-                for months_ago, (sys_bp, dia_bp) in ((6, (168, 98)), (3, (152, 92)), (1, (138, 86))):
-                    await _past_consultation(con, patient_id, commune, doctor, today - timedelta(days=30 * months_ago),
+                for days_ago, (sys_bp, dia_bp), plan in HTN_NOTES.get(name, DEFAULT_HTN_NOTES):
+                    await _past_consultation(con, patient_id, commune, doctor, today - timedelta(days=days_ago),
                                              "Tái khám tăng huyết áp", ("I10",),
-                                             {"systolic": sys_bp, "diastolic": dia_bp, "pulse": 78},
-                                             "Amlodipin 5 mg/ngày; giảm muối; đo HA tại trạm hàng tháng.")
+                                             {"systolic": sys_bp, "diastolic": dia_bp, "pulse": 78}, plan)
             elif history == "tb":
-                for months_ago, text in ((4, "Bắt đầu phác đồ 2HRZE/4HR, DOT tại trạm."),
-                                         (2, "Hết giai đoạn tấn công; đờm AFB tháng 2 âm tính.")):
-                    await _past_consultation(con, patient_id, commune, doctor, today - timedelta(days=30 * months_ago),
+                start = today - timedelta(days=TB_CASES[name].started_days_ago)
+                for day, text in ((start, "Bắt đầu phác đồ 2HRZE/4HR, DOT tại trạm."),
+                                  (today - timedelta(days=TB_CASES[name].review_days_ago), TB_CASES[name].review)):
+                    await _past_consultation(con, patient_id, commune, doctor, day,
                                              "Theo dõi điều trị lao", ("A15.0",), {"weight": 48.5}, text)
+        await _hypertension_register(con, commune, staff_ids, today)
+        await _tb_register(con, commune, staff_ids, today)
         await _escalations(con, doctor, commune, staff_ids)
     return True
+
+
+async def _hypertension_register(con: asyncpg.Connection, commune: int, staff_ids: dict[str, int],
+                                 today: date) -> None:
+    """Enrol the hypertension patients through the register's own functions (the notes' readings are on
+    record already), then their other readings, oldest first: station visits reschedule the next one."""
+    nurse = staff_ids["yta.hoa"]
+    for name, plan in HYPERTENSION.items():
+        patient_id: int = await con.fetchval("SELECT id FROM patient WHERE name = $1", name)
+        registered = today - timedelta(days=plan.registered_days_ago)
+        await htn_db.enrol(con, patient_id=patient_id, facility_id=commune, staff_id=nurse, today=today,
+                           enrolment=htn_db.Enrolment(registered, registered, plan.risk_factors, plan.medicines,
+                                                      registered + timedelta(days=28), f"THA-{patient_id:03d}"))
+        for days_ago, systolic, diastolic, source in plan.readings:
+            at_home = source is htn_db.Source.home
+            await htn_db.add_reading(con, patient_id=patient_id, taken_on=today - timedelta(days=days_ago),
+                                     systolic=systolic, diastolic=diastolic, source=source,
+                                     staff_id=None if at_home else nurse, today=today,
+                                     idempotency_key=f"demo-{patient_id}-{days_ago}" if at_home else None,
+                                     reschedule=source is htn_db.Source.station)
+
+
+async def _tb_register(con: asyncpg.Connection, commune: int, staff_ids: dict[str, int], today: date) -> None:
+    """Register the TB patients' cases, start treatment, and fill the dose calendar up to yesterday."""
+    doctor, nurse = audit.Actor.staff(staff_ids["bacsi.lan"]), audit.Actor.staff(staff_ids["yta.hoa"])
+    for name, plan in TB_CASES.items():
+        patient_id: int = await con.fetchval("SELECT id FROM patient WHERE name = $1", name)
+        start = today - timedelta(days=plan.started_days_ago)
+        case_id = await tb_db.register(con, doctor, patient_id, commune, tb_db.NewCase(
+            start - timedelta(days=3), tb.DEFAULT_REGIMEN, True, diagnosed_on=start - timedelta(days=5),
+            register_ref=f"AFB-{patient_id:03d}"))
+        await tb_db.record_sputum(con, doctor, case_id, start - timedelta(days=5), True, today)
+        await tb_db.start_treatment(con, doctor, case_id, start, today)
+        for offset in range(plan.started_days_ago):
+            status = (tb.DoseStatus.missed if offset in plan.missed
+                      else tb.DoseStatus.self_reported if offset % 7 == 6 else tb.DoseStatus.in_person)
+            await tb_db.record_dose(con, nurse, case_id, start + timedelta(days=offset), status, today)
+        if plan.month_2_negative_days_ago is not None:
+            await tb_db.record_sputum(con, doctor, case_id, today - timedelta(days=plan.month_2_negative_days_ago),
+                                      False, today)
 
 
 # (patient, specialty, urgency, question, what happens next: offered | accepted | answered | rerouted)

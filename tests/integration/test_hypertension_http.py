@@ -109,27 +109,29 @@ async def test_overdue_list_call_results_and_sms(running_app: RunningApp) -> Non
     nurse = await signed_in(app, "yta.hoa")
     clock = app.app[clock_key]
     today = clock.now().astimezone(FACILITY_TZ).date()
+    async with app.pool.acquire() as con:  # not a demo patient: those are in the register already
+        pid = await patients_db.create(con, facility_id=nurse.facility_id, name="Thào A Lử", phone="0912000333")
     try:
-        r = await _form(nurse.http, f"{app.url}/staff/htn/p/{PATIENT}/enrol", nurse.csrf, {
+        r = await _form(nurse.http, f"{app.url}/staff/htn/p/{pid}/enrol", nurse.csrf, {
             "registered_on": (today - timedelta(days=100)).isoformat(),
             "next_visit_on": (today - timedelta(days=3)).isoformat()})
         assert r.status == 303
         overdue = await (await nurse.http.get(f"{app.url}/staff/htn/overdue")).text()
-        assert f'data-patient="{PATIENT}"' in overdue
-        r = await _form(nurse.http, f"{app.url}/staff/htn/p/{PATIENT}/call", nurse.csrf,
+        assert f'data-patient="{pid}"' in overdue
+        r = await _form(nurse.http, f"{app.url}/staff/htn/p/{pid}/call", nurse.csrf,
                         {"result": "agreed", "next": "/staff/htn/overdue"})
         assert r.status == 303 and r.headers["Location"] == "/staff/htn/overdue"
-        assert f'data-patient="{PATIENT}"' in await (await nurse.http.get(f"{app.url}/staff/htn/overdue")).text()
-        r = await _form(nurse.http, f"{app.url}/staff/htn/p/{PATIENT}/call", nurse.csrf, {"result": "sms"})
+        assert f'data-patient="{pid}"' in await (await nurse.http.get(f"{app.url}/staff/htn/overdue")).text()
+        r = await _form(nurse.http, f"{app.url}/staff/htn/p/{pid}/call", nurse.csrf, {"result": "sms"})
         assert r.status == 303
         async with app.pool.acquire() as con:
             assert await con.fetchval("SELECT count(*) FROM outbound_message WHERE kind = 'htn_reminder' "
-                                      "AND patient_id = $1", PATIENT) == 1
+                                      "AND patient_id = $1", pid) == 1
         # Returning to care (a visit) is what takes the patient off the list.
-        r = await _form(nurse.http, f"{app.url}/staff/htn/p/{PATIENT}/visit", nurse.csrf,
+        r = await _form(nurse.http, f"{app.url}/staff/htn/p/{pid}/visit", nurse.csrf,
                         {"visited_on": today.isoformat(), "systolic": "130", "diastolic": "80"})
         assert r.status == 303
-        assert f'data-patient="{PATIENT}"' not in await (await nurse.http.get(f"{app.url}/staff/htn/overdue")).text()
+        assert f'data-patient="{pid}"' not in await (await nurse.http.get(f"{app.url}/staff/htn/overdue")).text()
     finally:
         await nurse.http.close()
 
