@@ -1,5 +1,4 @@
 // The doctor's live queue: triage colour, wait, key groups, reason; claim next or a chosen patient.
-import { Signal, strings } from "./signal.js";
 import { ArrivalAlerts } from "./arrival.js";
 import { Signal, signedOut, strings } from "./signal.js";
 
