@@ -62,10 +62,12 @@ class Hub:
     def __init__(self, pool: asyncpg.Pool, *, authenticate_patient: PatientAuthenticator,
                  ice_servers: IceServers, max_message_bytes: int, requeue_grace_s: int,
                  outbox_limit: int = DEFAULT_OUTBOX_LIMIT, hello_timeout_s: float = 10.0,
-                 max_sockets_per_address: int = 200, session_check_s: float = 5.0) -> None:
+                 max_sockets_per_address: int = 200, session_check_s: float = 5.0,
+                 ice_transport_policy: str = "all") -> None:
         self.pool = pool
         self._authenticate_patient = authenticate_patient
         self._ice_servers = ice_servers
+        self.ice_transport_policy = ice_transport_policy
         self.max_message_bytes = max_message_bytes
         self.requeue_grace_s = requeue_grace_s
         self.outbox_limit = outbox_limit
@@ -232,6 +234,7 @@ class Hub:
         client.greeted = True
         welcome: dict[str, Any] = {"type": "welcome", "id": msg.id, "role": client.side,
                                    "session": client.session, "ice_servers": self._ice_servers(),
+                                   "ice_transport_policy": self.ice_transport_policy,
                                    "max_message_bytes": self.max_message_bytes}
         out = [welcome]
         async with self.pool.acquire() as con:

@@ -94,7 +94,8 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
               max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s,
               outbox_limit=settings.socket_queue, hello_timeout_s=settings.hello_timeout_s,
               max_sockets_per_address=settings.max_sockets_per_address,
-              session_check_s=settings.session_check_s)
+              session_check_s=settings.session_check_s,
+              ice_transport_policy=settings.ice_transport_policy)
     await hub.start()
     app[hub_key] = hub
     yield

@@ -91,6 +91,7 @@ class Settings:
     turn_urls: tuple[str, ...] = ()
     turn_secret: str = ""
     turn_ttl_s: int = 3600
+    ice_transport_policy: str = "all"
     requeue_grace_s: int = 60
     max_message_bytes: int = 64 * 1024
     heartbeat_s: int = 20
@@ -187,6 +188,9 @@ class Settings:
             parse_networks(proxies)
         except ValueError as exc:
             raise ConfigError(f"DONGHANH_TRUSTED_PROXIES: {exc}") from None
+        ice_policy = (env.get("DONGHANH_ICE_TRANSPORT_POLICY", "all") or "all").strip().lower()
+        if ice_policy not in ("all", "relay"):
+            raise ConfigError(f"DONGHANH_ICE_TRANSPORT_POLICY: expected all or relay, got {ice_policy!r}")
         throttle = _bool_or_auto(env.get("DONGHANH_SIGNIN_THROTTLE", "true"), name="DONGHANH_SIGNIN_THROTTLE")
         return cls(
             database_url=env.get("DATABASE_URL") or None,
@@ -201,6 +205,7 @@ class Settings:
             turn_urls=_csv(env.get("DONGHANH_TURN_URLS", "")),
             turn_secret=env.get("DONGHANH_TURN_SECRET", ""),
             turn_ttl_s=parse_duration(turn_ttl_raw, name="DONGHANH_TURN_TTL"),
+            ice_transport_policy=ice_policy,
             requeue_grace_s=_int(env, "DONGHANH_REQUEUE_GRACE", 60),
             max_message_bytes=_int(env, "DONGHANH_MAX_MESSAGE_BYTES", 64 * 1024, minimum=4096),
             heartbeat_s=_int(env, "DONGHANH_HEARTBEAT", 20),
@@ -250,6 +255,8 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_TURN_URLS", "(none)", "comma-separated turn:/turns: URLs"),
     ("DONGHANH_TURN_SECRET", "(unset)", "coturn static-auth-secret; time-limited TURN credentials"),
     ("DONGHANH_TURN_TTL", "1h", "lifetime of TURN credentials"),
+    ("DONGHANH_ICE_TRANSPORT_POLICY", "all", "all, or relay: browsers use only TURN-relayed paths (hides "
+                                             "addresses from the peer; proves TURN works)"),
     ("DONGHANH_REQUEUE_GRACE", "60", "seconds before a patient whose doctor dropped goes back to the queue"),
     ("DONGHANH_MAX_MESSAGE_BYTES", "65536", "largest websocket message accepted"),
     ("DONGHANH_HEARTBEAT", "20", "websocket heartbeat interval in seconds"),

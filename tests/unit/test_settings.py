@@ -182,3 +182,10 @@ def test_with_secret_keeps_a_configured_key_and_writes_nothing(tmp_path: Path) -
     s = Settings(data_dir=tmp_path / "data", secret_key=SECRET)
     assert s.with_secret() is s
     assert not (tmp_path / "data").exists()
+
+
+def test_ice_transport_policy_is_all_or_relay() -> None:
+    assert Settings.from_env({}).ice_transport_policy == "all"
+    assert Settings.from_env({"DONGHANH_ICE_TRANSPORT_POLICY": "Relay"}).ice_transport_policy == "relay"
+    with pytest.raises(ConfigError, match="DONGHANH_ICE_TRANSPORT_POLICY"):
+        Settings.from_env({"DONGHANH_ICE_TRANSPORT_POLICY": "direct"})

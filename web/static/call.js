@@ -2,11 +2,13 @@
 // trickle ICE, ICE restart when the network changes, audio-only, and call quality from getStats.
 
 export class Call {
-  constructor({ signal, room, polite, iceServers, remoteVideo, onState, onQuality }) {
+  constructor({ signal, room, polite, iceServers, iceTransportPolicy, remoteVideo, onState, onQuality }) {
     this.signal = signal;
     this.room = room;
     this.polite = polite;
     this.iceServers = iceServers || [];
+    // "relay" (DONGHANH_ICE_TRANSPORT_POLICY) keeps media on TURN: no host or reflexive path is tried.
+    this.iceTransportPolicy = iceTransportPolicy || "all";
     this.remoteVideo = remoteVideo;
     this.onState = onState || (() => {});
     this.onQuality = onQuality || (() => {});
@@ -35,7 +37,7 @@ export class Call {
     this.close();
     console.debug("call: new connection for peer", peerSession, "polite", this.polite);
     this.peerSession = peerSession;
-    const pc = new RTCPeerConnection({ iceServers: this.iceServers });
+    const pc = new RTCPeerConnection({ iceServers: this.iceServers, iceTransportPolicy: this.iceTransportPolicy });
     this.pc = pc;
     this.makingOffer = false;
     this.ignoreOffer = false;

@@ -270,7 +270,7 @@ async function enterCall(msg) {
   }
   $("local").srcObject = stream;
   if (!call) {
-    call = new Call({ signal, room, polite: msg.polite, iceServers: iceServers, remoteVideo: $("remote") });
+    call = new Call({ signal, room, polite: msg.polite, iceServers: iceServers, iceTransportPolicy, remoteVideo: $("remote") });
     ui = wireCallUi({ call, signal, t, room, mySide: "patient", peerLabel: t("Doctor"), onHangup: () => {
       signal.send({ type: "end", room });
     } });
@@ -294,6 +294,7 @@ function finish(text, keepListening = false) {
 }
 
 let iceServers = [];
+let iceTransportPolicy = "all";
 
 function showSummary(msg) {
   const s = msg.summary[document.documentElement.lang] || msg.summary.vi;
@@ -327,6 +328,7 @@ function onMessage(msg) {
   switch (msg.type) {
     case "welcome":
       iceServers = msg.ice_servers || [];
+      iceTransportPolicy = msg.ice_transport_policy || "all";
       if (msg.state === "checkin") show(consented ? "checkin" : "consent");
       break;
     case "queue":

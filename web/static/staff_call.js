@@ -36,6 +36,7 @@ function onMessage(msg) {
   switch (msg.type) {
     case "welcome":
       call.iceServers = msg.ice_servers || [];
+      call.iceTransportPolicy = msg.ice_transport_policy || "all";
       if (document.body.dataset.active === "true") signal.send({ type: "join", room });
       break;
     case "ended":
