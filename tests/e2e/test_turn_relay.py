@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from playwright.async_api import Page, expect
+from playwright.async_api import Browser, Page, expect
 
 from tests.conftest import RunningApp, make_settings
 from tests.e2e.conftest import new_page
@@ -129,7 +129,7 @@ async def relayed_pair(page: Page) -> dict[str, object]:
 
 
 async def test_call_through_coturn_only_decodes_video_on_both_sides_over_a_relay_pair(
-        running_app: RunningApp, browser) -> None:  # type: ignore[no-untyped-def]
+        running_app: RunningApp, browser: Browser) -> None:
     patient_ctx, patient = await new_page(browser, running_app.url)
     doctor_ctx, doctor = await new_page(browser, running_app.url)
     try:
