@@ -42,6 +42,7 @@ from signaling.rooms import (
     Transport,
     other,
 )
+from signaling.stats import HubStats
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +83,7 @@ class Hub:
         self._queue_dirty = asyncio.Event()
         self._alerts: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
+        self.stats = HubStats()
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -159,11 +161,13 @@ class Hub:
             await self._reject(client, exc)
         except Exception:  # the socket's boundary: log it, tell the client, keep serving
             incident = uuid.uuid4().hex[:8]
+            self.stats.refused["internal"] += 1
             log.exception("error handling a message", extra={"session": client.session, "incident": incident})
             await client.send({"type": "error", "code": "internal",
                                "message": f"internal error (incident {incident}); please retry", "id": ""})
 
     async def _reject(self, client: Client, exc: SignalingError) -> None:
+        self.stats.refused[exc.code] += 1
         await client.send(exc.as_message())
         if client.count_error():
             log.warning("closing abusive socket", extra={"session": client.session})
@@ -345,6 +349,7 @@ class Hub:
             return
         payload["room"] = str(room_id)
         payload["from"] = client.session
+        self.stats.relayed[payload["type"]] += 1
         await peer.send(payload)
 
     @staticmethod
@@ -358,6 +363,7 @@ class Hub:
             stored = await chat_db.add(con, msg.room, client.side,
                                        client.staff.staff_id if client.staff else None, client_id, msg.text)
         out = {"type": "chat", "room": str(msg.room), "message": self._chat_view(stored)}
+        self.stats.relayed["chat"] += 1
         for member in list(room.members.values()):
             await member.send(out)
 
@@ -369,6 +375,7 @@ class Hub:
                 await consultations_db.set_modality(con, msg.room, "audio")
         peer = room.peer_of(client)
         if peer is not None:
+            self.stats.relayed["media"] += 1
             await peer.send({"type": "peer_media", "room": str(msg.room), "audio": msg.audio, "video": msg.video})
 
     # ---- queue -----------------------------------------------------------------------------------
@@ -394,6 +401,7 @@ class Hub:
     async def claimed(self, c: consultations_db.Consultation) -> None:
         """A doctor took this patient (on the socket, or from a page such as the day's schedule): the
         patient's open pages are told to join the call, and every queue is refreshed."""
+        self.stats.claims += 1
         for patient_client in list(self.patients.get(c.patient_id, ())):
             await patient_client.send(self._paired_for_patient(c))
         self.queue_changed()

@@ -25,6 +25,7 @@ from web import (
     echo_routes,
     invitation_routes,
     localtime,
+    metrics,
     patient_routes,
     registry_routes,
     short_link_routes,
@@ -135,6 +136,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.on_response_prepare.append(hide_server_version)
     app.router.add_get("/static/{name}", static.handle, name="static")
     app.router.add_get("/healthz", health)
+    metrics.setup(app)
     app.router.add_get("/ws", ws.websocket)
     patient_routes.setup(app)
     short_link_routes.setup(app)

