@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import getpass
 import logging
+import ssl
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from db import staff as staff_db
 from db.errors import DbError
 from db.migrate import migrate
 from db.pool import create_pool
-from web import logs
+from web import logs, tls
 from web.app import create_app
 from web.auth import LinkSigner, issue_link
 from web.database import database_dsn
@@ -161,13 +162,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = dataclasses.replace(settings, host=args.host or settings.host,
                                            port=args.port or settings.port)
         ttl_s = parse_duration(args.ttl, name="--ttl") if getattr(args, "ttl", None) else settings.link_ttl_s
+        ssl_context = tls.server_context(settings) if args.command == "serve" else None
     except ConfigError as exc:
         print(f"donghanh: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.configure(settings.log_level, settings.log_format)
     try:
         if args.command == "serve":
-            serve(settings, demo_data=args.demo)
+            serve(settings, demo_data=args.demo, ssl_context=ssl_context)
             return 0
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
@@ -272,11 +274,11 @@ async def _demo_banner(app: web.Application) -> None:
     print("\n".join(lines) + "\n", flush=True)
 
 
-def serve(settings: Settings, *, demo_data: bool) -> None:
+def serve(settings: Settings, *, demo_data: bool, ssl_context: ssl.SSLContext | None = None) -> None:
     app = create_app(settings, demo_data=demo_data)
     record_served_url(settings)
     if demo_data:
         app.on_startup.append(_demo_banner)
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None,
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, ssl_context=ssl_context,
                 print=lambda text: print(text, flush=True), shutdown_timeout=5)
 

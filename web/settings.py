@@ -70,6 +70,16 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1,
     return value
 
 
+def _existing_file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{name}: no such file: {raw}")
+    return path
+
+
 def default_data_dir() -> Path:
     """Per-user data folder (e.g. ~/.local/share/donghanh on Linux)."""
     return Path(platformdirs.user_data_dir("donghanh", appauthor=False))
@@ -114,6 +124,8 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ("127.0.0.1", "::1")
     signin_throttle: bool = True
     metrics_token: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
     log_format: str = "text"
 
     @property
@@ -122,7 +134,7 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::", "::1") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls_cert else 'http'}://{host}:{self.port}"
 
     @property
     def cookies_secure(self) -> bool:
@@ -149,6 +161,8 @@ class Settings:
                 text = ",".join(masking.mask_url(url) for url in value) or "(none)"
             elif isinstance(value, tuple):
                 text = ",".join(value) or "(none)"
+            elif f.name in ("tls_cert", "tls_key"):
+                text = str(value) if value else "(unset)"
             elif value is None:
                 text = "auto"
             elif value == "":
@@ -196,6 +210,10 @@ class Settings:
         log_format = (env.get("DONGHANH_LOG_FORMAT", "text") or "text").strip().lower()
         if log_format not in ("text", "json"):
             raise ConfigError(f"DONGHANH_LOG_FORMAT: expected text or json, got {log_format!r}")
+        tls_cert, tls_key = (_existing_file(env, name) for name in ("DONGHANH_TLS_CERT", "DONGHANH_TLS_KEY"))
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("DONGHANH_TLS_CERT and DONGHANH_TLS_KEY: set both (a certificate and its key) or "
+                              "neither")
         throttle = _bool_or_auto(env.get("DONGHANH_SIGNIN_THROTTLE", "true"), name="DONGHANH_SIGNIN_THROTTLE")
         return cls(
             database_url=env.get("DATABASE_URL") or None,
@@ -233,6 +251,8 @@ class Settings:
             signin_throttle=throttle is not False,
             metrics_token=env.get("DONGHANH_METRICS_TOKEN", "").strip(),
             log_format=log_format,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
 
     def with_secret(self) -> Settings:
@@ -276,6 +296,9 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_SECURE_COOKIES", "auto", "Secure cookies: auto (when PUBLIC_URL is https), true, false"),
     ("DONGHANH_LOG_LEVEL", "INFO", "log level"),
     ("DONGHANH_LOG_FORMAT", "text", "text, or json: one JSON object a line for log collectors"),
+    ("DONGHANH_TLS_CERT", "(unset)", "PEM certificate (chain) file: serve HTTPS and WSS directly, without a "
+                                     "reverse proxy"),
+    ("DONGHANH_TLS_KEY", "(unset)", "PEM private key file of DONGHANH_TLS_CERT"),
     ("DONGHANH_METRICS_TOKEN", "(unset)", "bearer token a Prometheus scraper sends for /metrics from another "
                                           "machine (this machine needs none; secret)"),
     ("DONGHANH_DEFAULT_LANG", "vi", "default UI language (vi or en)"),
