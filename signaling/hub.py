@@ -30,6 +30,7 @@ from db import staff as staff_db
 from db.errors import DbError
 from signaling import protocol as p
 from signaling import queue as queue_view
+from signaling.bus import Bus
 from signaling.errors import SignalingError
 from signaling.rooms import (
     DEFAULT_OUTBOX_LIMIT,
@@ -84,6 +85,11 @@ class Hub:
         self._alerts: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.stats = HubStats()
+        # Set by the app when several processes share the database (DONGHANH_BUS): queue changes, pairing,
+        # endings and requeues then reach sockets held by the other processes too.
+        self.bus: Bus | None = None
+        self._queue_publish = False
+        self._alerts_out: list[dict[str, Any]] = []
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -402,9 +408,11 @@ class Hub:
         """A doctor took this patient (on the socket, or from a page such as the day's schedule): the
         patient's open pages are told to join the call, and every queue is refreshed."""
         self.stats.claims += 1
+        paired = self._paired_for_patient(c)
         for patient_client in list(self.patients.get(c.patient_id, ())):
-            await patient_client.send(self._paired_for_patient(c))
+            await patient_client.send(paired)
         self.queue_changed()
+        await self._publish("patient", {"patient_id": c.patient_id, "message": paired})
 
     async def _end(self, client: Client, msg: p.End) -> None:
         await self._authorised_consultation(client, msg.room)
@@ -418,6 +426,12 @@ class Hub:
     async def notify_ended(self, room_id: uuid.UUID, patient_id: int, *, by: str, ref: str = "",
                            requester: Client | None = None) -> None:
         """Tell everyone in the room (and the patient's other tabs) that the consultation is over."""
+        await self._ended_here(room_id, patient_id, by=by, ref=ref, requester=requester)
+        self.queue_changed()
+        await self._publish("ended", {"room": str(room_id), "patient_id": patient_id, "by": by})
+
+    async def _ended_here(self, room_id: uuid.UUID, patient_id: int, *, by: str, ref: str = "",
+                          requester: Client | None = None) -> None:
         out = {"type": "ended", "room": str(room_id), "by": by}
         room = self.rooms.pop(room_id, None)
         targets = set(room.members.values()) if room else set()
@@ -427,7 +441,6 @@ class Hub:
         for member in targets:
             member.rooms.discard(room_id)
             await member.send({**out, "id": ref} if member is requester else out)
-        self.queue_changed()
 
     async def to_patient(self, patient_id: int, message: dict[str, Any]) -> int:
         """Send `message` to every open page of a patient (a signed visit summary, say); returns how many.
@@ -435,19 +448,27 @@ class Hub:
         clients = list(self.patients.get(patient_id, ()))
         for client in clients:
             await client.send(message)
+        await self._publish("patient", {"patient_id": patient_id, "message": message})
         return len(clients)
 
     def queue_changed(self, alert: dict[str, Any] | None = None) -> None:
         """Something changed the queue: broadcast soon (coalesced). `alert` goes to every doctor serving it."""
         if alert is not None:
             self._alerts.append(alert)
+            if self.bus is not None:
+                self._alerts_out.append(alert)
         self._queue_dirty.set()
+        self._queue_publish = self.bus is not None
 
     async def _broadcast_loop(self) -> None:
         while True:
             await self._queue_dirty.wait()
             await asyncio.sleep(COALESCE_S)
             self._queue_dirty.clear()
+            if self._queue_publish:  # one notification per coalesced burst, whatever its size
+                self._queue_publish = False
+                alerts, self._alerts_out = self._alerts_out, []
+                await self._publish("queue", {"alerts": alerts})
             try:
                 await self.broadcast_queue()
             except (OSError, asyncpg.PostgresError):
@@ -492,6 +513,65 @@ class Hub:
                                  access.relation_of(c.staff.facility_id, alert["facility_id"], parents)):
                     await c.send({k: v for k, v in alert.items() if k != "facility_id"})
 
+    # ---- other processes (signaling/bus.py) ---------------------------------------------------------
+
+    async def _publish(self, kind: str, body: dict[str, Any]) -> None:
+        """Tell the other processes; a failure is logged (their sockets catch up at the next resync)."""
+        if self.bus is None:
+            return
+        try:
+            await self.bus.publish(kind, body)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("could not publish %s to the other processes", kind)
+
+    async def on_bus(self, kind: str, body: dict[str, Any]) -> None:
+        """A change made by another process: deliver it to this process's sockets (never published back)."""
+        if kind == "queue":
+            self._alerts.extend(body.get("alerts", []))
+            self._queue_dirty.set()
+        elif kind == "patient":
+            for client in list(self.patients.get(int(body["patient_id"]), ())):
+                await client.send(body["message"])
+        elif kind == "ended":
+            await self._ended_here(uuid.UUID(body["room"]), int(body["patient_id"]), by=str(body["by"]))
+            self._queue_dirty.set()
+        elif kind == "requeued":
+            for member, message in self._requeued_here(uuid.UUID(body["room"]), int(body["patient_id"])):
+                await member.send(message)
+            self._queue_dirty.set()
+        else:
+            log.warning("unknown bus message kind %r ignored", kind)
+
+    async def resync(self) -> None:
+        """After the bus lost notifications: rebuild from PostgreSQL what they would have said. Rooms whose
+        consultation ended elsewhere are ended here; waiting patients a doctor took elsewhere are paired;
+        every list and place is sent again."""
+        ended: list[consultations_db.Consultation] = []
+        paired: list[consultations_db.Consultation] = []
+        async with self.pool.acquire() as con:
+            for room_id in list(self.rooms):
+                c = await consultations_db.get(con, room_id)
+                if c is not None and not c.active:
+                    ended.append(c)
+            for patient_id, clients in list(self.patients.items()):
+                if any(client.rooms for client in clients):
+                    continue
+                c = await consultations_db.active_for_patient(con, patient_id)
+                if c is not None:
+                    paired.append(c)
+        for c in ended:
+            if c.status == "requeued":
+                for member, message in self._requeued_here(c.id, c.patient_id):
+                    await member.send(message)
+            else:  # who ended it is not kept on the row; "system" says "not you, not your peer here"
+                await self._ended_here(c.id, c.patient_id, by="system")
+        for c in paired:
+            for client in list(self.patients.get(c.patient_id, ())):
+                await client.send(self._paired_for_patient(c))
+        for client in self.clients:
+            client.last_list_digest = None
+        self._queue_dirty.set()
+
     # ---- doctors who dropped ----------------------------------------------------------------------
 
     async def _sweep_loop(self) -> None:
@@ -512,25 +592,33 @@ class Hub:
                 await consultations_db.touch_doctors(con, online)
             stale = await consultations_db.stale(con, self.requeue_grace_s)
             requeued: list[uuid.UUID] = []
+            patients: list[tuple[uuid.UUID, int]] = []
             for consultation_id in stale:
                 c = await consultations_db.get(con, consultation_id)
                 entry = await consultations_db.requeue(con, consultation_id, "doctor_disconnected")
                 if entry is None or c is None:
                     continue
                 requeued.append(consultation_id)
+                patients.append((consultation_id, c.patient_id))
                 log.info("requeued patient after doctor dropped", extra={"consultation": str(consultation_id)})
-                room = self.rooms.pop(consultation_id, None)
-                targets = set(room.members.values()) if room else set()
-                targets |= self.patients.get(c.patient_id, set())
-                for member in targets:
-                    member.rooms.discard(consultation_id)
-                    outgoing.append((member, {"type": "requeued", "room": str(consultation_id),
-                                              "reason": "doctor_disconnected"}))
+                outgoing.extend(self._requeued_here(consultation_id, c.patient_id))
         for member, message in outgoing:
             await member.send(message)
         if requeued:
             self.queue_changed()
+        for consultation_id, patient_id in patients:
+            await self._publish("requeued", {"room": str(consultation_id), "patient_id": patient_id})
         return requeued
+
+    def _requeued_here(self, consultation_id: uuid.UUID, patient_id: int) -> list[tuple[Client, dict[str, Any]]]:
+        room = self.rooms.pop(consultation_id, None)
+        targets = set(room.members.values()) if room else set()
+        targets |= self.patients.get(patient_id, set())
+        out = []
+        for member in targets:
+            member.rooms.discard(consultation_id)
+            out.append((member, {"type": "requeued", "room": str(consultation_id), "reason": "doctor_disconnected"}))
+        return out
 
     # ---- sessions that end everywhere --------------------------------------------------------------
 

@@ -20,6 +20,7 @@ from db import demo
 from db.migrate import migrate
 from db.pool import create_pool
 from db.staff import Session
+from signaling.bus import Bus
 from signaling.hub import Hub
 from web import (
     echo_routes,
@@ -98,8 +99,13 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
               session_check_s=settings.session_check_s,
               ice_transport_policy=settings.ice_transport_policy)
     await hub.start()
+    if settings.bus:
+        hub.bus = Bus(pool, on_message=hub.on_bus, on_resync=hub.resync)
+        await hub.bus.start()
     app[hub_key] = hub
     yield
+    if hub.bus is not None:
+        await hub.bus.close()
     await hub.close()
 
 

@@ -75,6 +75,25 @@ def hub_families(hub: Hub) -> list[Metric]:
                  hub.stats.relayed),
         _counter("donghanh_refused_messages", "Socket messages answered with an error, by error code", "code",
                  hub.stats.refused),
+        *bus_families(hub),
+    ]
+
+
+def bus_families(hub: Hub) -> list[Metric]:
+    """Cross-process notifications (DONGHANH_BUS): counts, the last lag, reconnections of the listener."""
+    if hub.bus is None:
+        return []
+    stats = hub.bus.stats
+    messages = CounterMetricFamily("donghanh_bus_messages", "Cross-process notifications by direction",
+                                   labels=["direction"])
+    messages.add_metric(["published"], stats.published)
+    messages.add_metric(["received"], stats.received)
+    reconnects = CounterMetricFamily("donghanh_bus_reconnects", "Times the listening connection was restored")
+    reconnects.add_metric([], stats.reconnects)
+    return [
+        messages, reconnects,
+        _gauge("donghanh_bus_lag_seconds", "Publish-to-handled time of the last notification from another "
+               "process", [], {(): stats.last_lag_s}),
     ]
 
 

@@ -126,6 +126,7 @@ class Settings:
     metrics_token: str = ""
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    bus: bool = False
     log_format: str = "text"
 
     @property
@@ -253,6 +254,7 @@ class Settings:
             log_format=log_format,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            bus=_bool_or_auto(env.get("DONGHANH_BUS", "false"), name="DONGHANH_BUS") is True,
         )
 
     def with_secret(self) -> Settings:
@@ -299,6 +301,9 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_TLS_CERT", "(unset)", "PEM certificate (chain) file: serve HTTPS and WSS directly, without a "
                                      "reverse proxy"),
     ("DONGHANH_TLS_KEY", "(unset)", "PEM private key file of DONGHANH_TLS_CERT"),
+    ("DONGHANH_BUS", "false", "true when several app processes or machines share this database: queue "
+                              "changes, alerts, pairing, endings and requeues reach every process's sockets "
+                              "(PostgreSQL LISTEN/NOTIFY)"),
     ("DONGHANH_METRICS_TOKEN", "(unset)", "bearer token a Prometheus scraper sends for /metrics from another "
                                           "machine (this machine needs none; secret)"),
     ("DONGHANH_DEFAULT_LANG", "vi", "default UI language (vi or en)"),

@@ -1,0 +1,129 @@
+"""Two app instances on one PostgreSQL joined by the bus (DONGHANH_BUS, LISTEN/NOTIFY): a queue change or an
+alert on one reaches staff on the other, a claim and an end on one reach the patient on the other, a payload
+over NOTIFY's 8,000 bytes goes through a row, and a lost listening connection reconnects and resynchronises
+from the database (a patient taken while notifications were lost is still paired)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from aiohttp.test_utils import TestServer
+
+from db import staff as staff_db
+from db import usecases
+from tests.conftest import RunningApp, make_settings
+from tests.integration.test_call_signaling import check_in, connect, patient_link, staff_session
+from web.app import create_app
+
+
+@pytest.fixture
+async def two_apps(dsn: str, tmp_path: Path) -> AsyncIterator[tuple[RunningApp, RunningApp]]:
+    """Two independent apps (own pool, own hub, own bus listener) on the same database."""
+    apps: list[RunningApp] = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            app = create_app(make_settings(dsn, tmp_path / name, bus=True), demo_data=True)
+            server = TestServer(app, host="127.0.0.1")
+            await server.start_server()
+            apps.append(RunningApp(app, server))
+        yield apps[0], apps[1]
+    finally:
+        for running in reversed(apps):
+            await running.server.close()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+async def test_queue_alerts_claim_and_end_cross_processes(two_apps: tuple[RunningApp, RunningApp],
+                                                          http: aiohttp.ClientSession) -> None:
+    a, b = two_apps
+    doctor_http = await staff_session(b)
+    try:
+        doctor = await connect(doctor_http, b)  # the doctor's socket is on B
+        assert (await doctor.expect("queue_list"))["entries"] == []
+
+        token = await patient_link(a, 2)
+        await check_in(http, a, token, spo2=85)  # checked in on A, with a danger sign
+        alert = await doctor.expect("alert")
+        assert alert["danger_signs"] == ["low_spo2"]
+        listing = await doctor.expect("queue_list")
+        assert [e["patient"]["id"] for e in listing["entries"]] == [2]
+
+        patient = await connect(http, a, token)  # the patient's socket is on A
+        await patient.expect("queue")
+        ref = await doctor.send(type="claim_next")
+        room = (await doctor.expect("paired", id=ref))["room"]
+        assert (await patient.expect("paired"))["room"] == room  # told by B, through PostgreSQL
+
+        await doctor.send(type="end", room=room)
+        await doctor.expect("ended")
+        ended = await patient.expect("ended")
+        assert ended["room"] == room and ended["by"] == "doctor"
+        assert a.hub.bus is not None
+        assert a.hub.bus.stats.kinds["patient"] == 1 and a.hub.bus.stats.kinds["ended"] == 1
+        await doctor.close()
+        await patient.close()
+    finally:
+        await doctor_http.close()
+
+
+async def test_a_payload_over_the_notify_limit_goes_through_a_row(two_apps: tuple[RunningApp, RunningApp],
+                                                                  http: aiohttp.ClientSession) -> None:
+    a, b = two_apps
+    token = await patient_link(b, 1)
+    await check_in(http, b, token)
+    patient = await connect(http, b, token)
+    await patient.expect("queue")
+    big = {"type": "visit_summary", "text": "Uống thuốc đều. " * 2000}  # ~34 KB of UTF-8
+    assert a.hub.bus is not None
+    await a.hub.to_patient(1, big)
+    got = await patient.expect("visit_summary")
+    assert got == big
+    assert a.hub.bus.stats.via_row == 1
+    await patient.close()
+
+
+async def test_a_lost_listener_reconnects_and_resynchronises(two_apps: tuple[RunningApp, RunningApp],
+                                                             http: aiohttp.ClientSession) -> None:
+    a, b = two_apps
+    token = await patient_link(b, 1)
+    await check_in(http, b, token)
+    patient = await connect(http, b, token)  # waiting, on B
+    await patient.expect("queue")
+    assert b.hub.bus is not None
+    pid = b.hub.bus.listener_pid
+    assert pid is not None
+
+    async with a.pool.acquire() as con:
+        # A doctor takes the patient while nothing tells B (the database changes, no notification)…
+        doctor = await staff_db.by_username(con, "bacsi.lan")
+        assert doctor is not None
+        c = await usecases.take_patient(con, doctor.id, doctor.facility_id)
+        assert c is not None and c.patient_id == 1
+        # …and B's listening connection dies.
+        assert await con.fetchval("SELECT pg_terminate_backend($1)", pid)
+
+    paired = await patient.expect("paired")  # B reconnected, resynchronised from PostgreSQL
+    assert paired["room"] == str(c.id)
+    await b.hub.bus.listening()
+    assert b.hub.bus.stats.reconnects == 1 and b.hub.bus.listener_pid not in (None, pid)
+
+    # Notifications flow again: an alert raised on A reaches a doctor on B.
+    doctor_http = await staff_session(b, "bacsi.minh")
+    try:
+        doctor_socket = await connect(doctor_http, b)
+        await doctor_socket.expect("queue_list")
+        await check_in(http, a, await patient_link(a, 2), spo2=85)
+        assert (await doctor_socket.expect("alert"))["danger_signs"] == ["low_spo2"]
+        await doctor_socket.close()
+    finally:
+        await doctor_http.close()
+    await patient.close()
