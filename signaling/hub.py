@@ -12,6 +12,7 @@ import logging
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +39,7 @@ from signaling.rooms import (
     CloseCode,
     PatientIdentity,
     Room,
+    Side,
     Socket,
     StaffIdentity,
     Transport,
@@ -90,6 +92,8 @@ class Hub:
         self.bus: Bus | None = None
         self._queue_publish = False
         self._alerts_out: list[dict[str, Any]] = []
+        # Room members held by other processes, as their notifications described them (bus only).
+        self.remote: dict[uuid.UUID, dict[str, RemoteMember]] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -307,11 +311,12 @@ class Hub:
         room.members[side] = client
         client.rooms.add(msg.room)
         peer = room.members.get(other(side))
+        remote_peer = self.remote.get(msg.room, {}).get(other(side)) if peer is None else None
         async with self.pool.acquire() as con:
             history = await chat_db.history(con, msg.room)
             if client.staff is not None:
                 await consultations_db.touch_doctor(con, msg.room)
-            if peer is not None and not room.call_marked:
+            if (peer is not None or remote_peer is not None) and not room.call_marked:
                 await consultations_db.mark_in_call(con, msg.room)
                 room.call_marked = True
         # Order matters: the joiner learns it is in before the peer hears of it, so the peer's first offer
@@ -319,8 +324,10 @@ class Hub:
         # after this returns, so they cannot overtake `peer_joined`.
         await client.send({
             "type": "joined", "id": msg.id, "room": str(msg.room), "polite": side == "patient",
-            "peer_present": peer is not None, "peer_session": peer.session if peer else None,
-            "peer_media": room.media.get(other(side)), "modality": c.modality,
+            "peer_present": peer is not None or remote_peer is not None,
+            "peer_session": peer.session if peer else (remote_peer.session if remote_peer else None),
+            "peer_media": room.media.get(other(side)) if peer else (remote_peer.media if remote_peer else None),
+            "modality": c.modality,
             "peer_name": c.doctor_name if side == "patient" else c.patient_name,
             **({"peer_facility": c.doctor_facility} if side == "patient" else {}),
             "chat": [self._chat_view(m) for m in history],
@@ -328,6 +335,8 @@ class Hub:
         if peer is not None and room.members.get(other(side)) is peer:
             await peer.send({"type": "peer_joined", "room": str(msg.room), "peer_session": client.session,
                              "peer_media": room.media.get(side)})
+        await self._publish("member", {"event": "joined", "room": str(msg.room), "side": side,
+                                       "session": client.session, "media": room.media.get(side)})
 
     async def _leave(self, client: Client, room_id: uuid.UUID, *, reason: str) -> None:
         client.rooms.discard(room_id)
@@ -344,17 +353,22 @@ class Hub:
                 await consultations_db.touch_doctor(con, room_id)  # the grace period starts now
         if not room.members:
             self.rooms.pop(room_id, None)
+        await self._publish("member", {"event": "left", "room": str(room_id), "side": client.side,
+                                       "session": client.session, "reason": reason})
 
     async def _relay(self, client: Client, room_id: uuid.UUID, payload: dict[str, Any], *,
                      require_peer: bool) -> None:
         room = self._member_room(client, room_id)
         peer = room.peer_of(client)
+        payload["room"] = str(room_id)
+        payload["from"] = client.session
         if peer is None:
+            if await self._relay_remote(room_id, other(client.side), payload):
+                self.stats.relayed[payload["type"]] += 1
+                return
             if require_peer:
                 raise SignalingError("peer_absent", "the other side is not in the room yet")
             return
-        payload["room"] = str(room_id)
-        payload["from"] = client.session
         self.stats.relayed[payload["type"]] += 1
         await peer.send(payload)
 
@@ -372,6 +386,8 @@ class Hub:
         self.stats.relayed["chat"] += 1
         for member in list(room.members.values()):
             await member.send(out)
+        if self.remote.get(msg.room):
+            await self._publish("room", {"room": str(msg.room), "side": None, "session": None, "message": out})
 
     async def _media(self, client: Client, msg: p.Media) -> None:
         room = self._member_room(client, msg.room)
@@ -380,9 +396,12 @@ class Hub:
             async with self.pool.acquire() as con:
                 await consultations_db.set_modality(con, msg.room, "audio")
         peer = room.peer_of(client)
+        out = {"type": "peer_media", "room": str(msg.room), "audio": msg.audio, "video": msg.video}
         if peer is not None:
             self.stats.relayed["media"] += 1
-            await peer.send({"type": "peer_media", "room": str(msg.room), "audio": msg.audio, "video": msg.video})
+            await peer.send(out)
+        elif await self._relay_remote(msg.room, other(client.side), out):
+            self.stats.relayed["media"] += 1
 
     # ---- queue -----------------------------------------------------------------------------------
 
@@ -433,6 +452,7 @@ class Hub:
     async def _ended_here(self, room_id: uuid.UUID, patient_id: int, *, by: str, ref: str = "",
                           requester: Client | None = None) -> None:
         out = {"type": "ended", "room": str(room_id), "by": by}
+        self.remote.pop(room_id, None)
         room = self.rooms.pop(room_id, None)
         targets = set(room.members.values()) if room else set()
         targets |= self.patients.get(patient_id, set())
@@ -539,8 +559,63 @@ class Hub:
             for member, message in self._requeued_here(uuid.UUID(body["room"]), int(body["patient_id"])):
                 await member.send(message)
             self._queue_dirty.set()
+        elif kind == "member":
+            await self._remote_member(body)
+        elif kind == "room":
+            await self._room_message(body)
         else:
             log.warning("unknown bus message kind %r ignored", kind)
+
+    async def _relay_remote(self, room_id: uuid.UUID, side: str, payload: dict[str, Any]) -> bool:
+        """`payload` for the room's `side` held by another process, if one holds it. Returns whether sent."""
+        target = self.remote.get(room_id, {}).get(side)
+        if target is None:
+            return False
+        await self._publish("room", {"room": str(room_id), "side": side, "session": target.session,
+                                     "message": payload})
+        return True
+
+    async def _room_message(self, body: dict[str, Any]) -> None:
+        """A message for a room's member here (one side and session), or for every member here (chat)."""
+        room = self.rooms.get(uuid.UUID(body["room"]))
+        if room is None:
+            return
+        for side, member in list(room.members.items()):
+            if body["side"] is None or (side == body["side"] and member.session == body["session"]):
+                await member.send(body["message"])
+
+    async def _remote_member(self, body: dict[str, Any]) -> None:
+        """Another process's socket joined or left a room (or answers that it is in one)."""
+        room_id, session = uuid.UUID(body["room"]), str(body["session"])
+        side: Side = "patient" if body["side"] == "patient" else "staff"
+        room = self.rooms.get(room_id)
+        if body["event"] == "left":
+            current = self.remote.get(room_id, {}).get(side)
+            if current is not None and current.session == session:
+                del self.remote[room_id][side]
+                peer = room.members.get(other(side)) if room else None
+                if peer is not None:
+                    await peer.send({"type": "peer_left", "room": str(room_id), "reason": body["reason"]})
+            return
+        self.remote.setdefault(room_id, {})[side] = RemoteMember(session, body.get("media"))
+        if room is None:
+            return
+        previous = room.members.get(side)
+        if previous is not None and body["event"] == "joined":  # the same side joined elsewhere: it wins
+            del room.members[side]
+            room.media.pop(side, None)
+            previous.rooms.discard(room_id)
+            await previous.send({"type": "replaced", "room": str(room_id)})
+            if not room.members:
+                self.rooms.pop(room_id, None)
+            return
+        peer = room.members.get(other(side))
+        if peer is not None:
+            await peer.send({"type": "peer_joined", "room": str(room_id), "peer_session": session,
+                             "peer_media": body.get("media")})
+            if body["event"] == "joined":  # tell the joiner's process that this side is here
+                await self._publish("member", {"event": "present", "room": str(room_id), "side": peer.side,
+                                               "session": peer.session, "media": room.media.get(peer.side)})
 
     async def resync(self) -> None:
         """After the bus lost notifications: rebuild from PostgreSQL what they would have said. Rooms whose
@@ -611,6 +686,7 @@ class Hub:
         return requeued
 
     def _requeued_here(self, consultation_id: uuid.UUID, patient_id: int) -> list[tuple[Client, dict[str, Any]]]:
+        self.remote.pop(consultation_id, None)
         room = self.rooms.pop(consultation_id, None)
         targets = set(room.members.values()) if room else set()
         targets |= self.patients.get(patient_id, set())
@@ -691,6 +767,14 @@ class Hub:
                 await self.revalidate()
             except (OSError, asyncpg.PostgresError):
                 log.exception("session revalidation failed; will retry")
+
+
+@dataclass(frozen=True)
+class RemoteMember:
+    """A room member whose socket another process holds (known from its bus notifications)."""
+
+    session: str
+    media: dict[str, bool] | None
 
 
 # Staff messages that act on patients or records: the session is checked in PostgreSQL first.

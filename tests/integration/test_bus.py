@@ -20,13 +20,19 @@ from web.app import create_app
 
 
 @pytest.fixture
-async def two_apps(dsn: str, tmp_path: Path) -> AsyncIterator[tuple[RunningApp, RunningApp]]:
+def grace_s() -> int:
+    return 60
+
+
+@pytest.fixture
+async def two_apps(dsn: str, tmp_path: Path, grace_s: int) -> AsyncIterator[tuple[RunningApp, RunningApp]]:
     """Two independent apps (own pool, own hub, own bus listener) on the same database."""
     apps: list[RunningApp] = []
     try:
         for name in ("a", "b"):
             (tmp_path / name).mkdir()
-            app = create_app(make_settings(dsn, tmp_path / name, bus=True), demo_data=True)
+            app = create_app(make_settings(dsn, tmp_path / name, bus=True, requeue_grace_s=grace_s),
+                             demo_data=True)
             server = TestServer(app, host="127.0.0.1")
             await server.start_server()
             apps.append(RunningApp(app, server))
@@ -127,3 +133,80 @@ async def test_a_lost_listener_reconnects_and_resynchronises(two_apps: tuple[Run
     finally:
         await doctor_http.close()
     await patient.close()
+
+
+async def test_a_call_whose_sides_are_on_different_processes_works(two_apps: tuple[RunningApp, RunningApp],
+                                                                   http: aiohttp.ClientSession) -> None:
+    a, b = two_apps
+    token = await patient_link(a, 1)
+    await check_in(http, a, token)
+    patient = await connect(http, a, token)  # on A
+    await patient.expect("queue")
+    doctor_http = await staff_session(b)
+    try:
+        doctor = await connect(doctor_http, b)  # on B
+        ref = await doctor.send(type="claim_next")
+        room = (await doctor.expect("paired", id=ref))["room"]
+        assert (await patient.expect("paired"))["room"] == room
+
+        await patient.send(type="join", room=room)
+        assert (await patient.expect("joined"))["peer_present"] is False
+        await doctor.send(type="join", room=room)
+        await doctor.expect("joined")
+        # Each side learns of the other through the bus.
+        to_patient = await patient.expect("peer_joined")
+        to_doctor = await doctor.expect("peer_joined")
+        assert to_patient["peer_session"] != to_doctor["peer_session"]
+
+        await doctor.send(type="offer", room=room, sdp="v=0 offer")
+        offer = await patient.expect("offer")
+        assert offer["sdp"] == "v=0 offer" and offer["from"] == to_patient["peer_session"]
+        await patient.send(type="answer", room=room, sdp="v=0 answer")
+        assert (await doctor.expect("answer"))["sdp"] == "v=0 answer"
+        await patient.send(type="ice", room=room, candidate={"candidate": "candidate:1 1 udp 1 127.0.0.1 9 typ host",
+                                                             "sdpMid": "0", "sdpMLineIndex": 0})
+        assert (await doctor.expect("ice"))["candidate"]["sdpMid"] == "0"
+        await patient.send(type="chat", room=room, text="Chào bác sĩ")
+        for side in (patient, doctor):
+            assert (await side.expect("chat"))["message"]["text"] == "Chào bác sĩ"
+        await doctor.send(type="media", room=room, audio=True, video=False)
+        media = await patient.expect("peer_media")
+        assert media["video"] is False
+
+        # The patient opens the link again, on B: the page on A is replaced, the doctor sees a new peer.
+        second = await connect(http, b, token)
+        await second.send(type="join", room=room)
+        assert (await second.expect("joined"))["peer_present"] is True
+        assert (await patient.expect("replaced"))["room"] == room
+        assert (await doctor.expect("peer_joined"))["peer_session"] != to_patient["peer_session"]
+
+        await doctor.send(type="end", room=room)
+        assert (await second.expect("ended"))["by"] == "doctor"
+        assert (await patient.expect("ended"))["room"] == room  # the first page is still the patient's
+        await doctor.close()
+        await second.close()
+        await patient.close()
+    finally:
+        await doctor_http.close()
+
+
+@pytest.mark.parametrize("grace_s", [1])
+async def test_a_doctor_gone_on_one_process_requeues_the_patient_on_the_other(
+        two_apps: tuple[RunningApp, RunningApp], http: aiohttp.ClientSession) -> None:
+    a, b = two_apps
+    token = await patient_link(a, 1)
+    await check_in(http, a, token)
+    patient = await connect(http, a, token)
+    await patient.expect("queue")
+    doctor_http = await staff_session(b)
+    try:
+        doctor = await connect(doctor_http, b)
+        ref = await doctor.send(type="claim_next")
+        room = (await doctor.expect("paired", id=ref))["room"]
+        await patient.expect("paired")
+        await doctor.close()  # the doctor's only socket, on B, is gone
+        requeued = await patient.expect("requeued", timeout=30)
+        assert requeued["room"] == room and requeued["reason"] == "doctor_disconnected"
+        await patient.close()
+    finally:
+        await doctor_http.close()
