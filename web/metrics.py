@@ -10,6 +10,7 @@ may read it: counts are not patient data, but they show how busy a station is.
 from __future__ import annotations
 
 import hmac
+import os
 from collections import Counter
 from collections.abc import Iterator
 
@@ -64,6 +65,8 @@ def hub_families(hub: Hub) -> list[Metric]:
     claims = CounterMetricFamily("donghanh_claims", "Patients taken by a doctor (socket or page)")
     claims.add_metric([], hub.stats.claims)
     return [
+        _gauge("donghanh_process_info", "This process (one series per worker; pid tells workers apart)",
+               ["pid", "bus"], {(str(os.getpid()), "true" if hub.bus else "false"): 1}),
         _gauge("donghanh_open_sockets", "Open websockets by role (patient, staff roles, not yet greeted)",
                ["role"], {(role,): n for role, n in sockets.items()}),
         _gauge("donghanh_doctors_online", "Staff who may claim patients with at least one open socket", [],

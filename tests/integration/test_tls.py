@@ -4,6 +4,7 @@ made in the test, the test PostgreSQL); plain HTTP on that port gets nowhere."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import ssl
 import sys
@@ -12,15 +13,23 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from tests.integration.test_cli import ROOT, SECRET, _free_port, base_env, donghanh  # noqa: F401
+from tests.integration.test_cli import ROOT, SECRET, _free_port, donghanh
 from tests.tls_cert import self_signed
 
 
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """The parent's environment without any Đồng Hành settings, and a data dir of our own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DONGHANH_") and k != "DATABASE_URL"}
+    env["DONGHANH_DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
 async def test_serve_speaks_https_and_wss_with_the_configured_certificate(
-        base_env: dict[str, str], dsn: str, tmp_path: Path) -> None:  # noqa: F811
+        clean_env: dict[str, str], dsn: str, tmp_path: Path) -> None:
     cert, key = self_signed(tmp_path)
     port = _free_port()
-    env = {**base_env, "DATABASE_URL": dsn, "DONGHANH_SECRET_KEY": SECRET,
+    env = {**clean_env, "DATABASE_URL": dsn, "DONGHANH_SECRET_KEY": SECRET,
            "DONGHANH_TLS_CERT": str(cert), "DONGHANH_TLS_KEY": str(key)}
     server = await asyncio.create_subprocess_exec(
         sys.executable, "-c", "from web.cli import main; raise SystemExit(main())", "serve", "--port", str(port),
@@ -49,13 +58,13 @@ async def test_serve_speaks_https_and_wss_with_the_configured_certificate(
         await asyncio.wait_for(server.wait(), timeout=30)
 
 
-async def test_serve_refuses_a_key_that_does_not_match_the_certificate(base_env: dict[str, str],  # noqa: F811
+async def test_serve_refuses_a_key_that_does_not_match_the_certificate(clean_env: dict[str, str],
                                                                       tmp_path: Path) -> None:
     cert, _ = self_signed(tmp_path)
     other = tmp_path / "other"
     other.mkdir()
     _, wrong_key = self_signed(other)
-    run = await donghanh("serve", env={**base_env, "DONGHANH_TLS_CERT": str(cert), "DONGHANH_TLS_KEY": str(wrong_key)})
+    run = await donghanh("serve", env={**clean_env, "DONGHANH_TLS_CERT": str(cert), "DONGHANH_TLS_KEY": str(wrong_key)})
     assert run.code == 2
     assert "configuration error: DONGHANH_TLS_CERT/DONGHANH_TLS_KEY" in run.err
     assert "Traceback" not in run.err
