@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
@@ -54,6 +55,9 @@ IceServers = Callable[[], list[dict[str, Any]]]
 
 # Wait this long after a queue change before broadcasting, so a burst of changes costs one broadcast.
 COALESCE_S = 0.05
+# With the bus: each process says who is online there at least this often; silent for the TTL, forgotten.
+PRESENCE_S = 10.0
+PRESENCE_TTL_S = 3 * PRESENCE_S
 
 
 def _iso(value: datetime) -> str:
@@ -94,6 +98,8 @@ class Hub:
         self._alerts_out: list[dict[str, Any]] = []
         # Room members held by other processes, as their notifications described them (bus only).
         self.remote: dict[uuid.UUID, dict[str, RemoteMember]] = {}
+        # Who is online on the other processes, from their latest `queue` notification (bus only).
+        self.remote_presence: dict[str, RemotePresence] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -488,7 +494,7 @@ class Hub:
             if self._queue_publish:  # one notification per coalesced burst, whatever its size
                 self._queue_publish = False
                 alerts, self._alerts_out = self._alerts_out, []
-                await self._publish("queue", {"alerts": alerts})
+                await self._publish("queue", {"alerts": alerts, **self._presence()})
             try:
                 await self.broadcast_queue()
             except (OSError, asyncpg.PostgresError):
@@ -497,6 +503,7 @@ class Hub:
     async def broadcast_queue(self) -> None:
         alerts, self._alerts = self._alerts, []
         staff_clients = [c for c in self.clients if c.staff is not None and c.greeted]
+        online_patients = self.online_patients()
         async with self.pool.acquire() as con:
             parents = await facilities_db.parents(con)
             places = await queue_db.waiting_places(con)
@@ -508,13 +515,11 @@ class Hub:
                 assert c.staff is not None
                 key = (c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))
                 if key not in lists:
-                    view = await queue_view.staff_list(con, c.staff.facility_id, self.patients.keys())
+                    view = await queue_view.staff_list(con, c.staff.facility_id, online_patients)
                     if not key[1]:
                         view = queue_view.counts_only(view)
                     lists[key] = (queue_view.list_digest(view), p.encode(view))
-        # One count per doctor, however many tabs they have open.
-        doctor_facilities = list({c.staff.staff_id: c.staff.facility_id
-                                  for c in staff_clients if c.staff and c.staff.may_claim}.values())
+        doctor_facilities = self.doctor_facilities()
         for patient_id, clients in list(self.patients.items()):
             if patient_id not in places:
                 continue
@@ -548,6 +553,13 @@ class Hub:
         """A change made by another process: deliver it to this process's sockets (never published back)."""
         if kind == "queue":
             self._alerts.extend(body.get("alerts", []))
+            if "process" in body:
+                self.remote_presence[str(body["process"])] = RemotePresence(
+                    {int(staff_id): int(facility_id) for staff_id, facility_id in body["doctors"]},
+                    frozenset(int(patient_id) for patient_id in body["patients"]), time.monotonic())
+            self._queue_dirty.set()
+        elif kind == "presence_request":  # a process started or resynchronised: say who is here
+            self._queue_publish = True
             self._queue_dirty.set()
         elif kind == "patient":
             for client in list(self.patients.get(int(body["patient_id"]), ())):
@@ -565,6 +577,53 @@ class Hub:
             await self._room_message(body)
         else:
             log.warning("unknown bus message kind %r ignored", kind)
+
+    def _local_doctors(self) -> dict[int, int]:
+        return {c.staff.staff_id: c.staff.facility_id
+                for c in self.clients if c.staff is not None and c.greeted and c.staff.may_claim}
+
+    def _presence(self) -> dict[str, Any]:
+        if self.bus is None:
+            return {}
+        return {"process": self.bus.process_id, "doctors": list(self._local_doctors().items()),
+                "patients": list(self.patients)}
+
+    def _live_remote(self) -> list[RemotePresence]:
+        """Other processes' presence, forgetting a process silent for PRESENCE_TTL_S (it died or left)."""
+        now = time.monotonic()
+        for process, presence in list(self.remote_presence.items()):
+            if now - presence.at > PRESENCE_TTL_S:
+                del self.remote_presence[process]
+        return list(self.remote_presence.values())
+
+    def doctor_facilities(self) -> list[int]:
+        """One facility per doctor online (who may claim), on any process, however many tabs they have."""
+        doctors = self._local_doctors()
+        for presence in self._live_remote():
+            doctors = {**presence.doctors, **doctors}
+        return list(doctors.values())
+
+    def online_patients(self) -> set[int]:
+        """Patients with a page open on any process."""
+        online = set(self.patients)
+        for presence in self._live_remote():
+            online |= presence.patients
+        return online
+
+    async def _presence_loop(self) -> None:
+        """With the bus: say who is online here every PRESENCE_S, so other processes count us (and forget
+        a process that stops saying it)."""
+        while True:
+            await asyncio.sleep(PRESENCE_S)
+            self._queue_publish = self.bus is not None
+            self._queue_dirty.set()
+
+    async def bus_started(self) -> None:
+        """The bus listens: ask the other processes who is online there, and start saying who is here."""
+        self._tasks.append(asyncio.create_task(self._presence_loop(), name="presence"))
+        await self._publish("presence_request", {})
+        self._queue_publish = True
+        self._queue_dirty.set()
 
     async def _relay_remote(self, room_id: uuid.UUID, side: str, payload: dict[str, Any]) -> bool:
         """`payload` for the room's `side` held by another process, if one holds it. Returns whether sent."""
@@ -767,6 +826,15 @@ class Hub:
                 await self.revalidate()
             except (OSError, asyncpg.PostgresError):
                 log.exception("session revalidation failed; will retry")
+
+
+@dataclass(frozen=True)
+class RemotePresence:
+    """Who is online on another process: doctors (staff id → facility) and patients with a page open."""
+
+    doctors: dict[int, int]
+    patients: frozenset[int]
+    at: float  # time.monotonic() when heard
 
 
 @dataclass(frozen=True)

@@ -102,6 +102,7 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
     if settings.bus:
         hub.bus = Bus(pool, on_message=hub.on_bus, on_resync=hub.resync)
         await hub.bus.start()
+        await hub.bus_started()
     app[hub_key] = hub
     yield
     if hub.bus is not None:

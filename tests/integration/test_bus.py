@@ -210,3 +210,27 @@ async def test_a_doctor_gone_on_one_process_requeues_the_patient_on_the_other(
         await patient.close()
     finally:
         await doctor_http.close()
+
+
+async def test_presence_counts_every_process(two_apps: tuple[RunningApp, RunningApp],
+                                             http: aiohttp.ClientSession) -> None:
+    a, b = two_apps
+    token = await patient_link(a, 1)
+    await check_in(http, a, token)
+    patient = await connect(http, a, token)  # waiting, on A
+    first = await patient.expect("queue")
+    assert first["doctors_online"] == 0
+    doctor_http = await staff_session(b)
+    try:
+        doctor = await connect(doctor_http, b)  # a doctor comes online on B
+        # The patient on A now counts the doctor on B, and the doctor on B sees the patient on A online.
+        await patient.expect("queue", doctors_online=1)
+        listing = await doctor.expect("queue_list")
+        while not listing["entries"] or listing["entries"][0]["online"] is not True:
+            listing = await doctor.expect("queue_list")
+        assert listing["entries"][0]["patient"]["id"] == 1
+        await doctor.close()
+        await patient.expect("queue", doctors_online=0)  # and stops counting them when they leave
+        await patient.close()
+    finally:
+        await doctor_http.close()
