@@ -561,6 +561,7 @@ class Hub:
         elif kind == "presence_request":  # a process started or resynchronised: say who is here
             self._queue_publish = True
             self._queue_dirty.set()
+            await self._publish_members()
         elif kind == "patient":
             for client in list(self.patients.get(int(body["patient_id"]), ())):
                 await client.send(body["message"])
@@ -617,6 +618,13 @@ class Hub:
             await asyncio.sleep(PRESENCE_S)
             self._queue_publish = self.bus is not None
             self._queue_dirty.set()
+
+    async def _publish_members(self) -> None:
+        """Every room member on this process, as `present`, so other processes (re)learn them."""
+        for room_id, room in list(self.rooms.items()):
+            for side, member in list(room.members.items()):
+                await self._publish("member", {"event": "present", "room": str(room_id), "side": side,
+                                               "session": member.session, "media": room.media.get(side)})
 
     async def bus_started(self) -> None:
         """The bus listens: ask the other processes who is online there, and start saying who is here."""
@@ -704,6 +712,11 @@ class Hub:
                 await client.send(self._paired_for_patient(c))
         for client in self.clients:
             client.last_list_digest = None
+        # Rooms: forget what the other processes' members were, tell them ours, and ask for theirs.
+        self.remote = {}
+        await self._publish_members()
+        await self._publish("presence_request", {})
+        self._queue_publish = self.bus is not None
         self._queue_dirty.set()
 
     # ---- doctors who dropped ----------------------------------------------------------------------

@@ -234,3 +234,42 @@ async def test_presence_counts_every_process(two_apps: tuple[RunningApp, Running
         await patient.close()
     finally:
         await doctor_http.close()
+
+
+async def test_a_room_across_processes_survives_a_lost_listener(two_apps: tuple[RunningApp, RunningApp],
+                                                                http: aiohttp.ClientSession) -> None:
+    a, b = two_apps
+    token = await patient_link(a, 1)
+    await check_in(http, a, token)
+    patient = await connect(http, a, token)  # on A
+    await patient.expect("queue")
+    doctor_http = await staff_session(b)
+    try:
+        doctor = await connect(doctor_http, b)  # on B
+        ref = await doctor.send(type="claim_next")
+        room = (await doctor.expect("paired", id=ref))["room"]
+        await patient.expect("paired")
+        await patient.send(type="join", room=room)
+        await patient.expect("joined")
+        await doctor.send(type="join", room=room)
+        await doctor.expect("joined")
+        patient_session = (await doctor.expect("peer_joined"))["peer_session"]
+        await patient.expect("peer_joined")
+
+        assert b.hub.bus is not None
+        pid = b.hub.bus.listener_pid
+        async with a.pool.acquire() as con:
+            assert await con.fetchval("SELECT pg_terminate_backend($1)", pid)
+        # B reconnects, forgets and relearns the room's remote side: the doctor hears the patient again.
+        again = await doctor.expect("peer_joined", timeout=30)
+        assert again["peer_session"] == patient_session
+        assert b.hub.bus.stats.reconnects == 1
+
+        await doctor.send(type="offer", room=room, sdp="v=0 after")
+        assert (await patient.expect("offer"))["sdp"] == "v=0 after"
+        await patient.send(type="chat", room=room, text="Vẫn nghe rõ")
+        assert (await doctor.expect("chat"))["message"]["text"] == "Vẫn nghe rõ"
+        await doctor.close()
+        await patient.close()
+    finally:
+        await doctor_http.close()
