@@ -84,9 +84,10 @@ def coturn(tmp_path: Path) -> Iterator[Coturn]:
     if shutil.which(TURNSERVER) is None and not os.path.exists(TURNSERVER):
         pytest.skip(f"coturn not found at {TURNSERVER} (apt-get install coturn)")
     turn = Coturn(port=_free_udp_port(), secret=secrets.token_urlsafe(24))
+    relay_low = 50_000 + secrets.randbelow(14_000)  # a window of its own: other tests may run a coturn too
     log_path = tmp_path / "turnserver.log"
     args = [TURNSERVER, "-n", "--listening-ip=127.0.0.1", "--relay-ip=127.0.0.1",
-            f"--listening-port={turn.port}", "--min-port=49152", "--max-port=65535",
+            f"--listening-port={turn.port}", f"--min-port={relay_low}", f"--max-port={relay_low + 400}",
             "--use-auth-secret", f"--static-auth-secret={turn.secret}", "--realm=donghanh.test",
             "--fingerprint", "--no-tcp-relay", "--no-cli", "--no-tls", "--no-dtls",
             # Both browsers are on this machine: their relayed addresses are loopback peers of each other.
@@ -95,7 +96,7 @@ def coturn(tmp_path: Path) -> Iterator[Coturn]:
             f"--log-file={log_path}", "--simple-log"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        for _ in range(100):  # each attempt waits up to 0.1 s for coturn's answer
+        for _ in range(300):  # each attempt waits up to 0.1 s for coturn's answer
             if proc.poll() is not None:
                 raise RuntimeError(f"turnserver exited with {proc.returncode}; see {log_path}")
             if _stun_answers(turn.port, 0.1):
@@ -140,6 +141,8 @@ async def test_call_through_coturn_only_decodes_video_on_both_sides_over_a_relay
         await doctor.wait_for_url("**/staff/c/*")
         await expect(patient.locator("#step-call")).to_be_visible(timeout=30_000)
 
+        for page in (patient, doctor):  # the call's peer connection exists once the peer is announced
+            await page.wait_for_function("() => !!(window.dhCall && window.dhCall.pc)", timeout=30_000)
         policies = [await page.evaluate("window.dhCall.pc.getConfiguration().iceTransportPolicy")
                     for page in (patient, doctor)]
         assert policies == ["relay", "relay"]
