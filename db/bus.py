@@ -8,6 +8,11 @@ import asyncpg
 KEEP = "5 minutes"
 
 
+async def ping(con: asyncpg.Connection) -> None:
+    """A round trip: does this connection still answer?"""
+    await con.fetchval("SELECT 1")
+
+
 async def notify(con: asyncpg.Connection, channel: str, payload: str) -> None:
     await con.execute("SELECT pg_notify($1, $2)", channel, payload)
 

@@ -126,7 +126,7 @@ class Bus:
             if not self._lost.is_set():
                 try:
                     async with asyncio.timeout(self.watchdog_s):
-                        await self._con.fetchval("SELECT 1")
+                        await bus_db.ping(self._con)
                     continue
                 except (asyncpg.PostgresError, OSError, asyncpg.InterfaceError, TimeoutError):
                     log.warning("bus: the listening connection does not answer; reconnecting")
