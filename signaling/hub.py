@@ -366,7 +366,8 @@ class Hub:
         room.members[me.key] = me
         client.rooms.add(msg.room)
         others = room.others(client)
-        remote_others = [r for k, r in self.remote.get(msg.room, {}).items() if k != me.key]
+        remote_others = [r for k, r in self.remote.get(msg.room, {}).items()
+                         if k != me.key and k not in room.members]
         remote_previous = self.remote.get(msg.room, {}).pop(me.key, None)
         # The counterpart fills the two-person fields (`polite`, `peer_*`) as before: the doctor for the
         # patient and for invited staff, the patient for the doctor. `peers` lists every other member.
@@ -875,6 +876,8 @@ class Hub:
                         out["at"] = _iso(datetime.now(UTC))
                     await peer.client.send(out)
             return
+        if room is not None and key in room.members and body["event"] != "joined":
+            return  # our own member is the newer one; that process hears of it from our `joined`
         known = self.remote.get(room_id, {}).get(key)
         self.remote.setdefault(room_id, {})[key] = remote
         if room is None:
@@ -882,8 +885,6 @@ class Hub:
         replaces: dict[str, str] = {}
         previous = room.members.get(key)
         if previous is not None:
-            if body["event"] != "joined":
-                return  # our own member is the newer one; that process hears of it from our `joined`
             # The same person joined on another process: that socket wins, the others switch to it.
             del room.members[key]
             room.media.pop(key, None)
