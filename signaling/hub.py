@@ -9,9 +9,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +33,7 @@ from db.errors import DbError
 from signaling import protocol as p
 from signaling import queue as queue_view
 from signaling import safety
+from signaling.bus import Bus
 from signaling.errors import SignalingError
 from signaling.rooms import (
     DEFAULT_OUTBOX_LIMIT,
@@ -43,6 +46,7 @@ from signaling.rooms import (
     StaffIdentity,
     Transport,
 )
+from signaling.stats import HubStats
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +55,9 @@ IceServers = Callable[[], list[dict[str, Any]]]
 
 # Wait this long after a queue change before broadcasting, so a burst of changes costs one broadcast.
 COALESCE_S = 0.05
+# With the bus: each process says who is online there at least this often; silent for the TTL, forgotten.
+PRESENCE_S = 10.0
+PRESENCE_TTL_S = 3 * PRESENCE_S
 
 
 def _iso(value: datetime) -> str:
@@ -64,10 +71,11 @@ class Hub:
                  ice_servers: IceServers, max_message_bytes: int, requeue_grace_s: int,
                  outbox_limit: int = DEFAULT_OUTBOX_LIMIT, hello_timeout_s: float = 10.0,
                  max_sockets_per_address: int = 200, session_check_s: float = 5.0,
-                 offline_grace_s: int = 600) -> None:
+                 offline_grace_s: int = 600, ice_transport_policy: str = "all") -> None:
         self.pool = pool
         self._authenticate_patient = authenticate_patient
         self._ice_servers = ice_servers
+        self.ice_transport_policy = ice_transport_policy
         self.max_message_bytes = max_message_bytes
         self.requeue_grace_s = requeue_grace_s
         self.outbox_limit = outbox_limit
@@ -84,6 +92,16 @@ class Hub:
         self._alerts: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
+        self.stats = HubStats()
+        # Set by the app when several processes share the database (DONGHANH_BUS): queue changes, pairing,
+        # endings and requeues then reach sockets held by the other processes too.
+        self.bus: Bus | None = None
+        self._queue_publish = False
+        self._alerts_out: list[dict[str, Any]] = []
+        # Room members held by other processes, as their notifications described them (bus only).
+        self.remote: dict[uuid.UUID, dict[str, RemoteMember]] = {}
+        # Who is online on the other processes, from their latest `queue` notification (bus only).
+        self.remote_presence: dict[str, RemotePresence] = {}
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -167,6 +185,8 @@ class Hub:
                     await queue_db.patient_left(con, client.patient.patient_id)
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):  # shutting down; start resets it
                 log.exception("could not record that a patient left", extra={"patient": client.patient.patient_id})
+            else:  # a page of theirs on another process marks them present again (bus)
+                await self._publish("patient_left", {"patient_id": client.patient.patient_id})
         for room_id in list(client.rooms):
             await self._leave(client, room_id, reason="disconnected")
         self.queue_changed()
@@ -182,11 +202,13 @@ class Hub:
             await self._reject(client, exc)
         except Exception:  # the socket's boundary: log it, tell the client, keep serving
             incident = uuid.uuid4().hex[:8]
+            self.stats.refused["internal"] += 1
             log.exception("error handling a message", extra={"session": client.session, "incident": incident})
             await client.send({"type": "error", "code": "internal",
                                "message": f"internal error (incident {incident}); please retry", "id": ""})
 
     async def _reject(self, client: Client, exc: SignalingError) -> None:
+        self.stats.refused[exc.code] += 1
         await client.send(exc.as_message())
         if client.count_error():
             log.warning("closing abusive socket", extra={"session": client.session})
@@ -262,6 +284,7 @@ class Hub:
         client.greeted = True
         welcome: dict[str, Any] = {"type": "welcome", "id": msg.id, "role": client.side,
                                    "session": client.session, "ice_servers": self._ice_servers(),
+                                   "ice_transport_policy": self.ice_transport_policy,
                                    "max_message_bytes": self.max_message_bytes}
         out = [welcome]
         async with self.pool.acquire() as con:
@@ -332,8 +355,10 @@ class Hub:
         role = me.role
         room = self.rooms.setdefault(msg.room, Room(msg.room))
         previous = room.members.get(me.key)
-        if previous is None and len(room.members) >= consultations_db.MAX_MEMBERS:
-            raise SignalingError("room_full", f"room {msg.room} already has {len(room.members)} members; "
+        present = len(room.members) + len([k for k in self.remote.get(msg.room, {}) if k not in room.members])
+        if previous is None and me.key not in self.remote.get(msg.room, {}) \
+                and present >= consultations_db.MAX_MEMBERS:
+            raise SignalingError("room_full", f"room {msg.room} already has {present} members; "
                                  f"a call holds at most {consultations_db.MAX_MEMBERS}")
         if previous is not None and previous.client is not client:
             previous.client.rooms.discard(msg.room)
@@ -341,19 +366,25 @@ class Hub:
         room.members[me.key] = me
         client.rooms.add(msg.room)
         others = room.others(client)
+        remote_others = [r for k, r in self.remote.get(msg.room, {}).items()
+                         if k != me.key and k not in room.members]
+        remote_previous = self.remote.get(msg.room, {}).pop(me.key, None)
         # The counterpart fills the two-person fields (`polite`, `peer_*`) as before: the doctor for the
         # patient and for invited staff, the patient for the doctor. `peers` lists every other member.
-        counterpart = room.members.get("patient" if role == "doctor" else "doctor")
+        counterpart_key = "patient" if role == "doctor" else "doctor"
+        counterpart = room.members.get(counterpart_key)
+        remote_counterpart = self.remote.get(msg.room, {}).get(counterpart_key) if counterpart is None else None
         peer_left_at: str | None = None
         async with self.pool.acquire() as con:
             history = await chat_db.history(con, msg.room)
             if role == "doctor":
                 await consultations_db.touch_doctor(con, msg.room)
-                if counterpart is None:  # since when the doctor has been waiting for nobody (the empty-call panel)
+                # Since when the doctor has been waiting for nobody (the empty-call panel).
+                if counterpart is None and remote_counterpart is None:
                     entry = await queue_db.get_entry(con, c.queue_entry_id)
                     gone = entry.left_at if entry is not None and entry.left_at is not None else None
                     peer_left_at = _iso(gone or c.started_at)
-            if others and not room.call_marked:
+            if (others or remote_others) and not room.call_marked:
                 await consultations_db.mark_in_call(con, msg.room)
                 room.call_marked = True
         # Order matters: the joiner learns it is in before the others hear of it, so their first offers
@@ -362,23 +393,30 @@ class Hub:
         await client.send({
             "type": "joined", "id": msg.id, "room": str(msg.room), "role": role,
             "polite": role != "doctor",
-            "peer_present": counterpart is not None,
-            "peer_session": counterpart.client.session if counterpart else None,
-            "peer_media": room.media.get(counterpart.key) if counterpart else None, "modality": c.modality,
+            "peer_present": counterpart is not None or remote_counterpart is not None,
+            "peer_session": counterpart.client.session if counterpart else (
+                remote_counterpart.session if remote_counterpart else None),
+            "peer_media": room.media.get(counterpart.key) if counterpart else (
+                remote_counterpart.media if remote_counterpart else None),
+            "modality": c.modality,
             "peer_name": c.patient_name if role == "doctor" else c.doctor_name,
             **({"peer_facility": c.doctor_facility} if role == "patient" else {}),
-            "peers": [m.view(to=me, media=room.media.get(m.key)) for m in others],
+            "peers": [m.view(to=me, media=room.media.get(m.key)) for m in others]
+                     + [r.view(to=me) for r in remote_others],
             "chat": [self._chat_view(m) for m in history],
-            **({"peer_left_at": peer_left_at, "peer_page_open": c.patient_id in self.patients}
+            **({"peer_left_at": peer_left_at, "peer_page_open": c.patient_id in self.online_patients()}
                if role == "doctor" else {}),
         })
         # A member's newer socket: the others close their connection to the older one (`replaces`).
-        replaces = {"replaces": previous.client.session} if previous is not None and previous.client is not client \
-            else {}
+        replaced = previous.client.session if previous is not None and previous.client is not client else (
+            remote_previous.session if remote_previous is not None else None)
+        replaces = {"replaces": replaced} if replaced is not None else {}
         for peer in others:
             if room.members.get(peer.key) is peer:
                 await peer.client.send({"type": "peer_joined", "room": str(msg.room),
                                         **me.view(to=peer, media=room.media.get(me.key)), **replaces})
+        await self._publish("member", {"event": "joined", "room": str(msg.room), **_member_body(me),
+                                       "media": room.media.get(me.key)})
 
     async def _leave(self, client: Client, room_id: uuid.UUID, *, reason: str) -> None:
         client.rooms.discard(room_id)
@@ -401,29 +439,43 @@ class Hub:
             await peer.client.send(out)
         if not room.members:
             self.rooms.pop(room_id, None)
+        await self._publish("member", {"event": "left", "room": str(room_id), **_member_body(me),
+                                       "reason": reason})
 
     async def _relay(self, client: Client, room_id: uuid.UUID, to: str | None, payload: dict[str, Any], *,
                      require_peer: bool) -> None:
         """A description or candidate to one member: `to` (a peer session), or the only other member."""
         room = self._member_room(client, room_id)
         others = room.others(client)
+        remote_others = [r for k, r in self.remote.get(room_id, {}).items() if room.members.get(k) is None]
+        remote: RemoteMember | None = None
         if to is not None:
             peer = room.by_session(to)
             if peer is not None and peer.client is client:
                 raise SignalingError("invalid", "`to` is your own session")
-        elif len(others) > 1:
-            raise SignalingError("to_required", f"the room has {len(others)} other members: "
+            if peer is None:
+                remote = next((r for r in remote_others if r.session == to), None)
+        elif len(others) + len(remote_others) > 1:
+            raise SignalingError("to_required", f"the room has {len(others) + len(remote_others)} other members: "
                                  "say which one with `to` (their peer_session)")
         else:
             peer = others[0] if others else None
+            remote = remote_others[0] if peer is None and remote_others else None
+        payload["room"] = str(room_id)
+        payload["from"] = client.session
         if peer is None:
+            if remote is not None:  # a member whose socket another process holds (bus)
+                payload["to"] = remote.session
+                self.stats.relayed[payload["type"]] += 1
+                await self._publish("room", {"room": str(room_id), "key": remote.key, "session": remote.session,
+                                             "message": payload})
+                return
             if require_peer:
                 raise SignalingError("peer_absent", "the other side is not in the room yet" if to is None
                                      else f"no member with session {to[:64]!r} is in the room")
             return  # a candidate for a peer that is gone (or not there yet) is useless to it: dropped
-        payload["room"] = str(room_id)
-        payload["from"] = client.session
         payload["to"] = peer.client.session
+        self.stats.relayed[payload["type"]] += 1
         await peer.client.send(payload)
 
     @staticmethod
@@ -438,8 +490,11 @@ class Hub:
             stored = await chat_db.add(con, msg.room, client.side,
                                        client.staff.staff_id if client.staff else None, client_id, msg.text)
         out = {"type": "chat", "room": str(msg.room), "message": self._chat_view(stored)}
+        self.stats.relayed["chat"] += 1
         for member in list(room.members.values()):
             await member.client.send(out)
+        if self.remote.get(msg.room):
+            await self._publish("room", {"room": str(msg.room), "key": None, "session": None, "message": out})
 
     async def _media(self, client: Client, msg: p.Media) -> None:
         room = self._member_room(client, msg.room)
@@ -449,9 +504,14 @@ class Hub:
         if not msg.video and me.role != "specialist":  # the consultation's modality is the patient–doctor call's
             async with self.pool.acquire() as con:
                 await consultations_db.set_modality(con, msg.room, "audio")
+        out = {"type": "peer_media", "room": str(msg.room), "peer_session": client.session,
+               "audio": msg.audio, "video": msg.video}
         for peer in room.others(client):
-            await peer.client.send({"type": "peer_media", "room": str(msg.room), "peer_session": client.session,
-                                    "audio": msg.audio, "video": msg.video})
+            self.stats.relayed["media"] += 1
+            await peer.client.send(out)
+        if self.remote.get(msg.room):
+            self.stats.relayed["media"] += 1
+            await self._publish("room", {"room": str(msg.room), "key": None, "session": None, "message": out})
 
     # ---- queue -----------------------------------------------------------------------------------
 
@@ -477,9 +537,12 @@ class Hub:
     async def claimed(self, c: consultations_db.Consultation) -> None:
         """A doctor took this patient (on the socket, or from a page such as the day's schedule): the
         patient's open pages are told to join the call, and every queue is refreshed."""
+        self.stats.claims += 1
+        paired = self._paired_for_patient(c)
         for patient_client in list(self.patients.get(c.patient_id, ())):
-            await patient_client.send(self._paired_for_patient(c))
+            await patient_client.send(paired)
         self.queue_changed()
+        await self._publish("patient", {"patient_id": c.patient_id, "message": paired})
 
     # ---- invited staff (a specialist joining a live call) ---------------------------------------------
 
@@ -506,6 +569,9 @@ class Hub:
                     and c.greeted}
         for client in targets:
             await client.send(out)
+        if self.bus is not None:  # the room's members and the invited staff member's pages on other processes
+            await self._publish("participant", {"room": str(consultation_id), "staff_id": added.staff_id,
+                                                "message": out})
 
     async def _end(self, client: Client, msg: p.End) -> None:
         _, me = await self._authorised_consultation(client, msg.room, invited_too=True)
@@ -526,19 +592,31 @@ class Hub:
             raise SignalingError("forbidden", "only the doctor calls back")
         c, _ = await self._authorised_consultation(client, msg.room)
         pages = list(self.patients.get(c.patient_id, ()))
-        if not pages:
+        elsewhere = not pages and c.patient_id in self.online_patients()  # a page on another process (bus)
+        if not pages and not elsewhere:
             raise SignalingError("patient_offline", "the patient has no page open; call their phone or mark "
                                  "them as a no-show")
+        message = {**self._paired_for_patient(c), "call_back": True}
         for page in pages:
-            await page.send({**self._paired_for_patient(c), "call_back": True})
-        await client.send({"type": "calling", "id": msg.id, "room": str(c.id), "pages": len(pages)})
+            await page.send(message)
+        if elsewhere:
+            await self._publish("patient", {"patient_id": c.patient_id, "message": message})
+        await client.send({"type": "calling", "id": msg.id, "room": str(c.id), "pages": len(pages) or 1})
 
     async def notify_ended(self, room_id: uuid.UUID, patient_id: int, *, by: str, ref: str = "",
                            requester: Client | None = None, outcome: str | None = None) -> None:
         """Tell everyone in the room (and the patient's other tabs) that the consultation is over."""
+        await self._ended_here(room_id, patient_id, by=by, ref=ref, requester=requester, outcome=outcome)
+        self.queue_changed()
+        await self._publish("ended", {"room": str(room_id), "patient_id": patient_id, "by": by,
+                                      **({"outcome": outcome} if outcome is not None else {})})
+
+    async def _ended_here(self, room_id: uuid.UUID, patient_id: int, *, by: str, ref: str = "",
+                          requester: Client | None = None, outcome: str | None = None) -> None:
         out: dict[str, Any] = {"type": "ended", "room": str(room_id), "by": by}
         if outcome is not None:
             out["outcome"] = outcome
+        self.remote.pop(room_id, None)
         room = self.rooms.pop(room_id, None)
         targets = {m.client for m in room.members.values()} if room else set()
         targets |= self.patients.get(patient_id, set())
@@ -547,7 +625,6 @@ class Hub:
         for member in targets:
             member.rooms.discard(room_id)
             await member.send({**out, "id": ref} if member is requester else out)
-        self.queue_changed()
 
     async def to_patient(self, patient_id: int, message: dict[str, Any]) -> int:
         """Send `message` to every open page of a patient (a signed visit summary, say); returns how many.
@@ -555,11 +632,20 @@ class Hub:
         clients = list(self.patients.get(patient_id, ()))
         for client in clients:
             await client.send(message)
+        await self._publish("patient", {"patient_id": patient_id, "message": message})
         return len(clients)
 
     def to_staff(self, staff_id: int, message: dict[str, Any]) -> int:
         """Queue `message` for every open page of a staff member (an escalation offer, an answer); returns
         how many pages got it (0: none open, the caller may fall back to SMS). Never waits on a socket."""
+        sent = self._to_staff_here(staff_id, message)
+        if self.bus is not None:  # their pages on other processes get it too (the count is this process's)
+            task = asyncio.create_task(self._publish("staff", {"staff_id": staff_id, "message": message}))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return sent
+
+    def _to_staff_here(self, staff_id: int, message: dict[str, Any]) -> int:
         clients = [c for c in self.clients if c.staff is not None and c.staff.staff_id == staff_id and c.greeted]
         text = p.encode(message)
         for client in clients:
@@ -570,13 +656,20 @@ class Hub:
         """Something changed the queue: broadcast soon (coalesced). `alert` goes to every doctor serving it."""
         if alert is not None:
             self._alerts.append(alert)
+            if self.bus is not None:
+                self._alerts_out.append(alert)
         self._queue_dirty.set()
+        self._queue_publish = self.bus is not None
 
     async def _broadcast_loop(self) -> None:
         while True:
             await self._queue_dirty.wait()
             await asyncio.sleep(COALESCE_S)
             self._queue_dirty.clear()
+            if self._queue_publish:  # one notification per coalesced burst, whatever its size
+                self._queue_publish = False
+                alerts, self._alerts_out = self._alerts_out, []
+                await self._publish("queue", {"alerts": alerts, **self._presence()})
             try:
                 await self.broadcast_queue()
             except (OSError, asyncpg.PostgresError):
@@ -600,9 +693,7 @@ class Hub:
                     if not key[1]:
                         view = queue_view.counts_only(view)
                     lists[key] = (queue_view.list_digest(view), p.encode(view))
-        # One count per doctor, however many tabs they have open.
-        doctor_facilities = list({c.staff.staff_id: c.staff.facility_id
-                                  for c in staff_clients if c.staff and c.staff.may_claim}.values())
+        doctor_facilities = self.doctor_facilities()
         for patient_id, clients in list(self.patients.items()):
             if patient_id not in places:
                 continue
@@ -620,6 +711,234 @@ class Hub:
                 if access.allows(c.staff.role, Action.read_queue,
                                  access.relation_of(c.staff.facility_id, alert["facility_id"], parents)):
                     await c.send({k: v for k, v in alert.items() if k != "facility_id"})
+
+    # ---- other processes (signaling/bus.py) ---------------------------------------------------------
+
+    async def _publish(self, kind: str, body: dict[str, Any]) -> None:
+        """Tell the other processes; a failure is logged (their sockets catch up at the next resync)."""
+        if self.bus is None:
+            return
+        try:
+            await self.bus.publish(kind, body)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("could not publish %s to the other processes", kind)
+
+    async def on_bus(self, kind: str, body: dict[str, Any]) -> None:
+        """A change made by another process: deliver it to this process's sockets (never published back)."""
+        if kind == "queue":
+            self._alerts.extend(body.get("alerts", []))
+            if "process" in body:
+                self.remote_presence[str(body["process"])] = RemotePresence(
+                    {int(d[0]): int(d[1]) for d in body["doctors"]},
+                    {int(d[0]): str(d[2]) for d in body["doctors"] if len(d) > 2},
+                    frozenset(int(patient_id) for patient_id in body["patients"]), time.monotonic())
+            self._queue_dirty.set()
+        elif kind == "presence_request":  # a process started or resynchronised: say who is here
+            self._queue_publish = True
+            self._queue_dirty.set()
+            # A starting process marked every patient offline (queue_entry.left_at): ours are here.
+            await self._mark_present(list(self.patients))
+            await self._publish_members()
+        elif kind == "patient_left":  # their last page on another process closed; one here may still be open
+            if int(body["patient_id"]) in self.patients:
+                await self._mark_present([int(body["patient_id"])])
+        elif kind == "patient":
+            for client in list(self.patients.get(int(body["patient_id"]), ())):
+                await client.send(body["message"])
+        elif kind == "ended":
+            await self._ended_here(uuid.UUID(body["room"]), int(body["patient_id"]), by=str(body["by"]),
+                                   outcome=body.get("outcome"))
+            self._queue_dirty.set()
+        elif kind == "requeued":
+            for member, message in self._requeued_here(uuid.UUID(body["room"]), int(body["patient_id"])):
+                await member.send(message)
+            self._queue_dirty.set()
+        elif kind == "member":
+            await self._remote_member(body)
+        elif kind == "room":
+            await self._room_message(body)
+        elif kind == "staff":
+            self._to_staff_here(int(body["staff_id"]), body["message"])
+        elif kind == "participant":
+            room = self.rooms.get(uuid.UUID(body["room"]))
+            targets = {m.client for m in room.members.values()} if room else set()
+            targets |= {c for c in self.clients if c.staff is not None and c.staff.staff_id == int(body["staff_id"])
+                        and c.greeted}
+            for client in targets:
+                await client.send(body["message"])
+        else:
+            log.warning("unknown bus message kind %r ignored", kind)
+
+    async def _mark_present(self, patient_ids: list[int]) -> None:
+        if not patient_ids:
+            return
+        try:
+            async with self.pool.acquire() as con:
+                for patient_id in patient_ids:
+                    await queue_db.patient_present(con, patient_id, self.offline_grace_s)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("could not record that patients are present")
+        self._queue_dirty.set()
+
+    def _local_doctors(self) -> dict[int, int]:
+        return {c.staff.staff_id: c.staff.facility_id
+                for c in self.clients if c.staff is not None and c.greeted and c.staff.may_claim}
+
+    def _presence(self) -> dict[str, Any]:
+        if self.bus is None:
+            return {}
+        roles = {c.staff.staff_id: c.staff.role for c in self.clients if c.staff is not None}
+        return {"process": self.bus.process_id,
+                "doctors": [[staff_id, facility_id, roles.get(staff_id, "")]
+                            for staff_id, facility_id in self._local_doctors().items()],
+                "patients": list(self.patients)}
+
+    def _live_remote(self) -> list[RemotePresence]:
+        """Other processes' presence, forgetting a process silent for PRESENCE_TTL_S (it died or left)."""
+        now = time.monotonic()
+        for process, presence in list(self.remote_presence.items()):
+            if now - presence.at > PRESENCE_TTL_S:
+                del self.remote_presence[process]
+        return list(self.remote_presence.values())
+
+    def doctor_facilities(self) -> list[int]:
+        """One facility per doctor online (who may claim), on any process, however many tabs they have."""
+        doctors = self._local_doctors()
+        for presence in self._live_remote():
+            doctors = {**presence.doctors, **doctors}
+        return list(doctors.values())
+
+    def clinicians_online(self, facility_id: int, parents: dict[int, int | None]) -> int:
+        """Doctors and specialists who may claim `facility_id`'s patients with a socket open, on any process
+        (one per person): whether a danger alert reached someone or the on-call clinician is texted."""
+        who = {c.staff.staff_id for c in self.clients
+               if c.staff is not None and c.greeted and access.allows(
+                   c.staff.role, Action.claim, access.relation_of(c.staff.facility_id, facility_id, parents))}
+        for presence in self._live_remote():
+            who |= {staff_id for staff_id, facility in presence.doctors.items()
+                    if access.allows(presence.roles.get(staff_id, "doctor"), Action.claim,
+                                     access.relation_of(facility, facility_id, parents))}
+        return len(who)
+
+    def online_patients(self) -> set[int]:
+        """Patients with a page open on any process."""
+        online = set(self.patients)
+        for presence in self._live_remote():
+            online |= presence.patients
+        return online
+
+    async def _presence_loop(self) -> None:
+        """With the bus: say who is online here every PRESENCE_S, so other processes count us (and forget
+        a process that stops saying it)."""
+        while True:
+            await asyncio.sleep(PRESENCE_S)
+            self._queue_publish = self.bus is not None
+            self._queue_dirty.set()
+
+    async def _publish_members(self) -> None:
+        """Every room member on this process, as `present`, so other processes (re)learn them."""
+        for room_id, room in list(self.rooms.items()):
+            for member in list(room.members.values()):
+                await self._publish("member", {"event": "present", "room": str(room_id), **_member_body(member),
+                                               "media": room.media.get(member.key)})
+
+    async def bus_started(self) -> None:
+        """The bus listens: ask the other processes who is online there, and start saying who is here."""
+        self._tasks.append(asyncio.create_task(self._presence_loop(), name="presence"))
+        await self._publish("presence_request", {})
+        self._queue_publish = True
+        self._queue_dirty.set()
+
+    async def _room_message(self, body: dict[str, Any]) -> None:
+        """A message for one member here (key and session), or for every member here (key None: chat, media)."""
+        room = self.rooms.get(uuid.UUID(body["room"]))
+        if room is None:
+            return
+        for key, member in list(room.members.items()):
+            if body["key"] is None or (key == body["key"] and member.client.session == body["session"]):
+                await member.client.send(body["message"])
+
+    async def _remote_member(self, body: dict[str, Any]) -> None:
+        """Another process's socket joined or left a room (or answers that it is in one)."""
+        room_id, session, key = uuid.UUID(body["room"]), str(body["session"]), str(body["key"])
+        room = self.rooms.get(room_id)
+        remote = RemoteMember.of(body)
+        if body["event"] == "left":
+            current = self.remote.get(room_id, {}).get(key)
+            if current is not None and current.session == session:
+                del self.remote[room_id][key]
+                for peer in list(room.members.values()) if room else []:
+                    out: dict[str, Any] = {"type": "peer_left", "room": str(room_id), "reason": body["reason"],
+                                           "peer_session": session, "role": remote.role, "name": remote.name}
+                    if remote.role == "doctor" and body["reason"] == "disconnected":
+                        out["grace_s"] = self.requeue_grace_s
+                    if peer.client.staff is not None:
+                        out["at"] = _iso(datetime.now(UTC))
+                    await peer.client.send(out)
+            return
+        if room is not None and key in room.members and body["event"] != "joined":
+            return  # our own member is the newer one; that process hears of it from our `joined`
+        known = self.remote.get(room_id, {}).get(key)
+        self.remote.setdefault(room_id, {})[key] = remote
+        if room is None:
+            return
+        replaces: dict[str, str] = {}
+        previous = room.members.get(key)
+        if previous is not None:
+            # The same person joined on another process: that socket wins, the others switch to it.
+            del room.members[key]
+            room.media.pop(key, None)
+            previous.client.rooms.discard(room_id)
+            await previous.client.send({"type": "replaced", "room": str(room_id)})
+            replaces = {"replaces": previous.client.session}
+            if not room.members:
+                self.rooms.pop(room_id, None)
+                return
+        elif known is not None and known.session != session:
+            replaces = {"replaces": known.session}
+        elif known is not None and body["event"] == "present":
+            return  # already known as it is: nothing new for our members
+        for peer in list(room.members.values()):
+            await peer.client.send({"type": "peer_joined", "room": str(room_id), **remote.view(to=peer),
+                                    **replaces})
+            if body["event"] == "joined":  # tell the joiner's process who is here
+                await self._publish("member", {"event": "present", "room": str(room_id), **_member_body(peer),
+                                               "media": room.media.get(peer.key)})
+
+    async def resync(self) -> None:
+        """After the bus lost notifications: rebuild from PostgreSQL what they would have said. Rooms whose
+        consultation ended elsewhere are ended here; waiting patients a doctor took elsewhere are paired;
+        every list and place is sent again."""
+        ended: list[consultations_db.Consultation] = []
+        paired: list[consultations_db.Consultation] = []
+        async with self.pool.acquire() as con:
+            for room_id in list(self.rooms):
+                c = await consultations_db.get(con, room_id)
+                if c is not None and not c.active:
+                    ended.append(c)
+            for patient_id, clients in list(self.patients.items()):
+                if any(client.rooms for client in clients):
+                    continue
+                c = await consultations_db.active_for_patient(con, patient_id)
+                if c is not None:
+                    paired.append(c)
+        for c in ended:
+            if c.status == "requeued":
+                for member, message in self._requeued_here(c.id, c.patient_id):
+                    await member.send(message)
+            else:  # who ended it is not kept on the row; "system" says "not you, not your peer here"
+                await self._ended_here(c.id, c.patient_id, by="system")
+        for c in paired:
+            for client in list(self.patients.get(c.patient_id, ())):
+                await client.send(self._paired_for_patient(c))
+        for client in self.clients:
+            client.last_list_digest = None
+        # Rooms: forget what the other processes' members were, tell them ours, and ask for theirs.
+        self.remote = {}
+        await self._publish_members()
+        await self._publish("presence_request", {})
+        self._queue_publish = self.bus is not None
+        self._queue_dirty.set()
 
     # ---- doctors who dropped ----------------------------------------------------------------------
 
@@ -641,25 +960,34 @@ class Hub:
                 await consultations_db.touch_doctors(con, online)
             stale = await consultations_db.stale(con, self.requeue_grace_s)
             requeued: list[uuid.UUID] = []
+            patients: list[tuple[uuid.UUID, int]] = []
             for consultation_id in stale:
                 c = await consultations_db.get(con, consultation_id)
                 entry = await consultations_db.requeue(con, consultation_id, "doctor_disconnected")
                 if entry is None or c is None:
                     continue
                 requeued.append(consultation_id)
+                patients.append((consultation_id, c.patient_id))
                 log.info("requeued patient after doctor dropped", extra={"consultation": str(consultation_id)})
-                room = self.rooms.pop(consultation_id, None)
-                targets = {m.client for m in room.members.values()} if room else set()
-                targets |= self.patients.get(c.patient_id, set())
-                for member in targets:
-                    member.rooms.discard(consultation_id)
-                    outgoing.append((member, {"type": "requeued", "room": str(consultation_id),
-                                              "reason": "doctor_disconnected"}))
+                outgoing.extend(self._requeued_here(consultation_id, c.patient_id))
         for member, message in outgoing:
             await member.send(message)
         if requeued:
             self.queue_changed()
+        for consultation_id, patient_id in patients:
+            await self._publish("requeued", {"room": str(consultation_id), "patient_id": patient_id})
         return requeued
+
+    def _requeued_here(self, consultation_id: uuid.UUID, patient_id: int) -> list[tuple[Client, dict[str, Any]]]:
+        self.remote.pop(consultation_id, None)
+        room = self.rooms.pop(consultation_id, None)
+        targets = {m.client for m in room.members.values()} if room else set()
+        targets |= self.patients.get(patient_id, set())
+        out = []
+        for member in targets:
+            member.rooms.discard(consultation_id)
+            out.append((member, {"type": "requeued", "room": str(consultation_id), "reason": "doctor_disconnected"}))
+        return out
 
     # ---- sessions that end everywhere --------------------------------------------------------------
 
@@ -732,6 +1060,52 @@ class Hub:
                 await self.revalidate()
             except (OSError, asyncpg.PostgresError):
                 log.exception("session revalidation failed; will retry")
+
+
+@dataclass(frozen=True)
+class RemotePresence:
+    """Who is online on another process: doctors (staff id → facility) and patients with a page open."""
+
+    doctors: dict[int, int]
+    roles: dict[int, str]  # staff id → role, to apply the access policy as on the process holding them
+    patients: frozenset[int]
+    at: float  # time.monotonic() when heard
+
+
+@dataclass(frozen=True)
+class RemoteMember:
+    """A room member whose socket another process holds (known from its bus notifications): what
+    `Member.view()` needs, so our members see them as they would see a member here."""
+
+    key: str
+    role: str
+    name: str
+    facility: str
+    staff_id: int | None
+    session: str
+    media: dict[str, bool] | None
+
+    @classmethod
+    def of(cls, body: dict[str, Any]) -> RemoteMember:
+        staff_id = body.get("staff_id")
+        return cls(str(body["key"]), str(body.get("role", "")), str(body.get("name", "")),
+                   str(body.get("facility", "")), int(staff_id) if staff_id is not None else None,
+                   str(body["session"]), body.get("media"))
+
+    @property
+    def rank(self) -> tuple[int, int]:
+        return ({"doctor": 0, "specialist": 1, "patient": 2}.get(self.role, 2), self.staff_id or 0)
+
+    def view(self, *, to: Member) -> dict[str, object]:
+        """As `Member.view`: this member as `to` sees them."""
+        return {"peer_session": self.session, "role": self.role, "name": self.name, "facility": self.facility,
+                "staff_id": self.staff_id, "polite": to.rank > self.rank, "peer_media": self.media}
+
+
+def _member_body(member: Member) -> dict[str, Any]:
+    """A member here, as the other processes need to show it (`member` notifications)."""
+    return {"key": member.key, "role": member.role, "name": member.name, "facility": member.facility,
+            "staff_id": member.staff_id, "session": member.client.session}
 
 
 # Staff messages that act on patients or records: the session is checked in PostgreSQL first.

@@ -69,12 +69,10 @@ def _sees_alerts(client: Client, facility_id: int, parents: dict[int, int | None
 
 
 async def clinicians_online(hub: Hub, facility_id: int) -> int:
-    """Doctors and specialists serving `facility_id` with a socket open in this process (one per person)."""
+    """Doctors and specialists serving `facility_id` with a socket open, on any process (one per person)."""
     async with hub.pool.acquire() as con:
         parents = await facilities_db.parents(con)
-    return len({c.staff.staff_id for c in hub.clients
-                if c.staff is not None and c.greeted and access.allows(
-                    c.staff.role, Action.claim, access.relation_of(c.staff.facility_id, facility_id, parents))})
+    return hub.clinicians_online(facility_id, parents)
 
 
 async def raise_danger_alert(hub: Hub, entry: queue_db.QueueEntry, *, now: datetime,

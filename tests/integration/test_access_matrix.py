@@ -66,6 +66,19 @@ def test_every_socket_message_has_a_rule() -> None:
     assert set(SOCKET_MESSAGES) == set(CLIENT_TYPES)
 
 
+async def test_metrics_are_for_this_machine_or_the_token_whatever_the_role(running_app: RunningApp) -> None:
+    """The one `monitor` route: no staff role opens it from elsewhere (web/metrics.py; the token: test_metrics)."""
+    assert {key for key, rule in ROUTES.items() if rule.audience is Audience.monitor} == {("GET", "/metrics")}
+    staff = await signed_in(running_app, "dieuphoi")
+    try:
+        r = await staff.http.get(f"{running_app.url}/metrics", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert r.status == 403
+        r = await staff.http.get(f"{running_app.url}/metrics")  # this machine
+        assert r.status == 200
+    finally:
+        await staff.http.close()
+
+
 # ---- the world the matrix runs in ------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -187,3 +187,22 @@ def test_with_secret_keeps_a_configured_key_and_writes_nothing(tmp_path: Path) -
 def test_offline_grace_defaults_to_ten_minutes_and_reads_a_duration() -> None:
     assert Settings.from_env({}).offline_grace_s == 600
     assert Settings.from_env({"DONGHANH_OFFLINE_GRACE": "3m"}).offline_grace_s == 180
+
+
+def test_ice_transport_policy_is_all_or_relay() -> None:
+    assert Settings.from_env({}).ice_transport_policy == "all"
+    assert Settings.from_env({"DONGHANH_ICE_TRANSPORT_POLICY": "Relay"}).ice_transport_policy == "relay"
+    with pytest.raises(ConfigError, match="DONGHANH_ICE_TRANSPORT_POLICY"):
+        Settings.from_env({"DONGHANH_ICE_TRANSPORT_POLICY": "direct"})
+
+
+def test_tls_needs_both_an_existing_certificate_and_key(tmp_path: Path) -> None:
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    cert.write_text("x")
+    key.write_text("x")
+    with pytest.raises(ConfigError, match="set both"):
+        Settings.from_env({"DONGHANH_TLS_CERT": str(cert)})
+    with pytest.raises(ConfigError, match="DONGHANH_TLS_KEY: no such file"):
+        Settings.from_env({"DONGHANH_TLS_CERT": str(cert), "DONGHANH_TLS_KEY": str(tmp_path / "missing.pem")})
+    settings = Settings.from_env({"DONGHANH_TLS_CERT": str(cert), "DONGHANH_TLS_KEY": str(key)})
+    assert settings.tls_cert == cert and settings.base_url == "https://localhost:8080" and settings.cookies_secure

@@ -17,7 +17,7 @@ class PeerLink {
     this.ignoreOffer = false;
     this.lastStats = null;
     this.tile = call.takeTile(this);
-    const pc = new RTCPeerConnection({ iceServers: call.iceServers });
+    const pc = new RTCPeerConnection({ iceServers: call.iceServers, iceTransportPolicy: call.iceTransportPolicy });
     this.pc = pc;
     const send = (msg) => call.signal.send({ ...msg, room: call.room, to: peerSession });
     pc.onnegotiationneeded = async () => {
@@ -153,11 +153,13 @@ const LEVELS = ["good", "fair", "poor"];
 
 export class Call {
   // `remoteVideo` is the first tile's video (in the page's markup); more tiles are made beside it.
-  constructor({ signal, room, polite, iceServers, remoteVideo, onState, onQuality, onPeers }) {
+  constructor({ signal, room, polite, iceServers, iceTransportPolicy, remoteVideo, onState, onQuality, onPeers }) {
     this.signal = signal;
     this.room = room;
     this.polite = polite; // the default for a peer the server did not say (a server before pairwise roles)
     this.iceServers = iceServers || [];
+    // "relay" (DONGHANH_ICE_TRANSPORT_POLICY) keeps media on TURN: no host or reflexive path is tried.
+    this.iceTransportPolicy = iceTransportPolicy || "all";
     this.onState = onState || (() => {});
     this.onQuality = onQuality || (() => {});
     this.onPeers = onPeers || (() => {});

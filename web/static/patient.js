@@ -290,7 +290,7 @@ async function enterCall(msg) {
   }
   $("local").srcObject = stream;
   if (!call) {
-    call = new Call({ signal, room, polite: msg.polite, iceServers: iceServers, remoteVideo: $("remote") });
+    call = new Call({ signal, room, polite: msg.polite, iceServers: iceServers, iceTransportPolicy, remoteVideo: $("remote") });
     // Hanging up leaves the call; only the doctor ends the consultation, and can call back (issue 8.10).
     ui = wireCallUi({ call, signal, t, room, mySide: "patient", peerLabel: t("Doctor"), onHangup: () => {
       if (!confirm(t("Leave the call? The doctor can call you back while this page stays open."))) return;
@@ -324,6 +324,7 @@ function finish(text, keepListening = false) {
 }
 
 let iceServers = [];
+let iceTransportPolicy = "all";
 
 function showSummary(msg) {
   const s = msg.summary[document.documentElement.lang] || msg.summary.vi;
@@ -365,6 +366,7 @@ function onMessage(msg) {
   switch (msg.type) {
     case "welcome":
       iceServers = msg.ice_servers || [];
+      iceTransportPolicy = msg.ice_transport_policy || "all";
       if (msg.state === "checkin") show(consented ? "checkin" : "consent");
       break;
     case "queue":

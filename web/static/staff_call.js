@@ -40,6 +40,7 @@ function onMessage(msg) {
     case "welcome":
       call.iceServers = msg.ice_servers || [];
       ui.setMe(msg.staff);
+      call.iceTransportPolicy = msg.ice_transport_policy || "all";
       if (document.body.dataset.active === "true") signal.send({ type: "join", room });
       break;
     case "ended":

@@ -1,0 +1,18 @@
+"""What the hub did since the process started, counted in memory for /metrics (web/metrics.py).
+
+Plain counters, so the hub stays free of any metrics library and a scrape only reads them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class HubStats:
+    """Monotonic counts for this process (Prometheus counters: they only grow until a restart)."""
+
+    relayed: Counter[str] = field(default_factory=Counter)  # message type → messages passed to a room's peer
+    refused: Counter[str] = field(default_factory=Counter)  # error code → messages answered with `error`
+    claims: int = 0  # patients a doctor took (socket claim or a page such as the day's schedule)
