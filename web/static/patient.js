@@ -370,6 +370,9 @@ function onMessage(msg) {
       if (msg.state === "checkin") show(consented ? "checkin" : "consent");
       break;
     case "queue":
+      // A queue update built just before the claim can arrive after `paired`: a waiting-room message never
+      // takes a patient out of a call (only `requeued` or `ended` do).
+      if (body.dataset.current === "call") break;
       if (body.dataset.current !== "waiting") show("waiting");
       renderQueue(msg);
       if (!$("emergency").hidden) emergencyState(msg);
