@@ -60,7 +60,13 @@ from web.keys import (
     sockets_key,
     static_key,
 )
-from web.middleware import error_middleware, hide_server_version, language_middleware, security_middleware
+from web.middleware import (
+    error_middleware,
+    hide_server_version,
+    language_middleware,
+    name_server_software,
+    security_middleware,
+)
 from web.settings import Settings
 from web.signin import SignIn
 from web.static import StaticFiles
@@ -151,6 +157,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.cleanup_ctx.append(_signin)
     app.cleanup_ctx.append(_hub)
     app.on_shutdown.append(_close_sockets)
+    name_server_software()
     app.on_response_prepare.append(hide_server_version)
     app.router.add_get("/static/{name}", static.handle, name="static")
     app.router.add_get("/healthz", health)

@@ -7,7 +7,7 @@ import re
 import secrets
 from http import HTTPStatus
 
-from aiohttp import hdrs, web
+from aiohttp import hdrs, web, web_response
 from aiohttp.typedefs import Handler
 from yarl import URL
 
@@ -54,6 +54,13 @@ def content_security_policy(settings: Settings, request: web.Request) -> str:
     ('self' alone does not cover ws: in every browser patients use)."""
     origin = socket_origin(settings, request)
     return CSP.format(connect="'self'" + (f" {origin}" if origin else ""))
+
+
+def name_server_software() -> None:
+    """Replies aiohttp writes itself, before any handler or signal runs (a malformed request line, an
+    oversized header), take their Server header from this module constant: name the software without
+    its version there too."""
+    web_response.SERVER_SOFTWARE = SERVER_HEADER  # type: ignore[attr-defined]
 
 
 async def hide_server_version(request: web.Request, response: web.StreamResponse) -> None:

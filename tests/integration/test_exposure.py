@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 
@@ -112,3 +113,18 @@ async def test_csp_names_the_public_urls_secure_socket_origin(public_app: Runnin
                                                               http: aiohttp.ClientSession) -> None:
     r = await http.get(f"{public_app.url}/staff/login")
     assert connect_src(r) == "'self' wss://kham.example.vn"
+
+
+async def test_a_malformed_request_is_refused_without_naming_a_version(running_app: RunningApp) -> None:
+    # aiohttp answers a broken request line itself, before any handler or response signal runs.
+    host, port = running_app.url.removeprefix("http://").rsplit(":", 1)
+    reader, writer = await asyncio.open_connection(host, int(port))
+    try:
+        writer.write(b"NOT A REQUEST\r\n\r\n")
+        await writer.drain()
+        head = (await asyncio.wait_for(reader.read(4096), 10)).decode("latin-1")
+    finally:
+        writer.close()
+    assert head.split("\r\n", 1)[0].endswith(" 400 Bad Request"), head
+    server = [line for line in head.split("\r\n") if line.lower().startswith("server:")]
+    assert server == [f"Server: {SERVER_HEADER}"]
