@@ -151,7 +151,23 @@ class PeerLink {
 
 const LEVELS = ["good", "fair", "poor"];
 
+// A staff member's camera and microphone (640x480 at most); microphone only when the camera is refused
+// or missing; null when neither is available (they can still watch, listen and chat).
+export async function staffMedia() {
+  try {
+    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } });
+  } catch {
+    try { return await navigator.mediaDevices.getUserMedia({ audio: true }); } catch { return null; }
+  }
+}
+
 export class Call {
+  // The server's `welcome` says which ICE servers to use and whether media must stay on TURN.
+  configure(welcome) {
+    this.iceServers = welcome.ice_servers || [];
+    this.iceTransportPolicy = welcome.ice_transport_policy || "all";
+  }
+
   // `remoteVideo` is the first tile's video (in the page's markup); more tiles are made beside it.
   constructor({ signal, room, polite, iceServers, iceTransportPolicy, remoteVideo, onState, onQuality, onPeers }) {
     this.signal = signal;

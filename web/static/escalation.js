@@ -1,6 +1,6 @@
 // One request for an opinion: summary, timeline, thread, opinion; accept / decline / sign for the
 // specialist, cancel / close for the requester. Re-read whenever the socket says this request changed.
-import { Signal, signedOut, strings } from "./signal.js";
+import { connectionStatus, Signal, signedOut, strings } from "./signal.js";
 import { api, chime, csrfToken, notify } from "./escalation_common.js";
 
 const t = strings();
@@ -132,7 +132,7 @@ if ($("close")) $("close").addEventListener("click", () => act("close"));
 if ($("refer")) $("refer").addEventListener("click", () => act("referral", {}, "Referral sent"));
 
 const signal = new Signal({
-  onStatus: (s) => { $("conn").textContent = s === "open" ? t("Connected") : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
+  onStatus: connectionStatus(t, $("conn"), t("Connected")),
   onEnded: () => signedOut(t, $("conn")),
   onMessage: (msg) => {
     if (msg.type === "welcome") { refresh(); refreshAttachments(); return; }

@@ -1,6 +1,6 @@
 // The escalation inbox: offers to me (soonest deadline first), my facility's requests, the on-duty switch;
 // kept live by the socket's escalation_* messages.
-import { Signal, signedOut, strings } from "./signal.js";
+import { connectionStatus, Signal, signedOut, strings } from "./signal.js";
 import { api, chime, notify, setTitleCount } from "./escalation_common.js";
 
 const t = strings();
@@ -44,7 +44,7 @@ if ($("on-duty")) {
 }
 
 const signal = new Signal({
-  onStatus: (s) => { $("conn").textContent = s === "open" ? t("Connected") : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
+  onStatus: connectionStatus(t, $("conn"), t("Connected")),
   onEnded: () => signedOut(t, $("conn")),
   onMessage: (msg) => {
     if (msg.type === "welcome") { refresh(); return; }

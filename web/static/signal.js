@@ -23,6 +23,15 @@ export function signedOut(t, statusElement) {
   setTimeout(() => location.assign(`/staff/login?next=${encodeURIComponent(location.pathname)}`), 1500);
 }
 
+// A Signal's onStatus for a staff page: the state in `statusElement` (`openText` once connected) and in
+// body[data-conn] for styles and tests.
+export function connectionStatus(t, statusElement, openText = "") {
+  return (s) => {
+    statusElement.textContent = s === "open" ? openText : s === "connecting" ? t("Connecting…") : t("Reconnecting…");
+    document.body.dataset.conn = s;
+  };
+}
+
 export class Signal {
   constructor({ token = null, onMessage, onStatus, onEnded }) {
     this.token = token;

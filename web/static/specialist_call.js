@@ -1,7 +1,7 @@
 // An invited specialist's view of a live call: the patient and the doctor, chat with both; the specialist
 // can leave (and join again) while the call goes on. No note: the consultation's doctor writes it.
-import { Signal, signedOut, strings } from "./signal.js";
-import { Call, wireCallUi } from "./call.js";
+import { Signal, connectionStatus, signedOut, strings } from "./signal.js";
+import { Call, staffMedia, wireCallUi } from "./call.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -11,16 +11,8 @@ let ui = null;
 let stream = null;
 let inCall = false;
 
-async function media() {
-  try {
-    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } });
-  } catch {
-    try { return await navigator.mediaDevices.getUserMedia({ audio: true }); } catch { return null; }
-  }
-}
-
 const signal = new Signal({
-  onStatus: (s) => { $("conn").textContent = s === "open" ? "" : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
+  onStatus: connectionStatus(t, $("conn")),
   onMessage,
   onEnded: () => { if (call) call.destroy(); signedOut(t, $("conn")); },
 });
@@ -30,7 +22,7 @@ function onMessage(msg) {
     peerLeftText: t("The doctor has left the call. Waiting for them to come back…") })) return;
   switch (msg.type) {
     case "welcome":
-      call.iceServers = msg.ice_servers || [];
+      call.configure(msg);
       ui.setMe(msg.staff);
       if (inCall) signal.send({ type: "join", room });
       break;
@@ -79,7 +71,7 @@ async function main() {
     stop(t("You left the call. The others carry on."));
   } });
   if (document.body.dataset.active !== "true") { stop(t("The consultation has ended.")); $("rejoin").hidden = true; return; }
-  stream = await media();
+  stream = await staffMedia();
   $("local").srcObject = stream;
   call.setStream(stream);
   inCall = true;

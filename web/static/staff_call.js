@@ -1,6 +1,6 @@
 // The doctor's call view: video + chat beside the consult note (autosaved drafts, signed versions).
-import { Signal, signedOut, strings } from "./signal.js";
-import { Call, wireCallUi } from "./call.js";
+import { Signal, connectionStatus, signedOut, strings } from "./signal.js";
+import { Call, staffMedia, wireCallUi } from "./call.js";
 import { wireSummary } from "./note_summary.js";
 import { emptyCallPanel } from "./empty_call.js";
 
@@ -18,16 +18,8 @@ let emptyCall = null;
 
 // ---- call -----------------------------------------------------------------------------------------
 
-async function media() {
-  try {
-    return await navigator.mediaDevices.getUserMedia({ audio: true, video: { width: { ideal: 640 }, height: { ideal: 480 } } });
-  } catch {
-    try { return await navigator.mediaDevices.getUserMedia({ audio: true }); } catch { return null; }
-  }
-}
-
 const signal = new Signal({
-  onStatus: (s) => { $("conn").textContent = s === "open" ? "" : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
+  onStatus: connectionStatus(t, $("conn")),
   onMessage,
   onEnded: () => { if (call) call.destroy(); signedOut(t, $("conn")); },
 });
@@ -38,9 +30,8 @@ function onMessage(msg) {
     peerLeftText: t("Patient left the call. Waiting for them to come back…") })) return;
   switch (msg.type) {
     case "welcome":
-      call.iceServers = msg.ice_servers || [];
+      call.configure(msg);
       ui.setMe(msg.staff);
-      call.iceTransportPolicy = msg.ice_transport_policy || "all";
       if (document.body.dataset.active === "true") signal.send({ type: "join", room });
       break;
     case "ended":
@@ -287,7 +278,7 @@ async function main() {
   emptyCall = emptyCallPanel({ room, signal, t, csrf, onClosed: () => closeCall() });
   loadNote().catch(() => { $("note-status").textContent = t("Something went wrong. Please try again."); });
   if (document.body.dataset.active !== "true") { closeCall(); signal.connect(); return; }
-  stream = await media();
+  stream = await staffMedia();
   $("local").srcObject = stream;
   call.setStream(stream);
   signal.connect();

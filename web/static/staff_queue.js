@@ -1,6 +1,6 @@
 // The doctor's live queue: triage colour, wait, key groups, reason; claim next or a chosen patient.
 import { ArrivalAlerts } from "./arrival.js";
-import { Signal, signedOut, strings } from "./signal.js";
+import { connectionStatus, Signal, signedOut, strings } from "./signal.js";
 
 const t = strings();
 const $ = (id) => document.getElementById(id);
@@ -196,7 +196,7 @@ function renderNoShows(list) {
 const alerts = new ArrivalAlerts({ t, checkbox: $("arrival-alerts"), state: $("notify-state"), allow: $("notify-allow") });
 
 const signal = new Signal({
-  onStatus: (s) => { $("conn").textContent = s === "open" ? t("Connected") : s === "connecting" ? t("Connecting…") : t("Reconnecting…"); document.body.dataset.conn = s; },
+  onStatus: connectionStatus(t, $("conn"), t("Connected")),
   onEnded: () => signedOut(t, $("conn")),
   onMessage: (msg) => {
     switch (msg.type) {
