@@ -73,4 +73,6 @@ ASK_JS: list[str] = [
 DASHBOARD_JS: list[str] = [
     N_("Waiting patients by level"), N_("Calls in progress"), N_("Open requests for an opinion"),
     N_("Referrals in transit"), N_("Specialists on duty"), N_("Last 30 days, per urgency"),
+    N_("Nobody is waiting."), N_("No call in progress."), N_("No open request for an opinion."),
+    N_("No referral in transit."), N_("No specialist is on duty now."), N_("No request in the last 30 days."),
 ]

@@ -30,3 +30,18 @@ async def test_coordinator_sees_the_queue_without_names_and_no_patient_pages(
         assert response is not None and response.status == 403
     finally:
         await context.close()
+
+
+async def test_coordinator_dashboard_shows_counts_and_says_when_a_table_is_empty(
+        running_app: RunningApp, browser) -> None:  # type: ignore[no-untyped-def]
+    context, page = await new_page(browser, running_app.url)
+    try:
+        await doctor_signs_in(page, "dieuphoi")
+        await page.goto("/staff/coordination")
+        # The demo seeds opinion requests in several states and no call: one table has rows, one says so.
+        await expect(page.locator("#table-open_requests tbody tr").first).to_be_visible()
+        await expect(page.locator("#table-calls caption")).to_have_text("Không có cuộc gọi nào đang diễn ra.")
+        await expect(page.locator("#title-calls")).to_have_text("Cuộc gọi đang diễn ra")
+        await expect(page.locator("main")).not_to_contain_text("Giàng A Páo")
+    finally:
+        await context.close()

@@ -5,6 +5,8 @@ import { api } from "./escalation_common.js";
 const t = strings();
 const TITLES = { waiting: "Waiting patients by level", calls: "Calls in progress", open_requests: "Open requests for an opinion",
   referrals: "Referrals in transit", on_duty: "Specialists on duty", stats: "Last 30 days, per urgency" };
+const EMPTY = { waiting: "Nobody is waiting.", calls: "No call in progress.", open_requests: "No open request for an opinion.",
+  referrals: "No referral in transit.", on_duty: "No specialist is on duty now.", stats: "No request in the last 30 days." };
 
 // The server sends each table ready to show: translated headers, labels, yes/no, percentages, durations.
 async function refresh() {
@@ -12,7 +14,10 @@ async function refresh() {
   for (const [name, { columns, rows }] of Object.entries(data)) {
     document.getElementById(`title-${name}`).textContent = t(TITLES[name]);
     const table = document.getElementById(`table-${name}`);
-    if (!rows.length) { table.replaceChildren(Object.assign(document.createElement("caption"), { textContent: "—" })); continue; }
+    if (!rows.length) {
+      table.replaceChildren(Object.assign(document.createElement("caption"), { textContent: t(EMPTY[name]), className: "muted empty" }));
+      continue;
+    }
     const head = document.createElement("tr");
     for (const label of columns) head.append(Object.assign(document.createElement("th"), { textContent: label, scope: "col" }));
     const body = rows.map((r) => {
