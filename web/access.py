@@ -159,6 +159,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/staff/tb/cases/{case}"): _S(Action.read_tb, ObjectKind.tb_case),
     ("POST", "/staff/tb/cases/{case}/record/{what}"): _S(Action.record_tb, ObjectKind.tb_case),
     ("POST", "/staff/tb/cases/{case}/treatment/{what}"): _S(Action.change_tb_treatment, ObjectKind.tb_case),
+    ("POST", "/staff/tb/cases/{case}/review"): _S(Action.review_tb_case, ObjectKind.tb_case),
     ("GET", "/staff/tb/review"): _S(Action.review_tb_dose),
     ("GET", "/staff/tb/report"): _S(Action.read_tb),
     ("GET", "/staff/tb/clips/{clip}/sheet"): _S(Action.review_tb_dose, ObjectKind.tb_clip),

@@ -282,6 +282,8 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
                                                                  {"data": {"on": "x"}}),
     ("POST", "/staff/tb/cases/{case}/treatment/{what}"): lambda o: (
         f"/staff/tb/cases/{o.tb_case}/treatment/outcome", {"data": {"reason": ""}}),
+    ("POST", "/staff/tb/cases/{case}/review"): lambda o: (f"/staff/tb/cases/{o.tb_case}/review",
+                                                          {"data": {"review": ""}}),
     ("GET", "/staff/tb/review"): lambda o: ("/staff/tb/review", {}),
     ("GET", "/staff/tb/report"): lambda o: ("/staff/tb/report?quarter=2026-Q1", {}),
     ("GET", "/staff/tb/clips/{clip}/sheet"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/sheet", {}),
