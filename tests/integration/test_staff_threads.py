@@ -214,3 +214,18 @@ async def test_messages_are_append_only(running_app: RunningApp, world: World) -
             with pytest.raises(asyncpg.InsufficientPrivilegeError):
                 await con.execute(statement)
         assert await con.fetchval("SELECT body FROM staff_thread_message WHERE id = $1", sent["message"]) == "Bản gốc"
+
+
+async def test_both_worklists_offer_message_the_station_on_each_row(running_app: RunningApp) -> None:
+    """The demo's specialists: each row carries the patient, its register and the row's first reason."""
+    for username, path, context, reason in (("bs.timmach", "/staff/htn/worklist", "htn", "urgent"),
+                                            ("bs.lao", "/staff/tb", "tb", "missed_doses")):
+        http = jar_session()
+        try:
+            assert (await sign_in(http, running_app, username)).status == 303
+            async with http.get(f"{running_app.url}{path}") as r:
+                page = await r.text()
+            assert r.status == 200 and 'id="thread-dialog"' in page
+            assert f'data-thread-context="{context}" data-thread-reason="{reason}"' in page
+        finally:
+            await http.close()

@@ -51,3 +51,20 @@ def test_unknown_context_or_reason_is_refused(context: str | None, reason: str |
     with pytest.raises(ThreadError) as refused:
         topic(context, reason)
     assert refused.value.code == code
+
+
+@pytest.mark.parametrize(("role", "relation", "allowed"), [
+    ("specialist", "below", True),   # the district specialist writes to a commune below
+    ("doctor", "own", True),         # the station's doctor reads and replies
+    ("nurse", "own", True),          # so does its nurse
+    ("doctor", "sibling", False),    # another station's doctor: not their patient
+    ("specialist", "above", False),
+    ("coordinator", "own", False),   # counts, not clinical text
+    ("admin", "own", False),
+    ("patient", "own", False),
+])
+def test_access_table_rows_for_care_messages(role: str, relation: str, allowed: bool) -> None:
+    from care.access import Action, Relation, decide
+
+    for action in (Action.write_care_message, Action.read_care_messages):
+        assert decide(role, action, Relation(relation)).allowed is allowed
