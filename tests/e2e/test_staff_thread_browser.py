@@ -1,6 +1,7 @@
 """Staff messages about a patient in Chromium: the district specialist sends instructions from a row of the
 hypertension worklist; the commune doctor's care-messages page shows them live (no reload), with the unread
-count; she opens the thread and replies; the specialist's open thread page shows the reply live."""
+count, and so does the menu's count on her queue page; she opens the thread and replies; the specialist's
+open thread page shows the reply live."""
 
 from __future__ import annotations
 
@@ -30,6 +31,10 @@ async def test_specialist_sends_from_the_worklist_and_the_commune_doctor_sees_it
     specialist_ctx, specialist = await new_page(browser, app.url)
     try:
         await doctor_signs_in(doctor, "bacsi.lan")
+        queue = await doctor_ctx.new_page()  # her queue page, open in another tab
+        await queue.goto("/staff")
+        await expect(queue.locator("body")).to_have_attribute("data-conn", "open")
+        await expect(queue.locator("#nav-threads")).to_have_text("")
         await doctor.goto("/staff/threads")
         await expect(doctor.locator("body")).to_have_attribute("data-conn", "open")
         await expect(doctor.locator("#threads")).to_contain_text("Chưa có tin nhắn nào")
@@ -56,6 +61,7 @@ async def test_specialist_sends_from_the_worklist_and_the_commune_doctor_sees_it
         await expect(item).to_contain_text(INSTRUCTIONS[:40])
         await expect(item).to_have_attribute("data-unread", "1")
         await expect(doctor.locator("#unread")).to_have_text("1 chưa đọc")
+        await expect(queue.locator("#nav-threads")).to_have_text("1")
         if shots:
             await doctor.screenshot(path=f"{shots}/threads-inbox.png")
 
