@@ -83,3 +83,41 @@ async def test_specialist_sends_from_the_worklist_and_the_commune_doctor_sees_it
     finally:
         await doctor_ctx.close()
         await specialist_ctx.close()
+
+
+async def test_tb_specialist_messages_the_station_and_signs_a_review_from_the_worklist(
+        running_app: RunningApp, browser) -> None:  # type: ignore[no-untyped-def]
+    app = running_app
+    async with app.pool.acquire() as con:
+        chu = await con.fetchval("SELECT id FROM patient WHERE name = 'Lý A Chư'")
+        case = await con.fetchval("SELECT id FROM tb_case WHERE patient_id = $1", chu)
+    doctor_ctx, doctor = await new_page(browser, app.url)
+    specialist_ctx, specialist = await new_page(browser, app.url)
+    try:
+        await doctor_signs_in(doctor, "bacsi.lan")
+        await doctor.goto("/staff/threads")
+        await expect(doctor.locator("body")).to_have_attribute("data-conn", "open")
+
+        await doctor_signs_in(specialist, "bs.lao")
+        await specialist.goto("/staff/tb")
+        row = specialist.locator(f"tr[data-case='{case}']")
+        await row.locator("button.message-station").click()
+        await specialist.fill("#thread-text", "Bỏ 3 liều liên tiếp: trạm gọi bệnh nhân hôm nay, chuyển sang DOT video.")
+        await specialist.click("#thread-send")
+        await expect(specialist.locator("#thread-status")).to_contain_text("Đã gửi")
+        item = doctor.locator("#threads li.thread-item").first
+        await expect(item).to_contain_text("Lao")
+        await expect(item).to_contain_text("chuyển sang DOT video")
+        await specialist.click("#thread-close")
+
+        await row.get_by_role("link", name="Xem xét").click()
+        await specialist.wait_for_url(f"**/staff/tb/cases/{case}#review-card")
+        await specialist.fill("#review", "Tuần 7: nhắc tuân thủ; xét nghiệm đờm cuối tháng 2 đúng hẹn.")
+        await specialist.click("#review-form button[type=submit]")
+        await expect(specialist.locator("#done")).to_be_visible()
+        await specialist.goto(f"/staff/patients/{chu}")
+        await expect(specialist.locator("body")).to_contain_text("Tuần 7: nhắc tuân thủ")
+        await expect(specialist.locator("#care-messages")).to_contain_text("chuyển sang DOT video")
+    finally:
+        await doctor_ctx.close()
+        await specialist_ctx.close()
