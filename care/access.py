@@ -74,6 +74,9 @@ class Action(StrEnum):
     review_tb_dose = "review_tb_dose"          # watch a video-observed dose clip, confirm or reject it
     record_tb = "record_tb"                    # register a TB case, record doses and sputum results
     change_tb_treatment = "change_tb_treatment"  # change a regimen, set an outcome (with a reason, audited)
+    review_tb_case = "review_tb_case"          # a TB specialist's review of a case (a signed note version)
+    write_care_message = "write_care_message"  # write to the patient's station staff about a patient; reply
+    read_care_messages = "read_care_messages"  # the staff threads about a patient: inbox, read, mark as read
 
 
 CLINICIANS = frozenset({Role.doctor, Role.specialist})
@@ -129,6 +132,11 @@ RULES: dict[Action, Rule] = {
     Action.review_tb_dose: Rule(FRONT_DESK),
     Action.record_tb: Rule(FRONT_DESK),
     Action.change_tb_treatment: Rule(CLINICIANS),
+    Action.review_tb_case: Rule(CLINICIANS),
+    # Staff messages about a patient (issues 10/11): whoever may see the patient writes to the patient's
+    # station (its doctors, specialists and nurses, who reply); coordinators and admins read no clinical text.
+    Action.write_care_message: Rule(FRONT_DESK),
+    Action.read_care_messages: Rule(FRONT_DESK),
 }
 
 

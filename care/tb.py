@@ -247,6 +247,14 @@ def flags(start: date, regimen: Regimen, doses: Mapping[date, DoseStatus], resul
     return out
 
 
+def icd10_code(site: str, bacteriologically_confirmed: bool) -> str:
+    """The ICD-10 code a TB note carries for the case (WHO ICD-10 A15–A19): A15.0 pulmonary, bacteriologically
+    confirmed; A16.2 pulmonary without confirmation; A18 extrapulmonary (other organs)."""
+    if site == Site.extrapulmonary:
+        return "A18"
+    return "A15.0" if bacteriologically_confirmed else "A16.2"
+
+
 # --- WHO outcome (operational rules) ----------------------------------------------------------------------
 
 NOT_STARTED_LOST_DAYS = 60  # product rule for "did not start": not started within 60 days of registration

@@ -19,7 +19,7 @@ from care import htn_import
 from care import hypertension as htn
 from care.hypertension import Month, MonthlyIndicators, PatientHistory, Reading
 from care.text import normalize
-from db import audit, messages, notes
+from db import audit, messages, reviews
 from db.errors import Conflict, DbError, NotFound
 
 
@@ -617,31 +617,24 @@ async def chart(con: asyncpg.Connection, patient_id: int) -> Chart | None:
 
 async def write_review(con: asyncpg.Connection, *, patient_id: int, staff_id: int, text: str,
                        follow_up_on: date | None, now: datetime) -> uuid.UUID:
-    """The specialist's review of a register patient, kept as a signed consult note: an ended, chat-only
-    consultation (service 'htn_review') with version 1 of its note, so it sits in the patient's record
-    with every other signed note. One transaction; audited "htn.review". Returns the consultation id."""
-    if not 1 <= len(text.strip()) <= 4000:
-        raise DbError("bad_review", "a review needs 1 to 4000 characters")
+    """The specialist's review of a register patient, kept as a signed consult note (db/reviews.py: an
+    ended, chat-only consultation, service 'htn_review', with version 1 of its note), so it sits in the
+    patient's record with every other signed note. One transaction; audited "htn.review". Returns the
+    consultation id."""
+    reviews.checked_text(text)
     async with con.transaction():
         facility_id = await con.fetchval("SELECT facility_id FROM htn_enrolment WHERE patient_id = $1", patient_id)
         if facility_id is None:
             raise Conflict("not_enrolled", f"patient {patient_id} is not in a hypertension register")
-        entry = await con.fetchval(
-            "INSERT INTO queue_entry (patient_id, facility_id, service, triage_level, suggested_level, status, "
-            "claimed_at, claimed_by, finished_at) VALUES ($1, $2, 'htn_review', 0, 0, 'done', $3, $4, $3) "
-            "RETURNING id", patient_id, facility_id, now, staff_id)
-        consultation_id: uuid.UUID = await con.fetchval(
-            "INSERT INTO consultation (queue_entry_id, patient_id, doctor_id, status, modality, started_at, ended_at, "
-            "ended_by, outcome) VALUES ($1, $2, $3, 'ended', 'chat', $4, $4, 'doctor', 'htn_review') RETURNING id",
-            entry, patient_id, staff_id, now)
-        await notes.sign(con, consultation_id, staff_id, 0, notes.NoteContent(
-            assessment=text.strip(), diagnoses=("I10",), follow_up_on=follow_up_on))
+        signed = await reviews.sign_review(con, patient_id=patient_id, facility_id=facility_id, staff_id=staff_id,
+                                           service="htn_review", text=text, diagnoses=("I10",),
+                                           follow_up_on=follow_up_on, now=now)
         if follow_up_on is not None:
             await con.execute("UPDATE htn_enrolment SET next_visit_on = $2 WHERE patient_id = $1",
                               patient_id, follow_up_on)
         await audit.record(con, audit.Actor.staff(staff_id), "htn.review", "patient", patient_id,
-                           {"consultation": str(consultation_id)})
-    return consultation_id
+                           {"consultation": str(signed.consultation_id)})
+    return signed.consultation_id
 
 
 # Registered in the quarter, not dead by the end of the next one; judged by the latest visit and the

@@ -17,7 +17,7 @@ import asyncpg
 from care import tb
 from care.tb import DoseStatus, Outcome, SputumResult, TbCase
 from care.tb_import import ImportedCase
-from db import audit, patients
+from db import audit, patients, reviews
 from db.audit import Actor
 from db.errors import Conflict, DbError, NotFound
 
@@ -188,6 +188,22 @@ async def set_outcome(con: asyncpg.Connection, actor: Actor, case_id: int, outco
             case_id, str(outcome) if outcome else None, reason[:500] if outcome else None)
         await audit.record(con, actor, "tb.outcome", "tb_case", case_id,
                            {"outcome": str(outcome) if outcome else None, "reason": reason[:500]})
+
+
+async def write_review(con: asyncpg.Connection, staff_id: int, case_id: int, text: str, now: datetime) -> uuid.UUID:
+    """The TB specialist's review of a case, kept as a signed note version (db/reviews.py, service
+    'tb_review', the case's ICD-10 code): hashed, append-only, in the patient's history. One transaction;
+    audited "tb.review". Returns the consultation id."""
+    reviews.checked_text(text)
+    async with con.transaction():
+        row = await _locked(con, case_id)
+        signed = await reviews.sign_review(
+            con, patient_id=row["patient_id"], facility_id=row["facility_id"], staff_id=staff_id,
+            service="tb_review", text=text,
+            diagnoses=(tb.icd10_code(row["site"], row["bacteriologically_confirmed"]),), follow_up_on=None, now=now)
+        await audit.record(con, Actor.staff(staff_id), "tb.review", "tb_case", case_id,
+                           {"consultation": str(signed.consultation_id), "sha256": signed.content_sha256})
+    return signed.consultation_id
 
 
 _CASE_COLUMNS = """c.id, c.patient_id, c.facility_id, c.register_ref, c.registered_on, c.regimen,

@@ -41,6 +41,7 @@ class ObjectKind(StrEnum):
     referral = "referral"      # its facility is the receiving facility's
     tb_clip = "tb_clip"
     tb_case = "tb_case"
+    thread = "thread"  # a staff thread about a patient: its facility is the patient's station
 
 
 @dataclass(frozen=True)
@@ -159,11 +160,20 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/staff/tb/cases/{case}"): _S(Action.read_tb, ObjectKind.tb_case),
     ("POST", "/staff/tb/cases/{case}/record/{what}"): _S(Action.record_tb, ObjectKind.tb_case),
     ("POST", "/staff/tb/cases/{case}/treatment/{what}"): _S(Action.change_tb_treatment, ObjectKind.tb_case),
+    ("POST", "/staff/tb/cases/{case}/review"): _S(Action.review_tb_case, ObjectKind.tb_case),
     ("GET", "/staff/tb/review"): _S(Action.review_tb_dose),
     ("GET", "/staff/tb/report"): _S(Action.read_tb),
     ("GET", "/staff/tb/clips/{clip}/sheet"): _S(Action.review_tb_dose, ObjectKind.tb_clip),
     ("GET", "/staff/tb/clips/{clip}/video"): _S(Action.review_tb_dose, ObjectKind.tb_clip),
     ("POST", "/staff/tb/clips/{clip}/review"): _S(Action.review_tb_dose, ObjectKind.tb_clip),
+    # Staff messages about a patient (issues 10/11 point 5): the patient's station is the object's facility.
+    ("GET", "/staff/threads"): _S(Action.read_care_messages),
+    ("GET", "/staff/threads/{tid}"): _S(Action.read_care_messages, ObjectKind.thread),
+    ("GET", "/api/threads"): _S(Action.read_care_messages),
+    ("GET", "/api/threads/{tid}"): _S(Action.read_care_messages, ObjectKind.thread),
+    ("POST", "/api/threads/{tid}/messages"): _S(Action.write_care_message, ObjectKind.thread),
+    ("POST", "/api/threads/{tid}/read"): _S(Action.read_care_messages, ObjectKind.thread),
+    ("POST", "/api/patients/{pid}/threads"): _S(Action.write_care_message, _P),
 }
 
 # Socket messages → the action they need (None: no authorisation beyond the socket itself). Room

@@ -41,6 +41,7 @@ from web import (
     tb_clips,
     tb_patient,
     tb_routes,
+    thread_routes,
     ws,
 )
 from web.auth import SESSION_COOKIE, LinkSigner, ice_servers, patient_identity, resolve_link, staff_session
@@ -179,6 +180,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     referral_routes.setup(app)
     coordination_routes.setup(app)
     htn_routes.setup(app)
+    thread_routes.setup(app)
     return app
 
 

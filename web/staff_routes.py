@@ -28,9 +28,10 @@ from db import notes as notes_db
 from db import patients as patients_db
 from db import queue as queue_db
 from db import staff as staff_db
+from db import threads as threads_db
 from db.staff import Session
 from signaling import queue as queue_view
-from web import day_texts, live_texts, params, patient_view, signin, summaries, texts
+from web import day_texts, live_texts, params, patient_view, signin, summaries, texts, thread_texts
 from web.access import check, require, require_role
 from web.auth import CSRF_FIELD, SESSION_COOKIE, LinkUrl, check_csrf, join_url, request_session
 from web.client import client_address
@@ -306,12 +307,15 @@ async def history_page(request: web.Request) -> web.Response:
         t = request[t_rkey]
         extras = await patient_view.page_extras(con, session.staff, patient, t, facility_today(request))
         htn_state = await htn_db.register_state(con, patient_id)
+        # Staff messages about the patient (issues 10/11 point 5): to those who may read them in this relation.
+        threads = await threads_db.for_patient(con, patient_id) \
+            if access.allows(session.staff.role, Action.read_care_messages, relation) else None
         await audit.record(con, audit.Actor.staff(session.staff.id), "patient.read_history", "patient",
                            patient_id, {"clinical": clinical})
     merged = params.parse_id(request.query.get("merged", ""))
     return render(request, "patient_history.html", {
         "me": session.staff, "patient": patient, "age": patient.age(facility_today(request)), "rows": rows,
-        "opinions": opinions, "htn_state": htn_state,
+        "opinions": opinions, "htn_state": htn_state, "threads": threads, "thread_contexts": thread_texts.CONTEXTS,
         "clinical": clinical, "labels": _labels(t), "icd": icd10.lookup, **extras,
         "notice": "created" if "created" in request.query else "saved" if "saved" in request.query
         else "merged" if merged else None, "merged_id": merged or ""})

@@ -19,7 +19,7 @@ from web.access import require
 from web.auth import check_csrf
 from web.errors import ApiError
 from web.i18n import N_
-from web.keys import pool_key
+from web.keys import clock_key, pool_key
 from web.localtime import facility_today
 from web.render import render
 from web.rkeys import t_rkey
@@ -37,6 +37,7 @@ ERRORS: dict[str, str] = {
     "reason_required": N_("Give a reason."),
     "unknown_regimen": N_("Choose a regimen from the list."),
     "already_started": N_("The treatment start is already recorded."),
+    "bad_review": N_("Write the review: 1 to 4000 characters."),
 }
 
 
@@ -144,6 +145,7 @@ async def case_page(request: web.Request, error: str | None = None, status: int 
     today = facility_today(request)
     return render(request, "tb_case.html", {
         "me": session.staff, **_context(record, today, request[t_rkey]), "today": today, "error": error,
+        "done": request.query.get("done", "")[:20] if error is None else "",
         "day_status": DAY_STATUS, "dose_choices": DOSE_CHOICES, "regimens": list(tb.REGIMENS),
         "outcomes": OUTCOMES}, status=status)
 
@@ -197,9 +199,26 @@ async def treatment(request: web.Request) -> web.Response:
     return await _change(request, Action.change_tb_treatment)
 
 
+async def review(request: web.Request) -> web.Response:
+    """POST: the TB specialist's review, signed as a note version of the patient (db/reviews.py)."""
+    session = await require_page_session(request)
+    await _csrf(request)
+    record = await _case(request, session, Action.review_tb_case)
+    form = await request.post()
+    text = form.get("review", "")
+    try:
+        async with request.app[pool_key].acquire() as con:
+            await tb_db.write_review(con, session.staff.id, record.id, text[:4001] if isinstance(text, str) else "",
+                                     request.app[clock_key].now())
+    except DbError as exc:
+        return await case_page(request, request[t_rkey](ERRORS.get(exc.code, exc.message)), 400)
+    raise web.HTTPSeeOther(f"/staff/tb/cases/{record.id}?done=review")
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/staff/patients/{pid}/tb", register_form)
     app.router.add_post("/staff/patients/{pid}/tb", register)
     app.router.add_get("/staff/tb/cases/{case}", case_page)
     app.router.add_post("/staff/tb/cases/{case}/record/{what}", record)
     app.router.add_post("/staff/tb/cases/{case}/treatment/{what}", treatment)
+    app.router.add_post("/staff/tb/cases/{case}/review", review)

@@ -27,6 +27,7 @@ import asyncpg
 
 from care.access import STAFF_ROLES, Action, Relation, Role, decide
 from care.attachments import Kind
+from care.threads import Topic
 from db import escalation_attachments as escalation_attachments_db
 from db import escalations as escalations_db
 from db import invitations as invitations_db
@@ -34,6 +35,7 @@ from db import messages as messages_db
 from db import patients as patients_db
 from db import queue as queue_db
 from db import staff as staff_db
+from db import threads as threads_db
 from db.demo import DEMO_PASSWORD
 from db.invitations import Booking, InvitationKind, Policy
 from signaling.protocol import CLIENT_TYPES
@@ -97,6 +99,7 @@ class Objects:
     referral: uuid.UUID | None = None  # a referral addressed to that facility
     tb_clip: int = 0  # a video-observed dose clip of the patient's TB case (files: _tb_clip_files)
     tb_case: int = 0
+    thread: uuid.UUID | None = None  # a staff thread about the patient, written by that facility's doctor
 
 
 async def _staff(con: asyncpg.Connection, facility: int, role: str, username: str) -> int:
@@ -157,8 +160,10 @@ async def _objects(con: asyncpg.Connection, relation: Relation, facility: int) -
         "INSERT INTO tb_clip (case_id, dose_on, sha256, path, sheet_path, bytes, duration_s, width, height) "
         "VALUES ($1, current_date, $2, $3, $4, 4, 1, 320, 240) RETURNING id",
         tb_case, f"{n:064x}", f"tb/clips/matrix-{n}.webm", f"tb/clips/matrix-{n}.jpg")
+    thread = await threads_db.start(con, patient_id=patient, author_id=doctor, text="Đo lại huyết áp",
+                                    topic=Topic(), now=datetime.now(UTC))
     return Objects(facility, patient, other, consultation, entry.id, invitation.id, message, asked.escalation.id,
-                   attachment.id, referral, tb_clip, tb_case)
+                   attachment.id, referral, tb_clip, tb_case, thread.thread.id)
 
 
 PDF = b"%PDF-1.4\n%matrix\n"
@@ -282,7 +287,16 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
                                                                  {"data": {"on": "x"}}),
     ("POST", "/staff/tb/cases/{case}/treatment/{what}"): lambda o: (
         f"/staff/tb/cases/{o.tb_case}/treatment/outcome", {"data": {"reason": ""}}),
+    ("POST", "/staff/tb/cases/{case}/review"): lambda o: (f"/staff/tb/cases/{o.tb_case}/review",
+                                                          {"data": {"review": ""}}),
     ("GET", "/staff/tb/review"): lambda o: ("/staff/tb/review", {}),
+    ("GET", "/staff/threads"): lambda o: ("/staff/threads", {}),
+    ("GET", "/staff/threads/{tid}"): lambda o: (f"/staff/threads/{o.thread}", {}),
+    ("GET", "/api/threads"): lambda o: ("/api/threads", {}),
+    ("GET", "/api/threads/{tid}"): lambda o: (f"/api/threads/{o.thread}", {}),
+    ("POST", "/api/threads/{tid}/messages"): lambda o: (f"/api/threads/{o.thread}/messages", {"json": {"text": ""}}),
+    ("POST", "/api/threads/{tid}/read"): lambda o: (f"/api/threads/{o.thread}/read", {}),
+    ("POST", "/api/patients/{pid}/threads"): lambda o: (f"/api/patients/{o.patient}/threads", {"json": {"text": ""}}),
     ("GET", "/staff/tb/report"): lambda o: ("/staff/tb/report?quarter=2026-Q1", {}),
     ("GET", "/staff/tb/clips/{clip}/sheet"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/sheet", {}),
     ("GET", "/staff/tb/clips/{clip}/video"): lambda o: (f"/staff/tb/clips/{o.tb_clip}/video", {}),

@@ -68,6 +68,8 @@ export class Signal {
       this.lastSeen = Date.now();
       let msg;
       try { msg = JSON.parse(event.data); } catch { return; }
+      // Page-wide listeners (the staff menu's care-messages count) see every message without owning the socket.
+      window.dispatchEvent(new CustomEvent("dh-signal", { detail: msg }));
       if (msg.type === "welcome") {
         this.ready = true;
         this.backoff = 500;
