@@ -10,6 +10,7 @@ const me = Number(document.body.dataset.me);
 const STATUS = { requested: "Looking for a specialist", offered: "Offered to a specialist", accepted: "Accepted",
   answered: "Answered", closed: "Closed", overdue: "Overdue", cancelled: "Cancelled" };
 const EVENTS = { requested: "Request sent", offered: "Offered to {name}", rerouted: "Re-routed to {name}",
+  reoffered: "Offered again to {name} (nobody else has answered)",
   declined: "{name} declined: {reason}", offer_expired: "{name} did not answer in time",
   no_candidate: "No specialist on duty yet; it will be offered as soon as one is", accepted: "Accepted by {name}",
   answered: "Opinion signed by {name}", message: "New message from {name}",
