@@ -166,6 +166,32 @@ async def specialist_inbox(con: asyncpg.Connection, staff_id: int) -> list[async
     return rows
 
 
+@dataclass(frozen=True)
+class Badge:
+    """What the staff nav bar's badge counts for one staff member."""
+
+    offers: int  # requests offered to them now (open offers)
+    unread: int  # requests they asked whose opinion is signed and that they have not opened since
+
+
+async def badge(con: asyncpg.Connection, staff_id: int) -> Badge:
+    row = await con.fetchrow(
+        """SELECT (SELECT count(*) FROM escalation_offer WHERE staff_id = $1 AND status = 'open') AS offers,
+                  (SELECT count(*) FROM escalation WHERE requester_id = $1 AND status = 'answered'
+                      AND (requester_seen_at IS NULL OR requester_seen_at < answered_at)) AS unread""", staff_id)
+    return Badge(row["offers"], row["unread"])
+
+
+async def mark_seen(con: asyncpg.Connection, escalation_id: uuid.UUID, staff_id: int, now: datetime) -> bool:
+    """The doctor who asked opened the request: its signed opinion is no longer unread. True when it was."""
+    changed = await con.fetchval(
+        """UPDATE escalation SET requester_seen_at = $3
+           WHERE id = $1 AND requester_id = $2 AND answered_at IS NOT NULL
+             AND (requester_seen_at IS NULL OR requester_seen_at < answered_at) RETURNING true""",
+        escalation_id, staff_id, now)
+    return bool(changed)
+
+
 async def for_patient(con: asyncpg.Connection, patient_id: int) -> list[asyncpg.Record]:
     """The patient's requests for an opinion with their signed opinions (latest version): the record's
     "specialist opinions" section. Clinical content: the caller authorises and audits."""

@@ -24,7 +24,12 @@ export function signedOut(t, statusElement) {
 }
 
 export class Signal {
+  // How many sockets this page has opened: the nav bar's badge (staff_nav.js) opens one only when the
+  // page has none of its own; every message is also dispatched as a `dh:message` event for it.
+  static count = 0;
+
   constructor({ token = null, onMessage, onStatus, onEnded }) {
+    Signal.count += 1;
     this.token = token;
     this.onMessage = onMessage;
     this.onStatus = onStatus || (() => {});
@@ -68,6 +73,7 @@ export class Signal {
         for (const m of queued) this.send(m, true);
       }
       this.onMessage(msg);
+      document.dispatchEvent(new CustomEvent("dh:message", { detail: msg }));
     };
     ws.onclose = (event) => {
       if (this.ws !== ws) return;
