@@ -486,8 +486,10 @@ async def expire_one_offer(con: asyncpg.Connection, now: datetime,
         await audit.record(con, audit.SYSTEM, "escalation.offer_expired", "escalation", escalation.id,
                            {"staff_id": offer["staff_id"]})
         saved, notices = await _offer_ended(con, escalation, state, now, policies)
-        notices.append(Notice(offer["staff_id"], "escalation_withdrawn", escalation.id, {"why": "expired"}))
-    return Outcome(saved, notices)
+    # The end of this offer is told before what routing did next: offered again to the same specialist
+    # (everyone else asked), their page must end on the new offer, not on "no longer offered".
+    withdrawn = Notice(offer["staff_id"], "escalation_withdrawn", escalation.id, {"why": "expired"})
+    return Outcome(saved, [withdrawn, *notices])
 
 
 async def fire_one_deadline(con: asyncpg.Connection, now: datetime) -> Outcome | None:

@@ -343,8 +343,13 @@ async def test_an_urgent_re_offer_is_texted_again_once(world: World) -> None:
     assert (await text()).outcome is escalation_sms.OfferText.queued
     assert (await text()).outcome is escalation_sms.OfferText.already
     world.clock.advance(timedelta(minutes=5))
-    await world.loop().tick()
+    told: list[esc.Notice] = []
+    loop = world.loop()
+    loop.notify = told.extend
+    await loop.tick()
     assert (await world.get(asked.id)).offered_to == silent  # the only one: asked again
+    # Their page hears the old offer end before the new one arrives (and ends on the new offer).
+    assert [n.kind for n in told if n.staff_id == silent] == ["escalation_withdrawn", "escalation_offer"]
     assert (await text()).outcome is escalation_sms.OfferText.queued  # a new offer, a new SMS
     assert (await text()).outcome is escalation_sms.OfferText.already
     async with world.pool.acquire() as con:

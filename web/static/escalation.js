@@ -140,6 +140,7 @@ const signal = new Signal({
     if (!msg.type.startsWith("escalation_") || msg.escalation !== id) return;
     if (msg.type === "escalation_answered") { chime(false); notify(t("Opinion signed by {name}", { name: "" }), false); }
     if (msg.type === "escalation_withdrawn") $("notice").textContent = t("This request is no longer offered to you.");
+    if (msg.type === "escalation_offer") $("notice").textContent = "";  // offered (again) to me now
     refresh();
   },
 });
