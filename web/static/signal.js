@@ -24,8 +24,8 @@ export function signedOut(t, statusElement) {
 }
 
 export class Signal {
-  // How many sockets this page has opened: the nav bar's badge (staff_nav.js) opens one only when the
-  // page has none of its own; every message is also dispatched as a `dh:message` event for it.
+  // How many sockets this page has opened: the nav bar's opinions badge (staff_nav.js) opens one only
+  // when the page has none of its own, and follows every page's messages through `dh-signal`.
   static count = 0;
 
   constructor({ token = null, onMessage, onStatus, onEnded }) {
@@ -64,6 +64,8 @@ export class Signal {
       this.lastSeen = Date.now();
       let msg;
       try { msg = JSON.parse(event.data); } catch { return; }
+      // Page-wide listeners (the staff menu's care-messages count) see every message without owning the socket.
+      window.dispatchEvent(new CustomEvent("dh-signal", { detail: msg }));
       if (msg.type === "welcome") {
         this.ready = true;
         this.backoff = 500;
@@ -73,7 +75,6 @@ export class Signal {
         for (const m of queued) this.send(m, true);
       }
       this.onMessage(msg);
-      document.dispatchEvent(new CustomEvent("dh:message", { detail: msg }));
     };
     ws.onclose = (event) => {
       if (this.ws !== ws) return;

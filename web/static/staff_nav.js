@@ -29,7 +29,7 @@ async function refresh() {
 }
 
 if (badge && live) {
-  document.addEventListener("dh:message", ({ detail: msg }) => {
+  window.addEventListener("dh-signal", ({ detail: msg }) => {
     if (msg.type === "welcome") refresh();
     else if (msg.type === "escalation_badge") show(msg);
   });
