@@ -238,7 +238,16 @@ async def measure(pool: Any, net: dict[str, Any]) -> dict[str, Any]:
                       (SELECT count(*) FROM escalation_offer o WHERE o.escalation_id = e.id) AS offers,
                       EXISTS (SELECT 1 FROM staff s JOIN specialist_shift h ON h.staff_id = s.id
                               WHERE s.id = ANY ($2::bigint[]) AND e.specialty = ANY (s.specialties) AND s.on_duty
-                                AND h.starts_at < e.created_at + $3 AND h.ends_at > e.created_at) AS on_duty_exists
+                                AND h.starts_at < e.created_at + $3 AND h.ends_at > e.created_at) AS on_duty_exists,
+                      (SELECT count(*) FROM escalation_event v WHERE v.escalation_id = e.id
+                                                                 AND v.kind = 'reoffered') AS reoffers,
+                      (SELECT count(*) FROM escalation_event v WHERE v.escalation_id = e.id
+                                                                 AND v.details ->> 'reach' = 'elsewhere') AS lateral,
+                      (SELECT CASE WHEN EXISTS (SELECT 1 FROM escalation_offer x WHERE x.escalation_id = e.id
+                                                  AND x.staff_id = o.staff_id AND x.id < o.id) THEN 'again'
+                                   WHEN o.facility_id IN (SELECT facility_ancestors(e.requester_facility_id))
+                                        THEN 'above' ELSE 'elsewhere' END
+                       FROM escalation_offer o WHERE o.escalation_id = e.id AND o.status = 'accepted') AS accepted_on
                FROM escalation e WHERE e.requester_id = ANY ($1::bigint[])""",
             list(net["doctors"].values()), net["specialists"], URGENT_WINDOW)
     out: dict[str, Any] = {}
@@ -267,6 +276,11 @@ async def measure(pool: Any, net: dict[str, Any]) -> dict[str, Any]:
             "hops_per_request": round(sum(r["hops"] for r in rs) / n, 2),
             "offers_per_request": round(sum(r["offers"] for r in rs) / n, 2),
             "overdue": sum(1 for r in rs if r["status"] == "overdue"),
+            "lateral_offers_per_request": round(sum(r["lateral"] for r in rs) / n, 3),
+            "reoffers_per_request": round(sum(r["reoffers"] for r in rs) / n, 3),
+            # Where the offer that was accepted went: above the requester (first time asked), elsewhere in the
+            # network (first time asked), or to someone asked again after their earlier offer expired.
+            "accepted_on": {k: sum(1 for r in rs if r["accepted_on"] == k) for k in ("above", "elsewhere", "again")},
         }
     return out
 
