@@ -2,14 +2,17 @@
 
 A commune doctor asks for a specialist's opinion; the request is offered to one specialist at a time, at
 the nearest level above the requester with an on-duty specialist of that specialty, least loaded first,
-climbing a level when that level is exhausted. Every change is an `Event` applied by `apply`, which
+climbing a level when that level is exhausted; when everyone on duty above has been asked, to on-duty
+specialists elsewhere in the network (a sibling district…), nearest in the facility tree first; when
+everyone reachable has been asked, again to those whose offer expired unanswered (never to one who
+declined), until the deadline (`next_candidate`). Every change is an `Event` applied by `apply`, which
 either returns the new `State` or raises `EscalationError` (a precise code, the state named in the
 message) and changes nothing: db/escalations.py applies it to the locked row, so the database and this
 table agree. Figures and rules: ../shared/CLINICAL.md, "Specialist escalation".
 
     requested ──offer──▶ offered ──accept──▶ accepted ──answer──▶ answered ──close──▶ closed
         ▲                  │
-        └─ decline/expire ─┘   (the next candidate: a re-route, one hop more)
+        └─ decline/expire ─┘   (the next candidate, or again one whose offer expired: one hop more)
     requested | offered | accepted(answer deadline) ──deadline──▶ overdue
     anything not answered/closed ──cancel (requester)──▶ cancelled
 """
@@ -38,6 +41,12 @@ class UrgencyPolicy:
     deadline: timedelta      # from the request to the accept or the answer (`deadline_for`)
     offer_window: timedelta  # how long one specialist has to accept before the next is asked
     deadline_for: DeadlineFor
+    # When everyone on duty above the requester was asked: go on to on-duty specialists elsewhere in the
+    # network (sibling districts…, nearest in the tree first) rather than wait idle for the deadline.
+    lateral: bool = True
+    # When everyone reachable was asked: ask again those whose offer expired unanswered (never those who
+    # declined), round after round, until the deadline.
+    reoffer: bool = True
 
 
 # The defaults, in one place (CLINICAL.md: urgent 15 min to accept; priority 4 h, routine 3 days to answer).
@@ -103,8 +112,9 @@ class State:
     requester_id: int
     offered_to: int | None = None
     accepted_by: int | None = None
-    asked: frozenset[int] = frozenset()  # every specialist offered it so far (never asked twice)
-    hops: int = 0                        # offers made after the first: the re-routes
+    asked: frozenset[int] = frozenset()     # every specialist offered it so far
+    declined: frozenset[int] = frozenset()  # those who declined it: never offered it again
+    hops: int = 0                           # offers made after the first (re-routes and re-offers)
 
 
 # ---- events -----------------------------------------------------------------------------------------
@@ -172,8 +182,8 @@ def apply(state: State, event: Event) -> State:
         case Offer(staff_id):
             if state.status is not Status.requested:
                 raise _refuse("not_routable", "offer", state)
-            if staff_id in state.asked:
-                raise EscalationError("already_asked", f"specialist {staff_id} was already offered this request")
+            if staff_id in state.declined:
+                raise EscalationError("declined_before", f"specialist {staff_id} declined this request")
             if staff_id == state.requester_id:
                 raise EscalationError("own_request", "a request is not offered to the doctor who asked")
             return replace(state, status=Status.offered, offered_to=staff_id, asked=state.asked | {staff_id},
@@ -195,7 +205,7 @@ def apply(state: State, event: Event) -> State:
                 raise EscalationError("reason_required", "say why you decline (the requester reads it)")
             if len(reason) > MAX_REASON:
                 raise EscalationError("reason_too_long", f"the reason is longer than {MAX_REASON} characters")
-            return replace(state, status=Status.requested, offered_to=None)
+            return replace(state, status=Status.requested, offered_to=None, declined=state.declined | {staff_id})
         case OfferExpired(staff_id):
             if state.status is not Status.offered or state.offered_to != staff_id:
                 raise _refuse("not_offered", "expire an offer of", state)
@@ -238,35 +248,75 @@ def invariant_violations(state: State) -> list[str]:
         problems.append("an accepted or answered request has its specialist")
     if state.requester_id in state.asked:
         problems.append("the requester is never offered their own request")
-    if state.hops != max(len(state.asked) - 1, 0):
+    if state.hops < max(len(state.asked) - 1, 0) or (not state.asked and state.hops):
         problems.append("hops count the offers after the first")
+    if not state.declined <= state.asked:
+        problems.append("only someone asked can have declined")
+    if state.offered_to is not None and state.offered_to in state.declined:
+        problems.append("a request is never offered again to someone who declined it")
     return problems
 
 
 # ---- routing ----------------------------------------------------------------------------------------
 
+class Reach(StrEnum):
+    above = "above"          # a facility above the requester: its district, the province, central
+    elsewhere = "elsewhere"  # anywhere else in the network: a sibling district, another province…
+
+
 @dataclass(frozen=True, order=True)
 class Candidate:
-    """An on-duty specialist of the requested specialty at a facility above the requester."""
+    """An on-duty specialist of the requested specialty the request may be offered to. Ordered as the rule
+    asks: above the requester before elsewhere, then nearest, then least loaded, then the lower id."""
 
-    distance: int    # 1 = the requester's parent (the nearest level above), 2 = the one above that…
+    reach: int       # 0: above the requester; 1: elsewhere in the network (`Reach`, as a sort key)
+    distance: int    # steps in the facility tree: above, 1 = the parent…; elsewhere, up to the common ancestor
+                     # and down (a sibling district of a commune's district: 3)
     load: int        # open offers + accepted requests not yet answered
     staff_id: int
     facility_id: int = field(compare=False)
 
+    @property
+    def where(self) -> Reach:
+        return Reach.above if self.reach == 0 else Reach.elsewhere
 
-def next_candidate(candidates: Iterable[Candidate], asked: Iterable[int]) -> Candidate | None:
-    """Whom to offer the request to next: the nearest level first, the least loaded there, never someone
-    already asked; when a level is exhausted, the next level up. None: nobody left (wait for someone to
+
+@dataclass(frozen=True)
+class OnDuty:
+    """A specialist on duty now: their facility's path to the top (the facility first), their load."""
+
+    staff_id: int
+    path: Sequence[int]
+    load: int
+
+
+def candidates(requester_path: Sequence[int], on_duty: Iterable[OnDuty], *, lateral: bool = True) -> list[Candidate]:
+    """`requester_path`: the requester's facility, its parent… up to the top. Specialists at a facility above
+    the requester are candidates `above` (distance: levels up); with `lateral`, those anywhere else under
+    the same top are candidates `elsewhere` (distance: steps up to the nearest common ancestor and down).
+    Specialists of another tree are never candidates."""
+    position = {facility: i for i, facility in enumerate(requester_path)}
+    found = []
+    for specialist in on_duty:
+        for steps, facility in enumerate(specialist.path):
+            if facility in position:
+                above = steps == 0 and position[facility] > 0
+                if above or lateral:
+                    found.append(Candidate(0 if above else 1, steps + position[facility], specialist.load,
+                                           specialist.staff_id, specialist.path[0]))
+                break
+    return found
+
+
+def next_candidate(found: Iterable[Candidate], offered: Mapping[int, int], declined: Iterable[int] = (), *,
+                   reoffer: bool = True) -> Candidate | None:
+    """Whom to offer the request to next. `offered`: how many times each specialist was offered it so far.
+    Those offered it least come first (so everyone reachable is asked once before anyone is asked again),
+    then the candidates' order (above before elsewhere, nearest, least loaded, lower id). Never someone who
+    declined; without `reoffer`, never someone already offered it. None: nobody left (wait for someone to
     come on duty, or for the deadline)."""
-    excluded = set(asked)
-    remaining = [c for c in candidates if c.staff_id not in excluded]
-    return min(remaining) if remaining else None
-
-
-def candidates_above(chain: Sequence[int], on_duty: Iterable[tuple[int, int, int]]) -> list[Candidate]:
-    """`chain`: the facilities above the requester, nearest first (parent, grandparent…); `on_duty`:
-    (staff id, facility id, load) of on-duty specialists of the specialty anywhere. Those not above the
-    requester are not candidates (a sibling district does not serve this commune)."""
-    distance = {facility: i + 1 for i, facility in enumerate(chain)}
-    return [Candidate(distance[f], load, s, f) for s, f, load in on_duty if f in distance]
+    excluded = set(declined)
+    remaining = [c for c in found if c.staff_id not in excluded and (reoffer or c.staff_id not in offered)]
+    if not remaining:
+        return None
+    return min(remaining, key=lambda c: (offered.get(c.staff_id, 0), c))

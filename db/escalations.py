@@ -74,9 +74,9 @@ class Escalation:
     answered_at: datetime | None
     reroute: bool
 
-    def state(self, asked: frozenset[int]) -> State:
-        return State(self.status, self.urgency, self.requester_id, self.offered_to, self.accepted_by, asked,
-                     self.hops)
+    def state(self, offers: OfferHistory) -> State:
+        return State(self.status, self.urgency, self.requester_id, self.offered_to, self.accepted_by,
+                     frozenset(offers.times), offers.declined, self.hops)
 
 
 def _escalation(r: asyncpg.Record) -> Escalation:
@@ -100,9 +100,20 @@ async def get(con: asyncpg.Connection, escalation_id: uuid.UUID, *, for_update: 
     return _escalation(row) if row else None
 
 
-async def _asked(con: asyncpg.Connection, escalation_id: uuid.UUID) -> frozenset[int]:
-    rows = await con.fetch("SELECT staff_id FROM escalation_offer WHERE escalation_id = $1", escalation_id)
-    return frozenset(r["staff_id"] for r in rows)
+@dataclass(frozen=True)
+class OfferHistory:
+    """Who was offered a request so far: how many times each, and who declined it."""
+
+    times: Mapping[int, int]
+    declined: frozenset[int]
+
+
+async def _offers(con: asyncpg.Connection, escalation_id: uuid.UUID) -> OfferHistory:
+    rows = await con.fetch(
+        "SELECT staff_id, count(*) AS times, bool_or(status = 'declined') AS declined FROM escalation_offer "
+        "WHERE escalation_id = $1 GROUP BY staff_id", escalation_id)
+    return OfferHistory({r["staff_id"]: r["times"] for r in rows},
+                        frozenset(r["staff_id"] for r in rows if r["declined"]))
 
 
 async def specialties(con: asyncpg.Connection, *, retired: bool = False) -> list[asyncpg.Record]:
@@ -155,6 +166,32 @@ async def specialist_inbox(con: asyncpg.Connection, staff_id: int) -> list[async
     return rows
 
 
+@dataclass(frozen=True)
+class Badge:
+    """What the staff nav bar's badge counts for one staff member."""
+
+    offers: int  # requests offered to them now (open offers)
+    unread: int  # requests they asked whose opinion is signed and that they have not opened since
+
+
+async def badge(con: asyncpg.Connection, staff_id: int) -> Badge:
+    row = await con.fetchrow(
+        """SELECT (SELECT count(*) FROM escalation_offer WHERE staff_id = $1 AND status = 'open') AS offers,
+                  (SELECT count(*) FROM escalation WHERE requester_id = $1 AND status = 'answered'
+                      AND (requester_seen_at IS NULL OR requester_seen_at < answered_at)) AS unread""", staff_id)
+    return Badge(row["offers"], row["unread"])
+
+
+async def mark_seen(con: asyncpg.Connection, escalation_id: uuid.UUID, staff_id: int, now: datetime) -> bool:
+    """The doctor who asked opened the request: its signed opinion is no longer unread. True when it was."""
+    changed = await con.fetchval(
+        """UPDATE escalation SET requester_seen_at = $3
+           WHERE id = $1 AND requester_id = $2 AND answered_at IS NOT NULL
+             AND (requester_seen_at IS NULL OR requester_seen_at < answered_at) RETURNING true""",
+        escalation_id, staff_id, now)
+    return bool(changed)
+
+
 async def for_patient(con: asyncpg.Connection, patient_id: int) -> list[asyncpg.Record]:
     """The patient's requests for an opinion with their signed opinions (latest version): the record's
     "specialist opinions" section. Clinical content: the caller authorises and audits."""
@@ -194,7 +231,7 @@ async def _locked(con: asyncpg.Connection, escalation_id: uuid.UUID) -> tuple[Es
     escalation = await get(con, escalation_id, for_update=True)
     if escalation is None:
         raise NotFound("escalation", escalation_id)
-    return escalation, escalation.state(await _asked(con, escalation_id))
+    return escalation, escalation.state(await _offers(con, escalation_id))
 
 
 def _apply(state: State, event: Event) -> State:
@@ -214,46 +251,55 @@ async def _save(con: asyncpg.Connection, escalation_id: uuid.UUID, state: State,
     return _escalation(row)
 
 
-async def on_duty_specialists(con: asyncpg.Connection, specialty: str, facilities: list[int],
-                              now: datetime) -> list[tuple[int, int, int]]:
-    """(staff id, facility id, load) of the specialists of `specialty` on duty now at those facilities;
-    load = open offers + accepted requests not yet answered."""
+async def on_duty_specialists(con: asyncpg.Connection, specialty: str, top: int,
+                              now: datetime) -> list[machine.OnDuty]:
+    """The specialists of `specialty` on duty now anywhere under `top` (the top of the requester's tree),
+    each with their facility's path up to the top and their load (open offers + accepted requests not yet
+    answered). care/escalation.py decides which of them are candidates and in what order."""
     rows = await con.fetch(
-        """SELECT s.id, s.facility_id,
-                  (SELECT count(*) FROM escalation_offer o WHERE o.staff_id = s.id AND o.status = 'open')
-                + (SELECT count(*) FROM escalation e WHERE e.accepted_by = s.id
-                                                      AND e.status IN ('accepted', 'overdue')) AS load
-           FROM staff s
-           WHERE s.role = 'specialist' AND s.active AND s.on_duty AND $1 = ANY (s.specialties)
-             AND s.facility_id = ANY ($2::bigint[])
-             AND (NOT EXISTS (SELECT 1 FROM specialist_shift h WHERE h.staff_id = s.id)
-                  OR EXISTS (SELECT 1 FROM specialist_shift h WHERE h.staff_id = s.id
-                                                                AND h.starts_at <= $3 AND h.ends_at > $3))""",
-        specialty, facilities, now)
-    return [(r["id"], r["facility_id"], r["load"]) for r in rows]
+        """WITH RECURSIVE spec AS (
+               SELECT s.id, s.facility_id,
+                      (SELECT count(*) FROM escalation_offer o WHERE o.staff_id = s.id AND o.status = 'open')
+                    + (SELECT count(*) FROM escalation e WHERE e.accepted_by = s.id
+                                                          AND e.status IN ('accepted', 'overdue')) AS load
+               FROM staff s
+               WHERE s.role = 'specialist' AND s.active AND s.on_duty AND $1 = ANY (s.specialties)
+                 AND s.facility_id IN (SELECT facility_subtree($2))
+                 AND (NOT EXISTS (SELECT 1 FROM specialist_shift h WHERE h.staff_id = s.id)
+                      OR EXISTS (SELECT 1 FROM specialist_shift h WHERE h.staff_id = s.id
+                                                                    AND h.starts_at <= $3 AND h.ends_at > $3))),
+           up(start, id, parent_id, depth) AS (
+               SELECT f.id, f.id, f.parent_id, 0 FROM facility f WHERE f.id IN (SELECT facility_id FROM spec)
+               UNION ALL SELECT u.start, f.id, f.parent_id, u.depth + 1 FROM facility f JOIN up u ON f.id = u.parent_id
+                         WHERE u.depth < 16),
+           paths AS (SELECT start, array_agg(id ORDER BY depth) AS path FROM up GROUP BY start)
+           SELECT spec.id, spec.load, paths.path FROM spec JOIN paths ON paths.start = spec.facility_id""",
+        specialty, top, now)
+    return [machine.OnDuty(r["id"], list(r["path"]), r["load"]) for r in rows]
 
 
-async def _chain_above(con: asyncpg.Connection, facility_id: int) -> list[int]:
-    """The facilities above `facility_id`, nearest first."""
+async def _path(con: asyncpg.Connection, facility_id: int) -> list[int]:
+    """`facility_id`, its parent… up to the top."""
     rows = await con.fetch(
         """WITH RECURSIVE up(id, parent_id, depth) AS (
                SELECT id, parent_id, 0 FROM facility WHERE id = $1
                UNION ALL SELECT f.id, f.parent_id, u.depth + 1 FROM facility f JOIN up u ON f.id = u.parent_id
                          WHERE u.depth < 16)
-           SELECT id FROM up WHERE depth > 0 ORDER BY depth""", facility_id)
+           SELECT id FROM up ORDER BY depth""", facility_id)
     return [r["id"] for r in rows]
 
 
-async def _next_look(con: asyncpg.Connection, escalation: Escalation, chain: list[int], asked: set[int],
+async def _next_look(con: asyncpg.Connection, escalation: Escalation, reach: list[int], excluded: set[int],
                      now: datetime) -> datetime | None:
-    """When to look for a candidate again: the next shift start of a specialist not yet asked, or
-    ROUTE_RETRY, whichever is sooner; None when everyone above has been asked (wait for the deadline)."""
+    """When to look for a candidate again: the next shift start of a specialist in `reach` (facilities)
+    who may still be offered the request, or ROUTE_RETRY, whichever is sooner; None when there is nobody
+    left to ask at all (wait for the deadline)."""
     row = await con.fetchrow(
         """SELECT count(*) AS left_, min(h.starts_at) AS next_start
            FROM staff s LEFT JOIN specialist_shift h ON h.staff_id = s.id AND h.starts_at > $4
            WHERE s.role = 'specialist' AND s.active AND $1 = ANY (s.specialties)
              AND s.facility_id = ANY ($2::bigint[]) AND s.id <> ALL ($3::bigint[])""",
-        escalation.specialty, chain, list(asked), now)
+        escalation.specialty, reach, list(excluded), now)
     if not row["left_"]:
         return None
     retry = now + ROUTE_RETRY
@@ -262,39 +308,51 @@ async def _next_look(con: asyncpg.Connection, escalation: Escalation, chain: lis
 
 async def _route(con: asyncpg.Connection, escalation: Escalation, state: State, now: datetime,
                  policies: Policies) -> tuple[Escalation, list[Notice]]:
-    """Offer the request (in state `requested`, row locked) to the next candidate, or schedule another look
-    when there is none. Inside the caller's transaction."""
-    chain = await _chain_above(con, escalation.requester_facility_id)
-    asked = set(state.asked)
+    """Offer the request (in state `requested`, row locked) to the next candidate (care/escalation.py's
+    rule), or schedule another look when there is none. Inside the caller's transaction."""
+    policy = policies[escalation.urgency]
+    path = await _path(con, escalation.requester_facility_id)
+    offers = await _offers(con, escalation.id)
+    excluded = set(offers.declined)  # and, below, anyone who went off duty a moment ago
     while True:
-        on_duty = await on_duty_specialists(con, escalation.specialty, chain, now)
-        chosen = machine.next_candidate(machine.candidates_above(chain, on_duty), asked)
+        on_duty = await on_duty_specialists(con, escalation.specialty, path[-1], now)
+        found = machine.candidates(path, on_duty, lateral=policy.lateral)
+        chosen = machine.next_candidate(found, offers.times, excluded, reoffer=policy.reoffer)
         if chosen is None:
-            next_look = await _next_look(con, escalation, chain, asked, now)
+            if policy.lateral:
+                reach = [r["id"] for r in await con.fetch("SELECT facility_subtree($1) AS id", path[-1])]
+            else:
+                reach = path[1:]
+            never_again = excluded if policy.reoffer else excluded | set(offers.times)
+            next_look = await _next_look(con, escalation, reach, never_again | {escalation.requester_id}, now)
             saved = await _save(con, escalation.id, state, route_at=next_look)
             return saved, []
         # Lock the specialist's row and look again: going off duty takes this lock, so an offer is never
         # made to someone who went off duty a moment ago (they would be skipped here instead).
         still = await con.fetchval("SELECT on_duty AND active FROM staff WHERE id = $1 FOR SHARE", chosen.staff_id)
         if not still:
-            asked.add(chosen.staff_id)
+            excluded.add(chosen.staff_id)
             continue
         break
     rerouted = bool(state.asked)
+    again = chosen.staff_id in state.asked
     state = _apply(state, machine.Offer(chosen.staff_id))
-    window = policies[escalation.urgency].offer_window
+    window = policy.offer_window
     expires_at = min(now + window, escalation.deadline_at) if escalation.deadline_at > now else now + window
     await con.execute(
         "INSERT INTO escalation_offer (escalation_id, staff_id, facility_id, offered_at, expires_at) "
         "VALUES ($1, $2, $3, $4, $5)", escalation.id, chosen.staff_id, chosen.facility_id, now, expires_at)
     saved = await _save(con, escalation.id, state, route_at=None)
-    await _event(con, escalation.id, now, "rerouted" if rerouted else "offered", staff_id=chosen.staff_id,
+    kind = "reoffered" if again else "rerouted" if rerouted else "offered"
+    await _event(con, escalation.id, now, kind, staff_id=chosen.staff_id,
                  details={"facility_id": chosen.facility_id, "level_distance": chosen.distance,
-                          "expires_at": expires_at.isoformat()})
-    details = {"urgency": escalation.urgency.value, "expires_at": expires_at.isoformat()}
+                          "reach": chosen.where.value, "expires_at": expires_at.isoformat()})
+    details: dict[str, Any] = {"urgency": escalation.urgency.value, "expires_at": expires_at.isoformat()}
+    if again:
+        details["again"] = True
     notices = [Notice(chosen.staff_id, "escalation_offer", escalation.id, details),
                Notice(escalation.requester_id, "escalation_update", escalation.id,
-                      {"status": saved.status.value, "event": "rerouted" if rerouted else "offered"})]
+                      {"status": saved.status.value, "event": kind})]
     return saved, notices
 
 
@@ -348,7 +406,7 @@ async def ask(con: asyncpg.Connection, request: Request, requester_id: int, requ
         await audit.record(con, audit.Actor.staff(requester_id), "escalation.ask", "escalation", escalation.id,
                            {"patient_id": request.patient_id, "urgency": urgency.value,
                             "specialty": request.specialty})
-        saved, notices = await _route(con, escalation, escalation.state(frozenset()), now, policies)
+        saved, notices = await _route(con, escalation, escalation.state(OfferHistory({}, frozenset())), now, policies)
         if saved.status is Status.requested:
             await _event(con, saved.id, now, "no_candidate")
     return Outcome(saved, notices)
@@ -428,8 +486,10 @@ async def expire_one_offer(con: asyncpg.Connection, now: datetime,
         await audit.record(con, audit.SYSTEM, "escalation.offer_expired", "escalation", escalation.id,
                            {"staff_id": offer["staff_id"]})
         saved, notices = await _offer_ended(con, escalation, state, now, policies)
-        notices.append(Notice(offer["staff_id"], "escalation_withdrawn", escalation.id, {"why": "expired"}))
-    return Outcome(saved, notices)
+    # The end of this offer is told before what routing did next: offered again to the same specialist
+    # (everyone else asked), their page must end on the new offer, not on "no longer offered".
+    withdrawn = Notice(offer["staff_id"], "escalation_withdrawn", escalation.id, {"why": "expired"})
+    return Outcome(saved, [withdrawn, *notices])
 
 
 async def fire_one_deadline(con: asyncpg.Connection, now: datetime) -> Outcome | None:

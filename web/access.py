@@ -134,6 +134,7 @@ ROUTES: dict[tuple[str, str], RouteRule] = {
     ("GET", "/api/escalations/{eid}/attachments/{aid}/thumbnail"): _S(Action.read_escalation, _E),
     ("POST", "/api/escalations/{eid}/attachments/{aid}/enhance"): _S(Action.read_escalation, _E),
     ("POST", "/api/escalations/{eid}/referral"): _S(Action.ask_opinion, _E),
+    ("GET", "/api/staff/badge"): _S(Action.read_counts),  # one's own open offers and unread opinions
     ("GET", "/api/escalations/{eid}/referral"): _S(Action.read_escalation, _E),
     ("GET", "/api/referrals/incoming"): _S(Action.receive_referral),
     ("POST", "/api/referrals/{rid}/acknowledge"): _S(Action.receive_referral, _R),

@@ -47,6 +47,10 @@ escalation_loop_key = web.AppKey("escalation_loop_key", EscalationLoop)
 policies_key: web.AppKey[Policies] = web.AppKey("escalation_policies_key")
 # The offer SMS being queued (tasks started by push); awaited on shutdown, and by tests.
 offer_texts_key: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("escalation_offer_texts_key")
+# The nav bar badges being recounted and pushed (tasks started by push); awaited on shutdown, and by tests.
+badge_tasks_key: web.AppKey[set[asyncio.Task[None]]] = web.AppKey("escalation_badge_tasks_key")
+# Notices after which their addressee's badge count changes (an offer came or went, an opinion landed).
+BADGE_KINDS = frozenset({"escalation_offer", "escalation_withdrawn", "escalation_answered"})
 
 LONG = Annotated[str, msgspec.Meta(max_length=4000)]
 
@@ -85,17 +89,44 @@ class DutyBody(msgspec.Struct, forbid_unknown_fields=True):
 
 # ---- pushing ----------------------------------------------------------------------------------------
 
-def push(app: web.Application, notices: list[Notice]) -> None:
+def push(app: web.Application, notices: list[Notice], actor: int | None = None) -> None:
     """Send each notice to its staff member's open pages (never waits on a socket). An urgent offer to a
     specialist with no page open in this process is also texted to their phone: a task queues the SMS
-    (once per offer, db/escalation_sms.py), so nothing here waits on the database either."""
+    (once per offer, db/escalation_sms.py), so nothing here waits on the database either. Whoever's badge
+    count changed (the notices' addressees, and `actor`, who just accepted, declined or answered) gets
+    `escalation_badge` with their new counts, from a task too."""
     hub = app[hub_key]
+    recount = {actor} if actor is not None else set()
     for n in notices:
         pages = hub.to_staff(n.staff_id, {"type": n.kind, "escalation": str(n.escalation_id), **n.details})
+        if n.kind in BADGE_KINDS:
+            recount.add(n.staff_id)
         if pages == 0 and n.kind == "escalation_offer" and n.details.get("urgency") == machine.Urgency.urgent.value:
             task = asyncio.get_running_loop().create_task(_text_offer(app, n))
             app[offer_texts_key].add(task)
             task.add_done_callback(app[offer_texts_key].discard)
+    if recount:
+        push_badges(app, recount)
+
+
+def push_badges(app: web.Application, staff_ids: set[int]) -> None:
+    """Recount these staff members' badges and push them to their open pages (a task: never waits)."""
+    task = asyncio.get_running_loop().create_task(_push_badges(app, sorted(staff_ids)))
+    app[badge_tasks_key].add(task)
+    task.add_done_callback(app[badge_tasks_key].discard)
+
+
+async def _push_badges(app: web.Application, staff_ids: list[int]) -> None:
+    try:
+        async with app[pool_key].acquire() as con:
+            counts = [(s, await esc.badge(con, s)) for s in staff_ids]
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        # A lost badge update heals at the page's next (re)connect, which reads the counts again.
+        log.warning("escalation badge not recounted", extra={"staff": staff_ids, "error": type(exc).__name__})
+        return
+    hub = app[hub_key]
+    for staff_id, badge in counts:
+        hub.to_staff(staff_id, {"type": "escalation_badge", "offers": badge.offers, "unread": badge.unread})
 
 
 async def _text_offer(app: web.Application, n: Notice) -> None:
@@ -122,6 +153,14 @@ async def offer_texts_done(app: web.Application) -> None:
         await asyncio.gather(*pending, return_exceptions=True)
 
 
+async def badges_done(app: web.Application) -> None:
+    """Wait for the badge counts being pushed now (shutdown; tests)."""
+    tasks: set[asyncio.Task[None]] = app[badge_tasks_key]
+    pending = list(tasks)
+    if pending:
+        await asyncio.gather(*pending, return_exceptions=True)
+
+
 async def escalation_ctx(app: web.Application) -> AsyncIterator[None]:
     """cleanup_ctx: the escalation loop, started after the pool and the hub and stopped before them."""
     windows = app[settings_key].escalation_windows
@@ -135,6 +174,7 @@ async def escalation_ctx(app: web.Application) -> AsyncIterator[None]:
     yield
     await loop.stop()
     await offer_texts_done(app)
+    await badges_done(app)
 
 
 # ---- helpers ----------------------------------------------------------------------------------------
@@ -183,12 +223,12 @@ def _shown(r: asyncpg.Record, names: dict[str, str]) -> dict[str, Any]:
             "due_text": localtime(r.get("due_at") or r["deadline_at"])}
 
 
-async def _run(request: web.Request, use_case: Any) -> esc.Outcome:
+async def _run(request: web.Request, use_case: Any, actor: int | None = None) -> esc.Outcome:
     try:
         outcome: esc.Outcome = await use_case
     except DbError as exc:
         raise from_db(exc) from None
-    push(request.app, outcome.notices)
+    push(request.app, outcome.notices, actor)
     return outcome
 
 
@@ -239,6 +279,9 @@ async def detail(request: web.Request) -> web.Response:
         signed = await esc.opinion(con, e.id)
         names = await coordination_view.specialty_names(con, request[lang_rkey])
         await audit.record(con, audit.Actor.staff(session.staff.id), "escalation.read", "escalation", e.id)
+        seen = await esc.mark_seen(con, e.id, session.staff.id, request.app[clock_key].now())
+    if seen:  # the opinion is read: the requester's badge (on every page of theirs) counts one fewer
+        push_badges(request.app, {session.staff.id})
     return web.json_response({**_view(e), "specialty_text": names.get(e.specialty, e.specialty),
                               "timeline": events, "messages": thread,
                               "opinion": {**_row(signed), "signed_at_text": localtime(signed["signed_at"])}
@@ -249,7 +292,8 @@ async def accept(request: web.Request) -> web.Response:
     session = await require_api_session(request, write=True)
     async with request.app[pool_key].acquire() as con:
         e = await _load(request, con, session.staff, Action.answer_escalation)
-        outcome = await _run(request, esc.accept(con, e.id, session.staff.id, request.app[clock_key].now()))
+        outcome = await _run(request, esc.accept(con, e.id, session.staff.id, request.app[clock_key].now()),
+                             session.staff.id)
     accepted = outcome.escalation
     live = await _join_live_call(request, accepted, session.staff.id)
     return web.json_response({**_view(accepted), "join_call": str(accepted.consultation_id) if live else None})
@@ -275,7 +319,8 @@ async def decline(request: web.Request) -> web.Response:
     async with request.app[pool_key].acquire() as con:
         e = await _load(request, con, session.staff, Action.answer_escalation)
         outcome = await _run(request, esc.decline(con, e.id, session.staff.id, body.reason,
-                                                  request.app[clock_key].now(), request.app[policies_key]))
+                                                  request.app[clock_key].now(), request.app[policies_key]),
+                             session.staff.id)
     return web.json_response(_view(outcome.escalation))
 
 
@@ -286,7 +331,8 @@ async def answer(request: web.Request) -> web.Response:
                           body.transfer_facility_id, body.transfer_urgency)
     async with request.app[pool_key].acquire() as con:
         e = await _load(request, con, session.staff, Action.answer_escalation)
-        outcome = await _run(request, esc.answer(con, e.id, session.staff.id, opinion, request.app[clock_key].now()))
+        outcome = await _run(request, esc.answer(con, e.id, session.staff.id, opinion, request.app[clock_key].now()),
+                             session.staff.id)
     return web.json_response(_view(outcome.escalation), status=201)
 
 
@@ -311,8 +357,19 @@ async def close(request: web.Request) -> web.Response:
     session = await require_api_session(request, write=True)
     async with request.app[pool_key].acquire() as con:
         e = await _load(request, con, session.staff, Action.ask_opinion)
-        outcome = await _run(request, esc.close(con, e.id, session.staff.id, request.app[clock_key].now()))
+        outcome = await _run(request, esc.close(con, e.id, session.staff.id, request.app[clock_key].now()),
+                             session.staff.id)
     return web.json_response(_view(outcome.escalation))
+
+
+async def badge(request: web.Request) -> web.Response:
+    """The signed-in staff member's nav bar badge: open offers to them, unread opinions they asked for.
+    Pages read it on every (re)connect of their socket; `escalation_badge` pushes keep it live."""
+    session = await require_api_session(request)
+    require_role(request, session.staff, Action.read_counts)
+    async with request.app[pool_key].acquire() as con:
+        counts = await esc.badge(con, session.staff.id)
+    return web.json_response({"offers": counts.offers, "unread": counts.unread})
 
 
 async def duty(request: web.Request) -> web.Response:
@@ -392,6 +449,7 @@ async def ask_page(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app[offer_texts_key] = set()
+    app[badge_tasks_key] = set()
     app.cleanup_ctx.append(escalation_ctx)
     app.router.add_get("/staff/escalations", inbox_page, name="escalations")
     app.router.add_get("/staff/escalations/{eid}", detail_page)
@@ -407,3 +465,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/api/escalations/{eid}/cancel", cancel)
     app.router.add_post("/api/escalations/{eid}/close", close)
     app.router.add_post("/api/staff/duty", duty)
+    app.router.add_get("/api/staff/badge", badge)

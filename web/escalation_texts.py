@@ -25,6 +25,7 @@ EVENTS: dict[str, str] = {
     "requested": N_("Request sent"),
     "offered": N_("Offered to {name}"),
     "rerouted": N_("Re-routed to {name}"),
+    "reoffered": N_("Offered again to {name} (nobody else has answered)"),
     "declined": N_("{name} declined: {reason}"),
     "offer_expired": N_("{name} did not answer in time"),
     "no_candidate": N_("No specialist on duty yet; it will be offered as soon as one is"),

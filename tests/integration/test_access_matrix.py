@@ -246,6 +246,7 @@ REQUESTS: dict[tuple[str, str], Callable[[Objects], Request]] = {
     ("POST", "/api/escalations/{eid}/cancel"): lambda o: (f"/api/escalations/{o.escalation}/cancel", {}),
     ("POST", "/api/escalations/{eid}/close"): lambda o: (f"/api/escalations/{o.escalation}/close", {}),
     ("POST", "/api/staff/duty"): lambda o: ("/api/staff/duty", {"json": {"on_duty": False}}),
+    ("GET", "/api/staff/badge"): lambda o: ("/api/staff/badge", {}),
     ("POST", "/api/escalations/{eid}/attachments"): lambda o: (f"/api/escalations/{o.escalation}/attachments",
                                                                {"data": {"x": "y"}}),
     ("GET", "/api/escalations/{eid}/attachments"): lambda o: (f"/api/escalations/{o.escalation}/attachments", {}),

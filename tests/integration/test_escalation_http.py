@@ -365,3 +365,34 @@ async def test_no_sms_for_a_priority_request_with_no_phone_on_file_or_with_a_pag
     await ws["bs.timmach"].expect("escalation_offer", escalation=live)
     assert await _offer_texts(running_app, live) == []
     await ws["bs.timmach"].close()
+
+
+async def test_the_nav_badge_counts_offers_and_unread_opinions_live(running_app: RunningApp,
+                                                                     people: dict[str, Staff]) -> None:
+    url = running_app.url
+    lan, district = people["bacsi.lan"], people["bs.timmach"]
+    ws = await _sockets(running_app, people, "bacsi.lan", "bs.timmach")
+    before_offers = (await _json(district, "GET", f"{url}/api/staff/badge"))["offers"]
+    before_unread = (await _json(lan, "GET", f"{url}/api/staff/badge"))["unread"]  # the demo's own requests
+    asked = await _json(lan, "POST", f"{url}/api/escalations", {
+        "patient_id": await _patient(running_app), "specialty": "cardiology", "urgency": "priority",
+        "question": "Rung nhĩ mới phát hiện: kháng đông?", "consent": True}, status=201)
+    eid = asked["id"]
+    assert asked["offered_to"] == district.id
+    await ws["bs.timmach"].expect("escalation_offer", escalation=eid)
+    await ws["bs.timmach"].expect("escalation_badge", offers=before_offers + 1)
+    assert await _json(district, "GET", f"{url}/api/staff/badge") == {"offers": before_offers + 1,
+                                                                     "unread": 0}
+    await _json(district, "POST", f"{url}/api/escalations/{eid}/accept")
+    await ws["bs.timmach"].expect("escalation_badge", offers=before_offers)  # taken: no longer waiting
+    await _json(district, "POST", f"{url}/api/escalations/{eid}/opinion", {
+        "assessment": "CHA2DS2-VASc 3", "recommendation": "Kháng đông đường uống", "transfer": False,
+        "avoided_visit": True}, status=201)
+    await ws["bacsi.lan"].expect("escalation_badge", unread=before_unread + 1)  # the opinion landed
+    await _json(district, "GET", f"{url}/api/escalations/{eid}")  # the specialist reading it changes nothing
+    assert (await _json(lan, "GET", f"{url}/api/staff/badge"))["unread"] == before_unread + 1
+    await _json(lan, "GET", f"{url}/api/escalations/{eid}")  # the requester opens it: read
+    await ws["bacsi.lan"].expect("escalation_badge", unread=before_unread)
+    assert (await _json(lan, "GET", f"{url}/api/staff/badge"))["unread"] == before_unread
+    for w in ws.values():
+        await w.close()

@@ -17,7 +17,7 @@ from db import staff as staff_db
 from db.errors import Conflict, DbError
 from tests.integration.conftest import STAFF_PASSWORD, Factory, Network
 from web.clock import Clock
-from web.escalation_loop import EscalationLoop
+from web.escalation_loop import EscalationLoop, TickResult
 
 
 class World:
@@ -242,3 +242,117 @@ async def test_a_restart_between_request_and_deadline_still_fires_the_deadline_o
     assert len(overdue) == 1
     assert (await world.get(asked.id)).status is Status.overdue
     assert (await world.kinds(asked.id)).count("overdue") == 1
+
+
+# ---- lateral routing and re-offers (issue 9's aim: urgent requests accepted within 15 minutes) -------
+
+async def _sibling_district(world: World) -> int:
+    async with world.pool.acquire() as con:
+        district: int = await con.fetchval(
+            "INSERT INTO facility (name, level, parent_id) VALUES ('Trung tâm Y tế huyện bên', 'district', $1) "
+            "RETURNING id", world.network.province)
+    return district
+
+
+async def _offers(world: World, escalation_id: uuid.UUID) -> list[tuple[int, str]]:
+    async with world.pool.acquire() as con:
+        rows = await con.fetch("SELECT staff_id, status FROM escalation_offer WHERE escalation_id = $1 ORDER BY id",
+                               escalation_id)
+    return [(r["staff_id"], r["status"]) for r in rows]
+
+
+async def test_an_exhausted_chain_goes_on_to_a_sibling_district_then_offers_again_until_accepted(
+        world: World) -> None:
+    own = await world.specialist(world.network.district)
+    elsewhere = await world.specialist(await _sibling_district(world))
+    await world.specialist(world.network.district, "tb")  # another specialty: never a candidate
+    asked = (await world.ask("urgent")).escalation
+    assert asked.offered_to == own  # above the requester first
+    loop = world.loop()
+    world.clock.advance(timedelta(minutes=5, seconds=1))
+    assert (await loop.tick()).expired == 1
+    moved = await world.get(asked.id)
+    assert moved.offered_to == elsewhere and moved.hops == 1  # the chain is exhausted: a sibling district
+    async with world.pool.acquire() as con:
+        hop = (await esc.timeline(con, asked.id))[-1]
+    assert hop["kind"] == "rerouted" and hop["details"]["reach"] == "elsewhere"
+    world.clock.advance(timedelta(minutes=5))
+    notices: list[esc.Notice] = []
+    loop.notify = notices.extend
+    assert (await loop.tick()).expired == 1
+    again = await world.get(asked.id)
+    assert again.offered_to == own and again.hops == 2  # everyone asked once: again, nearest first
+    offer = next(n for n in notices if n.kind == "escalation_offer")
+    assert offer.staff_id == own and offer.details["again"] is True
+    async with world.pool.acquire() as con:
+        done = await esc.accept(con, asked.id, own, world.clock.now())
+    assert done.escalation.status is Status.accepted
+    assert await world.kinds(asked.id) == ["requested", "offered", "offer_expired", "rerouted", "offer_expired",
+                                           "reoffered", "accepted"]
+    assert await _offers(world, asked.id) == [(own, "expired"), (elsewhere, "expired"), (own, "accepted")]
+
+
+async def test_re_offers_never_go_to_one_who_declined_and_stop_at_the_deadline(world: World) -> None:
+    decliner = await world.specialist(world.network.district)
+    silent = await world.specialist(world.network.province)
+    asked = (await world.ask("urgent")).escalation
+    async with world.pool.acquire() as con:
+        moved = await esc.decline(con, asked.id, decliner, "đang mổ", world.clock.now())
+    assert moved.escalation.offered_to == silent
+    loop = world.loop()
+    for _ in range(2):  # 5 and 10 minutes: `silent` is asked again each time, never `decliner`
+        world.clock.advance(timedelta(minutes=5))
+        assert (await loop.tick()).expired == 1
+        assert (await world.get(asked.id)).offered_to == silent
+    world.clock.advance(timedelta(minutes=5))  # 15 minutes: the deadline (the last window ends with it)
+    result = await loop.tick()
+    assert result.overdue == 1 and result.expired == 0
+    late = await world.get(asked.id)
+    assert late.status is Status.overdue and late.hops == 3
+    assert await _offers(world, asked.id) == [(decliner, "declined"), (silent, "expired"), (silent, "expired"),
+                                              (silent, "withdrawn")]
+    assert (await loop.tick()) == TickResult(0, 0, 0)  # nothing left to do
+
+
+async def test_without_rerouting_there_is_one_offer_and_no_lateral_move(world: World) -> None:
+    await world.specialist(world.network.district)
+    await world.specialist(await _sibling_district(world))
+    asked = (await world.ask("urgent", reroute=False)).escalation
+    world.clock.advance(timedelta(minutes=5, seconds=1))
+    loop = world.loop()
+    await loop.tick()
+    assert (await world.get(asked.id)).status is Status.requested
+    world.clock.advance(timedelta(minutes=10))
+    assert (await loop.tick()).overdue == 1
+    assert len(await _offers(world, asked.id)) == 1
+
+
+async def test_an_urgent_re_offer_is_texted_again_once(world: World) -> None:
+    from db import escalation_sms
+
+    silent = await world.specialist(world.network.province)
+    async with world.pool.acquire() as con:
+        await con.execute("UPDATE staff SET phone = '+84987000999' WHERE id = $1", silent)
+    asked = (await world.ask("urgent")).escalation
+
+    async def text() -> escalation_sms.OfferTextResult:
+        async with world.pool.acquire() as con:
+            return await escalation_sms.text_offer(con, asked.id, silent, base_url="https://dh.example",
+                                                   lang="vi", now=world.clock.now())
+
+    assert (await text()).outcome is escalation_sms.OfferText.queued
+    assert (await text()).outcome is escalation_sms.OfferText.already
+    world.clock.advance(timedelta(minutes=5))
+    told: list[esc.Notice] = []
+    loop = world.loop()
+    loop.notify = told.extend
+    await loop.tick()
+    assert (await world.get(asked.id)).offered_to == silent  # the only one: asked again
+    # Their page hears the old offer end before the new one arrives (and ends on the new offer).
+    assert [n.kind for n in told if n.staff_id == silent] == ["escalation_withdrawn", "escalation_offer"]
+    assert (await text()).outcome is escalation_sms.OfferText.queued  # a new offer, a new SMS
+    assert (await text()).outcome is escalation_sms.OfferText.already
+    async with world.pool.acquire() as con:
+        keys = [r["dedupe_key"] for r in await con.fetch(
+            "SELECT dedupe_key FROM outbound_message WHERE escalation_id = $1 ORDER BY id", asked.id)]
+    assert keys == [f"escalation_offer:{asked.id}:{silent}", f"escalation_offer:{asked.id}:{silent}:2"]

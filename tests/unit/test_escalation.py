@@ -23,11 +23,12 @@ from care.escalation import (
     Event,
     Offer,
     OfferExpired,
+    OnDuty,
     State,
     Status,
     Urgency,
     apply,
-    candidates_above,
+    candidates,
     invariant_violations,
     next_candidate,
     policies,
@@ -77,6 +78,12 @@ def test_an_expired_offer_goes_back_to_routing_and_counts_a_hop() -> None:
     assert state.status is Status.offered and state.offered_to == B and state.hops == 1
 
 
+def test_one_whose_offer_expired_may_be_offered_again_and_it_counts_a_hop() -> None:
+    state = run(Offer(A), OfferExpired(A), Offer(B), Decline(B, "bận"), Offer(A), Accept(A))
+    assert state.status is Status.accepted and state.accepted_by == A
+    assert state.hops == 2 and state.asked == {A, B} and state.declined == {B}
+
+
 # (events before, the refused event, code)
 REFUSALS: list[tuple[tuple[Event, ...], Event, str]] = [
     ((Offer(A), Accept(A)), Accept(A), "already_accepted"),
@@ -86,7 +93,8 @@ REFUSALS: list[tuple[tuple[Event, ...], Event, str]] = [
     ((Offer(A),), Decline(A, "   "), "reason_required"),
     ((Offer(A),), Decline(A, "x" * 501), "reason_too_long"),
     ((Offer(A),), Offer(B), "not_routable"),
-    ((Offer(A), Decline(A, "bận")), Offer(A), "already_asked"),
+    ((Offer(A), Decline(A, "bận")), Offer(A), "declined_before"),
+    ((Offer(A), Decline(A, "bận"), Offer(B), OfferExpired(B)), Offer(A), "declined_before"),
     ((), Offer(REQUESTER), "own_request"),
     ((Offer(A),), Answer(A), "not_accepted"),
     ((Offer(A), Accept(A)), Answer(B), "not_your_request"),
@@ -165,35 +173,76 @@ def test_random_event_sequences_never_reach_an_invalid_state(urgency: Urgency, e
             pytest.fail(f"{event} changed a finished request ({before.status})")
         if before.accepted_by is not None:
             assert state.accepted_by == before.accepted_by  # nobody takes over an accepted request
+        if isinstance(event, Offer):  # every offer after the first, re-offers included, is one hop
+            assert state.hops == before.hops + (1 if before.asked else 0)
+            assert event.staff_id not in before.declined
+        assert before.declined <= state.declined  # a decline is never forgotten
 
 
 # ---- routing ------------------------------------------------------------------------------------------
 
-DISTRICT, PROVINCE, CENTRAL, OTHER_DISTRICT = 100, 200, 300, 101
-CHAIN = [DISTRICT, PROVINCE, CENTRAL]
+# province P ← districts D1 (the requester's), D2; communes C1 (the requester's), C2 under D1, C3 under D2;
+# central Z above P. Another tree: province Q ← district D9.
+Z, P, D1, D2, C1, C2, C3, Q, D9 = 300, 200, 100, 101, 10, 11, 12, 400, 401
+PATHS = {Z: [Z], P: [P, Z], D1: [D1, P, Z], D2: [D2, P, Z], C1: [C1, D1, P, Z], C2: [C2, D1, P, Z],
+         C3: [C3, D2, P, Z], Q: [Q], D9: [D9, Q]}
+REQUESTER_PATH = PATHS[C1]
 
-# (on-duty specialists: (staff, facility, load)), already asked, expected next staff id or None
-ROUTING: list[tuple[str, list[tuple[int, int, int]], set[int], int | None]] = [
-    ("nearest level first", [(1, PROVINCE, 0), (2, DISTRICT, 5)], set(), 2),
-    ("least loaded at that level", [(1, DISTRICT, 3), (2, DISTRICT, 1), (3, DISTRICT, 2)], set(), 2),
-    ("ties go to the lower id (stable)", [(7, DISTRICT, 1), (4, DISTRICT, 1)], set(), 4),
-    ("never someone already asked", [(1, DISTRICT, 0), (2, DISTRICT, 9)], {1}, 2),
-    ("climb a level when exhausted", [(1, DISTRICT, 0), (2, PROVINCE, 4)], {1}, 2),
-    ("climb two levels", [(1, DISTRICT, 0), (2, PROVINCE, 0), (3, CENTRAL, 0)], {1, 2}, 3),
-    ("a sibling district is not above", [(1, OTHER_DISTRICT, 0)], set(), None),
-    ("nobody on duty", [], set(), None),
-    ("everyone asked", [(1, DISTRICT, 0), (2, PROVINCE, 0)], {1, 2}, None),
+
+def duty(*specialists: tuple[int, int, int]) -> list[OnDuty]:
+    """(staff, facility, load) → OnDuty with the facility's path."""
+    return [OnDuty(staff, PATHS[facility], load) for staff, facility, load in specialists]
+
+
+# (name, on duty (staff, facility, load), times offered so far, declined, lateral, reoffer, expected next)
+ROUTING: list[tuple[str, list[tuple[int, int, int]], dict[int, int], set[int], bool, bool, int | None]] = [
+    ("nearest level first", [(1, P, 0), (2, D1, 5)], {}, set(), True, True, 2),
+    ("least loaded at that level", [(1, D1, 3), (2, D1, 1), (3, D1, 2)], {}, set(), True, True, 2),
+    ("ties go to the lower id (stable)", [(7, D1, 1), (4, D1, 1)], {}, set(), True, True, 4),
+    ("not someone already asked while others are left", [(1, D1, 0), (2, D1, 9)], {1: 1}, set(), True, True, 2),
+    ("climb a level when exhausted", [(1, D1, 0), (2, P, 4)], {1: 1}, set(), True, True, 2),
+    ("climb two levels", [(1, D1, 0), (2, P, 0), (3, Z, 0)], {1: 1, 2: 1}, set(), True, True, 3),
+    ("above before elsewhere, however near", [(1, C2, 0), (2, D2, 0), (3, Z, 9)], {}, set(), True, True, 3),
+    ("chain exhausted: a sibling district", [(1, D1, 0), (2, D2, 5)], {1: 1}, set(), True, True, 2),
+    ("elsewhere: nearest in the tree first", [(1, D1, 0), (2, C3, 0), (3, D2, 9)], {1: 1}, set(), True, True, 3),
+    ("elsewhere: a sibling commune before another district", [(1, C2, 3), (2, D2, 0)], {}, set(), True, True, 1),
+    ("elsewhere: least loaded at the same distance", [(2, C3, 4), (3, D2, 0), (4, D2, 1)], {}, set(),
+     True, True, 3),
+    ("another tree is never a candidate", [(1, D9, 0), (2, Q, 0)], {}, set(), True, True, None),
+    ("without lateral routing a sibling district is not a candidate", [(1, D2, 0)], {}, set(), False, True,
+     None),
+    ("everyone asked once: again to one whose offer expired", [(1, D1, 0), (2, P, 0)], {1: 1, 2: 1}, set(),
+     True, True, 1),
+    ("the re-offer round keeps the order: the less often asked first", [(1, D1, 0), (2, P, 0)], {1: 2, 2: 1},
+     set(), True, True, 2),
+    ("never again to one who declined", [(1, D1, 0), (2, P, 0)], {1: 1, 2: 1}, {1}, True, True, 2),
+    ("a lone specialist whose offer expired is asked again", [(1, P, 0)], {1: 3}, set(), True, True, 1),
+    ("everyone declined: nobody", [(1, D1, 0), (2, P, 0)], {1: 1, 2: 1}, {1, 2}, True, True, None),
+    ("without re-offers: nobody once everyone was asked", [(1, D1, 0), (2, P, 0)], {1: 1, 2: 1}, set(),
+     True, False, None),
+    ("someone new on duty before any re-offer", [(1, D1, 0), (2, D2, 9)], {1: 1}, set(), True, True, 2),
+    ("nobody on duty", [], {}, set(), True, True, None),
 ]
 
 
-@pytest.mark.parametrize(("on_duty", "asked", "expected"), [r[1:] for r in ROUTING], ids=[r[0] for r in ROUTING])
-def test_routing(on_duty: list[tuple[int, int, int]], asked: set[int], expected: int | None) -> None:
-    chosen = next_candidate(candidates_above(CHAIN, on_duty), asked)
+@pytest.mark.parametrize(("on_duty", "offered", "declined", "lateral", "reoffer", "expected"),
+                         [r[1:] for r in ROUTING], ids=[r[0] for r in ROUTING])
+def test_routing(on_duty: list[tuple[int, int, int]], offered: dict[int, int], declined: set[int], lateral: bool,
+                 reoffer: bool, expected: int | None) -> None:
+    found = candidates(REQUESTER_PATH, duty(*on_duty), lateral=lateral)
+    chosen = next_candidate(found, offered, declined, reoffer=reoffer)
     assert (chosen.staff_id if chosen else None) == expected
 
 
-def test_candidates_know_their_distance() -> None:
-    assert candidates_above(CHAIN, [(1, CENTRAL, 2)]) == [Candidate(3, 2, 1, CENTRAL)]
+def test_candidates_know_where_they_are_and_how_far() -> None:
+    found = candidates(REQUESTER_PATH, duty((1, Z, 2), (2, D2, 0), (3, C3, 1), (4, C1, 0)))
+    assert sorted(found) == [Candidate(0, 3, 2, 1, Z), Candidate(1, 0, 0, 4, C1), Candidate(1, 3, 0, 2, D2),
+                             Candidate(1, 4, 1, 3, C3)]
+    assert [c.where.value for c in sorted(found)] == ["above", "elsewhere", "elsewhere", "elsewhere"]
+
+
+def test_lateral_and_reoffer_are_on_by_default_for_every_urgency() -> None:
+    assert all(p.lateral and p.reoffer for p in DEFAULT_POLICIES.values())
 
 
 def test_the_windows_are_configured_by_one_variable() -> None:

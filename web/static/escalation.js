@@ -10,6 +10,7 @@ const me = Number(document.body.dataset.me);
 const STATUS = { requested: "Looking for a specialist", offered: "Offered to a specialist", accepted: "Accepted",
   answered: "Answered", closed: "Closed", overdue: "Overdue", cancelled: "Cancelled" };
 const EVENTS = { requested: "Request sent", offered: "Offered to {name}", rerouted: "Re-routed to {name}",
+  reoffered: "Offered again to {name} (nobody else has answered)",
   declined: "{name} declined: {reason}", offer_expired: "{name} did not answer in time",
   no_candidate: "No specialist on duty yet; it will be offered as soon as one is", accepted: "Accepted by {name}",
   answered: "Opinion signed by {name}", message: "New message from {name}",
@@ -139,6 +140,7 @@ const signal = new Signal({
     if (!msg.type.startsWith("escalation_") || msg.escalation !== id) return;
     if (msg.type === "escalation_answered") { chime(false); notify(t("Opinion signed by {name}", { name: "" }), false); }
     if (msg.type === "escalation_withdrawn") $("notice").textContent = t("This request is no longer offered to you.");
+    if (msg.type === "escalation_offer") $("notice").textContent = "";  // offered (again) to me now
     refresh();
   },
 });

@@ -33,7 +33,12 @@ export function connectionStatus(t, statusElement, openText = "") {
 }
 
 export class Signal {
+  // How many sockets this page has opened: the nav bar's opinions badge (staff_nav.js) opens one only
+  // when the page has none of its own, and follows every page's messages through `dh-signal`.
+  static count = 0;
+
   constructor({ token = null, onMessage, onStatus, onEnded }) {
+    Signal.count += 1;
     this.token = token;
     this.onMessage = onMessage;
     this.onStatus = onStatus || (() => {});
