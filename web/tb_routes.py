@@ -47,12 +47,12 @@ async def worklist(request: web.Request) -> web.Response:
     require_role(request, session.staff, Action.read_tb)
     today = facility_today(request)
     async with request.app[pool_key].acquire() as con:
-        records = await tb_db.cases_in_subtree(con, session.staff.facility_id)
+        records = await tb_db.cases_on_treatment(con, session.staff.facility_id, today)
         pending = len(await tb_db.pending_clips(con, session.staff.facility_id))
     rows = []
     for r in records:
         start = r.case.started_on
-        if start is None or tb.who_outcome(r.case, today) is not tb.Outcome.still_on_treatment:
+        if start is None:
             continue
         regimen = tb.REGIMENS[r.case.regimen]
         flags = tb.flags(start, regimen, r.doses, r.case.sputum, today)
@@ -152,12 +152,13 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     first, after = tb.parse_quarter(quarter)
     async with request.app[pool_key].acquire() as con:
         cohort = [r.case for r in await tb_db.cases_in_subtree(con, session.staff.facility_id,
-                                                                 registered=(first, after))]
+                                                                 registered=(first, after), doses=False)]
+        bands = await tb_db.adherence_distribution(con, session.staff.facility_id, quarter, as_of)
     converted, tested = tb.month_2_conversion(cohort)
     return render(request, "tb_report.html", {
         "me": session.staff, "rows": rows, "quarter": quarter, "as_of": as_of, "error": error,
         "outcomes": [(str(o), OUTCOMES[str(o)]) for o in tb.Outcome], "converted": converted, "tested": tested,
-        "bands": tb.adherence_distribution(cohort, as_of)}, status=400 if error else 200)
+        "bands": bands}, status=400 if error else 200)
 
 
 def _csv(rows: list[tb_db.ReportRow], quarter: str) -> web.Response:
