@@ -83,7 +83,8 @@ async def _clip(request: web.Request) -> tb_db.Clip:
             raise web.HTTPNotFound()
         await require(request, con, session.staff, Action.review_tb_dose, clip.facility_id, hide=True)
     if clip.deleted:
-        raise web.HTTPGone()
+        t = request[t_rkey]
+        raise ApiError("clip_deleted", t("This clip was deleted after the retention period."), status=410)
     return clip
 
 
@@ -110,7 +111,8 @@ async def clip_review(request: web.Request) -> web.Response:
     form = await request.post()
     decision = str(form.get("decision", ""))
     if decision not in ("confirm", "reject"):
-        raise ApiError("invalid", "decision must be confirm or reject", field="decision")
+        t = request[t_rkey]
+        raise ApiError("invalid", t("Choose to confirm or reject the dose."), field="decision")
     async with request.app[pool_key].acquire() as con:
         try:
             await tb_db.review_clip(con, session.staff.id, clip.id, decision == "confirm",
@@ -125,6 +127,7 @@ REVIEW_ERRORS: dict[str, str] = {
     "reason_required": N_("Say why the clip is rejected."),
     "already_reviewed": N_("This clip was already reviewed."),
     "not_current": N_("This is a second clip for the day; the first one is reviewed."),
+    "not_found": N_("This clip does not exist."),
 }
 
 
