@@ -203,3 +203,36 @@ async def test_corrections_and_deletions_open_and_close_a_60_day_gap(pool: async
         await con.execute("DELETE FROM tb_dose WHERE case_id = $1 AND taken_on >= $2", case_id,
                           start + timedelta(days=41))
         assert await _lost(con, network, as_of)
+
+
+async def _waiting_on_a_lock(watcher: asyncpg.Connection, pid: int) -> None:
+    """Returns once backend `pid` waits on a lock (it is blocked where the test wants it)."""
+    # PostgreSQL has no notification for "that backend now waits on a lock": poll its own state (not a timer).
+    while not await watcher.fetchval(  # noqa: ASYNC110
+            "SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid):
+        await asyncio.sleep(0.01)
+
+
+async def test_two_writers_of_one_case_leave_its_figures_exact(pool: asyncpg.Pool, network: Network) -> None:
+    """One transaction fills a 60-day hole while another writes an unrelated day of the same case: the second
+    recomputes after the first commits and sees its dose (the trigger locks the case first), so the case is
+    not left marked lost on a stale reading."""
+    start = date(2026, 1, 5)
+    case = ImportedCase("race", "Bệnh nhân", None, None, None, start, tb.DEFAULT_REGIMEN, False, 0, start)
+    case.doses.update({start + timedelta(days=n): DoseStatus.in_person for n in range(200) if not 10 <= n < 70})
+    as_of = date(2026, 12, 31)
+    async with pool.acquire() as first, pool.acquire() as second, pool.acquire() as watcher:
+        (case_id,) = await tb_db.import_cases(first, SYSTEM, network.commune, [case])
+        assert await _lost(first, network, as_of)
+        fill = first.transaction()
+        await fill.start()
+        await first.execute("INSERT INTO tb_dose (case_id, taken_on, status) VALUES ($1, $2, 'in_person')",
+                            case_id, start + timedelta(days=40))
+        unrelated = asyncio.create_task(second.execute(
+            "INSERT INTO tb_dose (case_id, taken_on, status) VALUES ($1, $2, 'missed')",
+            case_id, start + timedelta(days=250)))
+        await asyncio.wait_for(_waiting_on_a_lock(watcher, second.get_server_pid()), timeout=30)
+        await fill.commit()
+        await asyncio.wait_for(unrelated, timeout=30)
+        assert not await _lost(watcher, network, as_of)
+        assert await watcher.fetchval("SELECT gap_lost_on FROM tb_case WHERE id = $1", case_id) is None
