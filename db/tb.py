@@ -277,9 +277,10 @@ WITH RECURSIVE tree(id, name, path) AS (
     SELECT c.id, c.facility_id, c.registered_on, c.bacteriologically_confirmed, c.died_on, c.transferred_out_on,
            c.outcome_override, k.s, (k.s + make_interval(months => c.regimen_months))::date AS pe,
            (c.started_on + make_interval(months => c.regimen_months))::date AS pe_any,
-           c.gap_lost_on, c.taken_in_course,
-           (SELECT min(changed_on) FROM tb_regimen_change r WHERE r.case_id = c.id AND r.for_failure) AS failure_on
+           c.gap_lost_on, c.taken_in_course, f.failure_on
     FROM tb_case c CROSS JOIN LATERAL (SELECT CASE WHEN c.started_on <= $4 THEN c.started_on END AS s) k
+    LEFT JOIN (SELECT case_id, min(changed_on) AS failure_on FROM tb_regimen_change WHERE for_failure
+               GROUP BY case_id) f ON f.case_id = c.id
     WHERE c.facility_id IN (SELECT id FROM tree) AND c.registered_on >= $2 AND c.registered_on < $3
 )"""
 
@@ -307,11 +308,14 @@ _OUTCOMES = _COHORT + """, smears AS (
 )
 """
 
-_REPORT = _OUTCOMES + """
-SELECT t.id, t.name, cardinality(t.path) - 1 AS depth, o.outcome, count(o.id) AS n
+# Counted per facility first (a few rows per facility), then rolled up the tree.
+_REPORT = _OUTCOMES + """, counted AS (
+    SELECT facility_id, outcome, count(*) AS n FROM outcomes GROUP BY facility_id, outcome
+)
+SELECT t.id, t.name, cardinality(t.path) - 1 AS depth, o.outcome, coalesce(sum(o.n), 0)::bigint AS n
 FROM tree t
 LEFT JOIN tree below ON t.id = ANY(below.path)
-LEFT JOIN outcomes o ON o.facility_id = below.id
+LEFT JOIN counted o ON o.facility_id = below.id
 GROUP BY t.id, t.name, t.path, o.outcome
 ORDER BY t.path
 """
