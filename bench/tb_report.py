@@ -1,7 +1,10 @@
 """The TB quarterly cohort report (issue 11) over a synthetic province: N cases registered in one quarter,
 their daily doses (5% missed at random, 3% of cases stopping after 40 days), sputum results, under 1
 province → 10 districts → 100 communes. Times `db.tb.cohort_report` for the province (every row rolled up)
-cold and warm, and a commune; baseline: a plain `count(*)` over every dose row in the same run.
+cold and warm, and a commune; the report page's adherence distribution for the province; the worklist's query
+(cases on treatment with their last 28 days of doses) for a commune mid-treatment; baseline: a plain
+`count(*)` over every dose row in the same run. The build's dose insert includes the triggers that keep each
+case's gap and doses taken (migration 0020).
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ async def run(dsn: str, cases: int, repeat: int) -> dict[str, Any]:
             t0 = time.perf_counter()
             rows = await tb_db.cohort_report(c, ids["province"], "2026-Q1", as_of)
             cold = time.perf_counter() - t0
-            warm, commune, scan = [], [], []
+            warm, commune, scan, bands, worklist = [], [], [], [], []
             for _ in range(repeat):
                 t0 = time.perf_counter()
                 await c.fetchval("SELECT count(*) FROM tb_dose")
@@ -91,6 +94,12 @@ async def run(dsn: str, cases: int, repeat: int) -> dict[str, Any]:
                 t0 = time.perf_counter()
                 await tb_db.cohort_report(c, ids["commune"], "2026-Q1", as_of)
                 commune.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                await tb_db.adherence_distribution(c, ids["province"], "2026-Q1", as_of)
+                bands.append(time.perf_counter() - t0)
+                t0 = time.perf_counter()
+                on_treatment = await tb_db.cases_on_treatment(c, ids["commune"], date(2026, 4, 15))
+                worklist.append(time.perf_counter() - t0)
             size = await c.fetchval("SELECT pg_database_size(current_database())")
     finally:
         await pool.close()
@@ -99,6 +108,9 @@ async def run(dsn: str, cases: int, repeat: int) -> dict[str, Any]:
             "build_s": round(build_s, 1), "province_report_cold_s": round(cold, 3),
             "province_report_warm_s": round(statistics.median(warm), 3),
             "commune_report_warm_s": round(statistics.median(commune), 3),
+            "province_adherence_distribution_s": round(statistics.median(bands), 3),
+            "commune_worklist_cases_s": round(statistics.median(worklist), 3),
+            "commune_worklist_cases": len(on_treatment),
             "baseline_count_all_doses_s": round(statistics.median(scan), 3),
             "ratio_province_report_over_count": round(statistics.median(warm) / statistics.median(scan), 2),
             "database_mib": round(size / 2**20),

@@ -178,6 +178,8 @@ FORMATTERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "slow_consumer": ("One socket stops reading (queue broadcasts to 1,000 others)", slow_consumer),
     "tb_clips": ("TB video-observed dose clips: server cost per clip", generic),
     "tb_report": ("TB quarterly cohort report over a synthetic province", generic),
+    "tb_throttled": ("TB video-observed dose clips over a throttled 3G link with a dropped connection", generic),
+    "tb_recording_designs": ("TB recording designs compared in one run: server CPU per clip", generic),
 }
 
 

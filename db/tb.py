@@ -206,18 +206,19 @@ async def write_review(con: asyncpg.Connection, staff_id: int, case_id: int, tex
     return signed.consultation_id
 
 
-_CASE_COLUMNS = """c.id, c.patient_id, c.facility_id, c.register_ref, c.registered_on, c.regimen,
+_CASE_COLUMNS_NO_DOSES = """c.id, c.patient_id, c.facility_id, c.register_ref, c.registered_on, c.regimen,
     c.bacteriologically_confirmed, c.started_on, c.died_on, c.transferred_out_on, c.outcome_override,
     c.outcome_override_reason, c.site, c.registration_type,
     (SELECT min(changed_on) FROM tb_regimen_change r WHERE r.case_id = c.id AND r.for_failure) AS failure_on,
     coalesce((SELECT array_agg(ARRAY[s.taken_on::text, s.positive::text]) FROM tb_sputum s
-              WHERE s.case_id = c.id), '{}') AS sputum,
+              WHERE s.case_id = c.id), '{}') AS sputum"""
+_CASE_COLUMNS = _CASE_COLUMNS_NO_DOSES + """,
     coalesce((SELECT array_agg(ARRAY[d.taken_on::text, d.status]) FROM tb_dose d
               WHERE d.case_id = c.id), '{}') AS doses"""
 
 
 def _record(row: asyncpg.Record) -> CaseRecord:
-    doses = {date.fromisoformat(d): DoseStatus(s) for d, s in row["doses"]}
+    doses = {date.fromisoformat(d): DoseStatus(s) for d, s in row.get("doses", ())}
     sputum = tuple(sorted((SputumResult(date.fromisoformat(d), p == "true") for d, p in row["sputum"]),
                           key=lambda r: r.on))
     case = TbCase(row["registered_on"], row["regimen"], row["bacteriologically_confirmed"], row["started_on"],
@@ -234,13 +235,31 @@ async def get(con: asyncpg.Connection, case_id: int) -> CaseRecord | None:
 
 
 async def cases_in_subtree(con: asyncpg.Connection, facility_id: int, *,
-                           registered: tuple[date, date] | None = None) -> list[CaseRecord]:
-    """Every case of the facility and those below it (registered in [first, after) if given), fully loaded."""
+                           registered: tuple[date, date] | None = None, doses: bool = True) -> list[CaseRecord]:
+    """Every case of the facility and those below it (registered in [first, after) if given), fully loaded;
+    with `doses=False`, without their doses (what the month-2 conversion needs, not a scan of every dose)."""
     first, after = registered or (date.min, date.max)
+    columns = _CASE_COLUMNS if doses else _CASE_COLUMNS_NO_DOSES
     rows = await con.fetch(
-        f"""SELECT {_CASE_COLUMNS} FROM tb_case c WHERE c.facility_id IN (SELECT facility_subtree($1))
+        f"""SELECT {columns} FROM tb_case c WHERE c.facility_id IN (SELECT facility_subtree($1))
             AND c.registered_on >= $2 AND c.registered_on < $3 ORDER BY c.id""",
         facility_id, first, after)
+    return [_record(r) for r in rows]
+
+
+async def cases_on_treatment(con: asyncpg.Connection, facility_id: int, today: date) -> list[CaseRecord]:
+    """The worklist's cases: those of the facility and below whose outcome today is `still_on_treatment` (the
+    report's SQL, one row per case), each with only the doses of the last 28 days and today. That is all the
+    flags read: the 28-day adherence, and the missed run, which is >= 3 on the truncated days exactly when it
+    is on all of them (`doses` of a record from here is that window, not the whole calendar)."""
+    rows = await con.fetch(
+        _OUTCOMES + f"""
+        SELECT {_CASE_COLUMNS_NO_DOSES},
+               coalesce((SELECT array_agg(ARRAY[d.taken_on::text, d.status]) FROM tb_dose d
+                         WHERE d.case_id = c.id AND d.taken_on BETWEEN $4 - $5::int AND $4), '{{}}') AS doses
+        FROM outcomes o JOIN tb_case c ON c.id = o.id
+        WHERE o.outcome = 'still_on_treatment' AND c.started_on IS NOT NULL ORDER BY c.id""",
+        facility_id, date.min, date.max, today, tb.ADHERENCE_WINDOW_DAYS)
     return [_record(r) for r in rows]
 
 
@@ -263,9 +282,10 @@ class ReportRow:
 
 
 # The outcome rules of care/tb.py (CLINICAL.md "Operational rules"), per case of the cohort, as of $4.
-# `s` is the start if it happened by $4; `pe` its planned end; `gap` the longest run of days in
-# [s, least($4, pe)] with no dose taken.
-_OUTCOMES = """
+# `s` is the start if it happened by $4; `pe` its planned end. The 60-day gap is the case's `gap_lost_on`,
+# kept by triggers as doses are written (migration 0020): "longest gap in [s, least($4, pe)] >= 60" is
+# exactly "gap_lost_on <= $4", so the report reads one row per case and no dose.
+_COHORT = """
 WITH RECURSIVE tree(id, name, path) AS (
     SELECT id, name, ARRAY[id] FROM facility WHERE id = $1
     UNION ALL SELECT f.id, f.name, t.path || f.id FROM facility f JOIN tree t ON f.parent_id = t.id
@@ -273,21 +293,14 @@ WITH RECURSIVE tree(id, name, path) AS (
     SELECT c.id, c.facility_id, c.registered_on, c.bacteriologically_confirmed, c.died_on, c.transferred_out_on,
            c.outcome_override, k.s, (k.s + make_interval(months => c.regimen_months))::date AS pe,
            (c.started_on + make_interval(months => c.regimen_months))::date AS pe_any,
-           (SELECT min(changed_on) FROM tb_regimen_change r WHERE r.case_id = c.id AND r.for_failure) AS failure_on
+           c.gap_lost_on, c.taken_in_course, f.failure_on
     FROM tb_case c CROSS JOIN LATERAL (SELECT CASE WHEN c.started_on <= $4 THEN c.started_on END AS s) k
+    LEFT JOIN (SELECT case_id, min(changed_on) AS failure_on FROM tb_regimen_change WHERE for_failure
+               GROUP BY case_id) f ON f.case_id = c.id
     WHERE c.facility_id IN (SELECT id FROM tree) AND c.registered_on >= $2 AND c.registered_on < $3
-), gaps AS (
-    -- Per case, its doses in day order straight from the primary key (case_id, taken_on): no global sort.
-    SELECT k.id, CASE WHEN g.last_on IS NULL THEN least($4, k.pe) - k.s + 1
-                      ELSE greatest(g.inner_gap, least($4, k.pe) - g.last_on) END AS gap
-    FROM cohort k CROSS JOIN LATERAL (
-        SELECT max(x.taken_on - x.prev - 1) AS inner_gap, max(x.taken_on) AS last_on
-        FROM (SELECT d.taken_on, lag(d.taken_on, 1, k.s - 1) OVER (ORDER BY d.taken_on) AS prev
-              FROM tb_dose d
-              WHERE d.case_id = k.id AND d.taken_on >= k.s AND d.taken_on <= least($4, k.pe)
-                AND d.status <> 'missed') x) g
-    WHERE k.s IS NOT NULL
-), smears AS (
+)"""
+
+_OUTCOMES = _COHORT + """, smears AS (
     SELECT k.id,
            bool_or(r.positive AND r.taken_on >= (k.s + make_interval(months => 4))::date) AS positive_m5,
            min(r.taken_on) FILTER (WHERE NOT r.positive) AS first_negative,
@@ -301,21 +314,24 @@ WITH RECURSIVE tree(id, name, path) AS (
         WHEN k.died_on <= $4 AND (k.pe_any IS NULL OR k.died_on <= k.pe_any) THEN 'died'
         WHEN k.transferred_out_on <= $4 THEN 'not_evaluated'
         WHEN k.failure_on <= $4 OR coalesce(m.positive_m5, false) THEN 'failed'
-        WHEN (k.s IS NULL AND $4 > k.registered_on + 60) OR k.s > k.registered_on + 60 OR g.gap >= 60
-            THEN 'lost_to_follow_up'
+        WHEN (k.s IS NULL AND $4 > k.registered_on + 60) OR k.s > k.registered_on + 60
+             OR (k.s IS NOT NULL AND k.gap_lost_on <= $4) THEN 'lost_to_follow_up'
         WHEN k.bacteriologically_confirmed AND k.pe <= $4 AND m.first_negative < m.last_month_negative
             THEN 'cured'
         WHEN k.pe <= $4 THEN 'completed'
         ELSE 'still_on_treatment' END AS outcome
-    FROM cohort k LEFT JOIN gaps g ON g.id = k.id LEFT JOIN smears m ON m.id = k.id
+    FROM cohort k LEFT JOIN smears m ON m.id = k.id
 )
 """
 
-_REPORT = _OUTCOMES + """
-SELECT t.id, t.name, cardinality(t.path) - 1 AS depth, o.outcome, count(o.id) AS n
+# Counted per facility first (a few rows per facility), then rolled up the tree.
+_REPORT = _OUTCOMES + """, counted AS (
+    SELECT facility_id, outcome, count(*) AS n FROM outcomes GROUP BY facility_id, outcome
+)
+SELECT t.id, t.name, cardinality(t.path) - 1 AS depth, o.outcome, coalesce(sum(o.n), 0)::bigint AS n
 FROM tree t
 LEFT JOIN tree below ON t.id = ANY(below.path)
-LEFT JOIN outcomes o ON o.facility_id = below.id
+LEFT JOIN counted o ON o.facility_id = below.id
 GROUP BY t.id, t.name, t.path, o.outcome
 ORDER BY t.path
 """
@@ -325,10 +341,7 @@ async def cohort_report(con: asyncpg.Connection, facility_id: int, quarter: str,
     """The quarterly cohort report for the facility and each facility below it, each counting its own cases and
     those below; rows in tree order. DbError `not_found` for an unknown facility."""
     first, after = tb.parse_quarter(quarter)
-    async with con.transaction(readonly=True):
-        # The gap scan sorts every dose of the cohort by case and day: let it sort in memory.
-        await con.execute("SET LOCAL work_mem = '64MB'")
-        rows = await con.fetch(_REPORT, facility_id, first, after, as_of)
+    rows = await con.fetch(_REPORT, facility_id, first, after, as_of)
     if not rows:
         raise NotFound("facility", facility_id)
     out: dict[int, ReportRow] = {}
@@ -340,6 +353,31 @@ async def cohort_report(con: asyncpg.Connection, facility_id: int, quarter: str,
             out[r["id"]] = ReportRow(row.facility_id, row.facility, row.depth, quarter, row.registered + r["n"],
                                      row.counts)
     return list(out.values())
+
+
+_ADHERENCE = _COHORT + """, shares AS (
+    -- After the planned end, the kept count; before it (a case still running as of $4), its doses so far.
+    SELECT CASE WHEN $4 >= k.pe THEN k.taken_in_course
+                ELSE (SELECT count(*) FROM tb_dose d WHERE d.case_id = k.id AND d.taken_on >= k.s
+                      AND d.taken_on < $4 AND d.status <> 'missed')::int END AS taken,
+           least($4 - 1, k.pe - 1) - k.s + 1 AS days
+    FROM cohort k WHERE k.s < $4
+)
+SELECT CASE WHEN 10 * taken < 8 * days THEN 'under_80' WHEN 10 * taken < 9 * days THEN '80_to_89'
+            ELSE '90_and_over' END AS band, count(*) AS n
+FROM shares GROUP BY 1
+"""
+
+
+async def adherence_distribution(con: asyncpg.Connection, facility_id: int, quarter: str,
+                                 as_of: date) -> dict[str, int]:
+    """care.tb.adherence_distribution of the quarter's cohort in the facility and below, in SQL: cases by
+    overall adherence band (the bands of care.tb.ADHERENCE_BANDS, compared in integers)."""
+    first, after = tb.parse_quarter(quarter)
+    rows = await con.fetch(_ADHERENCE, facility_id, first, after, as_of)
+    counts = {band: 0 for band, _ in tb.ADHERENCE_BANDS}
+    counts.update({r["band"]: r["n"] for r in rows})
+    return counts
 
 
 async def case_outcomes(con: asyncpg.Connection, facility_id: int, quarter: str,

@@ -57,6 +57,8 @@ class Translator:
         text = self.catalogs.gettext(self.lang, message)
         return text.format(**values) if values else text
 
-    def json(self, messages: list[str]) -> str:
-        """A JSON object of translated strings for a page's script (`<` escaped for inline use)."""
-        return json.dumps({m: self(m) for m in messages}, ensure_ascii=False).replace("<", "\\u003c")
+    def json(self, messages: list[str], keyed: dict[str, str] | None = None) -> str:
+        """A JSON object of translated strings for a page's script (`<` escaped for inline use): each message
+        under itself, and each of `keyed` (key → message, e.g. an error code's text) under its key."""
+        strings = {m: self(m) for m in messages} | {k: self(m) for k, m in (keyed or {}).items()}
+        return json.dumps(strings, ensure_ascii=False).replace("<", "\\u003c")

@@ -38,6 +38,16 @@ ERRORS: dict[str, str] = {
     "unknown_regimen": N_("Choose a regimen from the list."),
     "already_started": N_("The treatment start is already recorded."),
     "bad_review": N_("Write the review: 1 to 4000 characters."),
+    "choice": N_("Choose from the list."),
+    "invalid": N_("Choose how the dose was taken."),
+    "not_found": N_("This TB case does not exist."),
+}
+PHASES: dict[str, str] = {"intensive": N_("Intensive phase"), "continuation": N_("Continuation phase")}
+SITES: dict[str, str] = {"pulmonary": N_("Pulmonary"), "extrapulmonary": N_("Extrapulmonary")}
+REGISTRATION_TYPES: dict[str, str] = {
+    "new": N_("New"), "relapse": N_("Relapse"), "after_failure": N_("Treatment after failure"),
+    "after_loss_to_follow_up": N_("Treatment after loss to follow-up"),
+    "other_previously_treated": N_("Other previously treated"), "transferred_in": N_("Transferred in"),
 }
 
 
@@ -69,7 +79,7 @@ async def register_form(request: web.Request, error: str | None = None, status: 
     return render(request, "tb_register.html", {
         "me": session.staff, "patient": patient, "regimens": list(tb.REGIMENS.values()),
         "default": tb.DEFAULT_REGIMEN, "today": facility_today(request), "error": error,
-        "sites": list(tb.Site), "types": list(tb.RegistrationType)}, status=status)
+        "sites": SITES, "types": REGISTRATION_TYPES}, status=status)
 
 
 async def _patient(request: web.Request, session: Session) -> patients_db.Patient:
@@ -88,6 +98,8 @@ async def register(request: web.Request) -> web.Response:
     form = await request.post()
     today = facility_today(request)
     try:
+        if form.get("site", "pulmonary") not in SITES or form.get("registration_type", "new") not in REGISTRATION_TYPES:
+            raise DbError("choice", "site or registration type not in the list")
         started = str(form.get("started_on", "")).strip()
         new = tb_db.NewCase(
             registered_on=_date(form.get("registered_on"), default=today), regimen=str(form.get("regimen", "")),
@@ -147,7 +159,7 @@ async def case_page(request: web.Request, error: str | None = None, status: int 
         "me": session.staff, **_context(record, today, request[t_rkey]), "today": today, "error": error,
         "done": request.query.get("done", "")[:20] if error is None else "",
         "day_status": DAY_STATUS, "dose_choices": DOSE_CHOICES, "regimens": list(tb.REGIMENS),
-        "outcomes": OUTCOMES}, status=status)
+        "outcomes": OUTCOMES, "phase_names": PHASES}, status=status)
 
 
 async def _change(request: web.Request, action: Action) -> web.Response:

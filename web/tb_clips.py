@@ -27,6 +27,7 @@ from pathlib import Path
 import asyncpg
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import ContentLengthError
 
 from db import tb as tb_db
 from db.audit import Actor
@@ -151,10 +152,16 @@ async def append(request: web.Request) -> web.Response:
                        status=409)
     # Read the whole chunk before writing any of it: a connection cut mid-chunk leaves the file as it was.
     received = bytearray()
-    async for data in request.content.iter_chunked(64 * 1024):
-        received += data
-        if len(received) > MAX_CHUNK:
-            raise ApiError("chunk_too_large", f"a chunk has at most {MAX_CHUNK} bytes", status=413)
+    try:
+        async for data in request.content.iter_chunked(64 * 1024):
+            received += data
+            if len(received) > MAX_CHUNK:
+                raise ApiError("chunk_too_large", f"a chunk has at most {MAX_CHUNK} bytes", status=413)
+    except (ConnectionResetError, ContentLengthError):
+        # The patient's link dropped mid-chunk (the case this upload exists for): nothing was written, and
+        # nobody is left to answer; the page asks for the offset when it is back.
+        log.info("tb upload %s: connection lost mid-chunk at offset %d", upload.id, offset)
+        raise ApiError("chunk_cut_off", "the chunk did not arrive whole; ask for the offset and resend") from None
     chunk = bytes(received)
     if request.content_length is not None and len(chunk) != request.content_length:
         raise ApiError("chunk_cut_off", "the chunk did not arrive whole; ask for the offset and resend")

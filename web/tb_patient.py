@@ -33,6 +33,33 @@ JS_STRINGS: list[str] = [
     N_("This camera cannot record here. Take your dose at the station."),
     N_("The video could not be sent: {message}"),
 ]
+# Every error code the clip upload can answer (web/tb_clips.py, media/clip.py, the link and the dose-day
+# rules), in the patient's words: tb_record.js shows these by code, never the server's English message.
+# tests/unit/test_tb_strings.py keeps this list complete.
+CLIP_ERRORS: dict[str, str] = {
+    "clip_empty": N_("The video is empty. Record it again."),
+    "clip_too_large": N_("The video is too large. Record a shorter one (up to 60 seconds)."),
+    "clip_too_long": N_("The video is longer than 60 seconds. Record a shorter one."),
+    "clip_not_video": N_("This file is not a video. Record it again."),
+    "clip_unreadable": N_("The video was damaged on the way. Record it again."),
+    "chunk_too_large": N_("The video could not be sent in pieces. Reload the page and try again."),
+    "chunk_cut_off": N_("Connection lost. Trying again…"),
+    "offset_mismatch": N_("Connection lost. Trying again…"),
+    "in_future": N_("That day has not come yet."),
+    "before_start": N_("That day is before your treatment started."),
+    "not_started": N_("Your treatment has not started yet. Ask your station."),
+    "case_ended": N_("Your treatment has ended; no more videos are needed."),
+    "no_tb_case": N_("There is no TB treatment on record for you. Ask your station."),
+    "not_found": N_("The upload was not found. Record your video again."),
+    "not_authenticated": N_("This link is not valid. Ask your station for a new one."),
+    "link_invalid": N_("This link is not valid. Ask your station for a new one."),
+    "link_expired": N_("This link has expired. Ask your station for a new one."),
+    "link_revoked": N_("This link was cancelled. Ask your station for a new one."),
+    "link_finished": N_("This link has been used up. Ask your station for a new one."),
+    "invalid": N_("Something went wrong on our side. Try again later."),
+    "bad_json": N_("Something went wrong on our side. Try again later."),
+    "internal": N_("Something went wrong on our side. Try again later."),
+}
 
 
 async def page(request: web.Request) -> web.Response:
@@ -65,7 +92,8 @@ async def page(request: web.Request) -> web.Response:
                          record.doses, today)
     return render(request, "tb_patient.html", {
         "token": token, "days": days, "today": days[-1] if days else None, "adherence": share,
-        "chunk": MAX_CHUNK // 2, "js_strings": t.json(JS_STRINGS)})
+        "chunk": MAX_CHUNK // 2, "js_strings": t.json(JS_STRINGS, keyed={f"error:{code}": message
+                                                                         for code, message in CLIP_ERRORS.items()})})
 
 
 def setup(app: web.Application) -> None:

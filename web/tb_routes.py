@@ -47,12 +47,12 @@ async def worklist(request: web.Request) -> web.Response:
     require_role(request, session.staff, Action.read_tb)
     today = facility_today(request)
     async with request.app[pool_key].acquire() as con:
-        records = await tb_db.cases_in_subtree(con, session.staff.facility_id)
+        records = await tb_db.cases_on_treatment(con, session.staff.facility_id, today)
         pending = len(await tb_db.pending_clips(con, session.staff.facility_id))
     rows = []
     for r in records:
         start = r.case.started_on
-        if start is None or tb.who_outcome(r.case, today) is not tb.Outcome.still_on_treatment:
+        if start is None:
             continue
         regimen = tb.REGIMENS[r.case.regimen]
         flags = tb.flags(start, regimen, r.doses, r.case.sputum, today)
@@ -83,7 +83,8 @@ async def _clip(request: web.Request) -> tb_db.Clip:
             raise web.HTTPNotFound()
         await require(request, con, session.staff, Action.review_tb_dose, clip.facility_id, hide=True)
     if clip.deleted:
-        raise web.HTTPGone()
+        t = request[t_rkey]
+        raise ApiError("clip_deleted", t("This clip was deleted after the retention period."), status=410)
     return clip
 
 
@@ -110,7 +111,8 @@ async def clip_review(request: web.Request) -> web.Response:
     form = await request.post()
     decision = str(form.get("decision", ""))
     if decision not in ("confirm", "reject"):
-        raise ApiError("invalid", "decision must be confirm or reject", field="decision")
+        t = request[t_rkey]
+        raise ApiError("invalid", t("Choose to confirm or reject the dose."), field="decision")
     async with request.app[pool_key].acquire() as con:
         try:
             await tb_db.review_clip(con, session.staff.id, clip.id, decision == "confirm",
@@ -125,6 +127,7 @@ REVIEW_ERRORS: dict[str, str] = {
     "reason_required": N_("Say why the clip is rejected."),
     "already_reviewed": N_("This clip was already reviewed."),
     "not_current": N_("This is a second clip for the day; the first one is reviewed."),
+    "not_found": N_("This clip does not exist."),
 }
 
 
@@ -152,12 +155,13 @@ async def report_page(request: web.Request) -> web.StreamResponse:
     first, after = tb.parse_quarter(quarter)
     async with request.app[pool_key].acquire() as con:
         cohort = [r.case for r in await tb_db.cases_in_subtree(con, session.staff.facility_id,
-                                                                 registered=(first, after))]
+                                                                 registered=(first, after), doses=False)]
+        bands = await tb_db.adherence_distribution(con, session.staff.facility_id, quarter, as_of)
     converted, tested = tb.month_2_conversion(cohort)
     return render(request, "tb_report.html", {
         "me": session.staff, "rows": rows, "quarter": quarter, "as_of": as_of, "error": error,
         "outcomes": [(str(o), OUTCOMES[str(o)]) for o in tb.Outcome], "converted": converted, "tested": tested,
-        "bands": tb.adherence_distribution(cohort, as_of)}, status=400 if error else 200)
+        "bands": bands}, status=400 if error else 200)
 
 
 def _csv(rows: list[tb_db.ReportRow], quarter: str) -> web.Response:

@@ -12,10 +12,17 @@ const auth = { Authorization: `Bearer ${token}` };
 const MAX_SECONDS = 60;
 let recorder = null;
 
+// A refusal is shown by its code, in the page's language (web/tb_patient.py CLIP_ERRORS): never the
+// server's English message.
+const RETRY = new Set(["offset_mismatch", "chunk_cut_off"]);
+const explain = (code) => t[`error:${code}`] || t["error:internal"] || code;
+
 async function json(response) {
   const data = await response.json().catch(() => ({}));
-  if (!response.ok) throw Object.assign(new Error((data.error && data.error.message) || response.statusText),
-                                         { data, status: response.status });
+  if (!response.ok) {
+    const code = (data.error && data.error.code) || (response.status >= 500 ? "internal" : "invalid");
+    throw Object.assign(new Error(explain(code)), { data, code, status: response.status });
+  }
   return data;
 }
 
@@ -35,16 +42,20 @@ async function send(blob) {
         method: "PATCH", headers: { ...auth, "Upload-Offset": String(offset) },
         body: blob.slice(offset, offset + chunkSize),
       });
-      if (r.status === 409) {  // the server has a different count: ask it where to resume
-        offset = (await json(await fetch(`/api/p/tb/uploads/${opened.upload}`, { headers: auth }))).offset;
-        continue;
+      if (r.status === 409 || r.status === 400) {
+        const refusal = await r.clone().json().catch(() => ({}));
+        if (r.status === 409 || RETRY.has(refusal.error && refusal.error.code)) {
+          // the server has a different count, or the chunk came cut off: ask it where to resume
+          offset = (await json(await fetch(`/api/p/tb/uploads/${opened.upload}`, { headers: auth }))).offset;
+          continue;
+        }
       }
       const state = await json(r);
       if (state.state === "received") return state;
       offset = state.offset;
       wait = 1000;
     } catch (error) {
-      if (error.data) throw error;  // the server refused the clip: say why
+      if (error.data && !(error.status >= 500)) throw error;  // the server refused the clip: say why
       say("Connection lost. Trying again…");
       await pause(wait);
       wait = Math.min(wait * 2, 30000);
