@@ -263,6 +263,14 @@ async def cases_on_treatment(con: asyncpg.Connection, facility_id: int, today: d
     return [_record(r) for r in rows]
 
 
+async def worklist_labels(con: asyncpg.Connection, case_ids: list[int]) -> dict[int, tuple[str, str]]:
+    """What a worklist row shows to know the person: each case's patient name and its station's name."""
+    rows = await con.fetch(
+        """SELECT c.id, p.name, f.name AS facility FROM tb_case c JOIN patient p ON p.id = c.patient_id
+           JOIN facility f ON f.id = c.facility_id WHERE c.id = ANY($1::bigint[])""", case_ids)
+    return {r["id"]: (r["name"], r["facility"]) for r in rows}
+
+
 REPORT_COLUMNS = ("facility_id", "facility", "quarter", "registered", "cured", "completed", "failed", "died",
                   "lost_to_follow_up", "not_evaluated", "still_on_treatment", "treatment_success_rate")
 

@@ -59,6 +59,11 @@ async def worklist(request: web.Request) -> web.Response:
         if flags:
             share = tb.adherence(start, tb.planned_end(start, regimen), r.doses, today)
             rows.append({"record": r, "flags": [str(f) for f in flags], "adherence": share})
+    if rows:
+        async with request.app[pool_key].acquire() as con:
+            labels = await tb_db.worklist_labels(con, [row["record"].id for row in rows])
+        for row in rows:
+            row["name"], row["facility"] = labels[row["record"].id]
     return render(request, "tb_worklist.html", {"me": session.staff, "rows": rows, "pending": pending,
                                                 "reasons": FLAG_REASONS})
 

@@ -5,6 +5,7 @@ specialist's worklist shows the demo's cases with their flags, whatever day the 
 from __future__ import annotations
 
 from datetime import date
+from html import escape
 
 import asyncpg
 
@@ -80,6 +81,12 @@ async def test_demo_registers_show_every_reason(running_app: RunningApp) -> None
             assert f'data-reason="{reason}"' in page, reason
         page = await (await lao.http.get(f"{app.url}/staff/tb")).text()
         assert page.count("<tr data-case=") == 2
+        async with app.pool.acquire() as con:  # each row names the person and their station, not a number
+            names = await con.fetch(
+                "SELECT p.name, f.name AS station FROM tb_case c JOIN patient p ON p.id = c.patient_id"
+                " JOIN facility f ON f.id = c.facility_id WHERE c.started_on IS NOT NULL")
+        for row in names:
+            assert escape(row["name"]) in page and escape(row["station"]) in page
         assert 'data-flag="missed_doses"' in page and 'data-flag="phase_ending"' in page
     finally:
         await timmach.http.close()
