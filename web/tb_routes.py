@@ -49,7 +49,7 @@ async def worklist(request: web.Request) -> web.Response:
     async with request.app[pool_key].acquire() as con:
         records = await tb_db.cases_on_treatment(con, session.staff.facility_id, today)
         pending = len(await tb_db.pending_clips(con, session.staff.facility_id))
-    rows = []
+    flagged = []
     for r in records:
         start = r.case.started_on
         if start is None:
@@ -57,13 +57,13 @@ async def worklist(request: web.Request) -> web.Response:
         regimen = tb.REGIMENS[r.case.regimen]
         flags = tb.flags(start, regimen, r.doses, r.case.sputum, today)
         if flags:
-            share = tb.adherence(start, tb.planned_end(start, regimen), r.doses, today)
-            rows.append({"record": r, "flags": [str(f) for f in flags], "adherence": share})
-    if rows:
+            flagged.append((r, flags, tb.adherence(start, tb.planned_end(start, regimen), r.doses, today)))
+    labels: dict[int, tuple[str, str]] = {}
+    if flagged:
         async with request.app[pool_key].acquire() as con:
-            labels = await tb_db.worklist_labels(con, [row["record"].id for row in rows])
-        for row in rows:
-            row["name"], row["facility"] = labels[row["record"].id]
+            labels = await tb_db.worklist_labels(con, [r.id for r, _, _ in flagged])
+    rows = [{"record": r, "flags": [str(f) for f in flags], "adherence": share,
+             "name": labels[r.id][0], "facility": labels[r.id][1]} for r, flags, share in flagged]
     return render(request, "tb_worklist.html", {"me": session.staff, "rows": rows, "pending": pending,
                                                 "reasons": FLAG_REASONS})
 
