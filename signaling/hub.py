@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 from aiohttp import WSCloseCode
 
 from care import access
@@ -197,7 +198,15 @@ class Hub:
             return  # the server is closing this socket (session ended, link revoked…): nothing more is done
         try:
             message = p.decode(raw, max_bytes=self.max_message_bytes)
-            await self._dispatch(client, message)
+            if client.greeted and isinstance(message, (p.Offer, p.Answer, p.Ice)):
+                # The hot path (descriptions and candidates): no session check, no database, one hop.
+                try:
+                    await self._relay(client, message)
+                except SignalingError as exc:
+                    exc.ref = exc.ref or message.id
+                    raise
+            else:
+                await self._dispatch(client, message)
         except SignalingError as exc:
             await self._reject(client, exc)
         except Exception:  # the socket's boundary: log it, tell the client, keep serving
@@ -241,17 +250,8 @@ class Hub:
                 self._member_room(client, msg.room)
                 await self._leave(client, msg.room, reason="left")
                 await client.send({"type": "left", "id": msg.id, "room": str(msg.room)})
-            case p.Offer() | p.Answer():
-                await self._relay(client, msg.room, msg.to, {"type": msg.__struct_config__.tag, "sdp": msg.sdp},
-                                  require_peer=True)
-            case p.Ice():
-                candidate = None if msg.candidate is None else {
-                    "candidate": msg.candidate.candidate, "sdpMid": msg.candidate.sdpMid,
-                    "sdpMLineIndex": msg.candidate.sdpMLineIndex,
-                    "usernameFragment": msg.candidate.usernameFragment}
-                # A candidate trickled before the peer arrived is useless to it: dropped, not an error.
-                await self._relay(client, msg.room, msg.to, {"type": "ice", "candidate": candidate},
-                                  require_peer=False)
+            case p.Offer() | p.Answer() | p.Ice():  # handle_raw relays these itself once greeted
+                await self._relay(client, msg)
             case p.Chat():
                 await self._chat(client, msg)
             case p.Media():
@@ -442,40 +442,57 @@ class Hub:
         await self._publish("member", {"event": "left", "room": str(room_id), **_member_body(me),
                                        "reason": reason})
 
-    async def _relay(self, client: Client, room_id: uuid.UUID, to: str | None, payload: dict[str, Any], *,
-                     require_peer: bool) -> None:
-        """A description or candidate to one member: `to` (a peer session), or the only other member."""
-        room = self._member_room(client, room_id)
-        others = room.others(client)
-        remote_others = [r for k, r in self.remote.get(room_id, {}).items() if room.members.get(k) is None]
+    async def _relay(self, client: Client, msg: p.Offer | p.Answer | p.Ice) -> None:
+        """A description or candidate to one member: `to` (a peer session), or the only other member.
+
+        Called for every offer, answer and candidate, so it does the least it can: one pass over the room's
+        (at most 4) members, no list built, the room id's text kept on the room."""
+        room = self.rooms.get(msg.room)
+        to = msg.to
+        mine = False
+        peer: Member | None = None
+        others = 0
+        if room is not None:
+            for member in room.members.values():
+                if member.client is client:
+                    mine = True
+                    continue
+                others += 1
+                if to is None or member.client.session == to:
+                    peer = member
+        if not mine or room is None:
+            raise SignalingError("not_in_room", f"you are not in room {msg.room}; send join first")
         remote: RemoteMember | None = None
+        elsewhere = self.remote.get(msg.room)
+        remote_others = [r for k, r in elsewhere.items() if k not in room.members] if elsewhere else []
         if to is not None:
-            peer = room.by_session(to)
-            if peer is not None and peer.client is client:
-                raise SignalingError("invalid", "`to` is your own session")
             if peer is None:
+                if to == client.session:
+                    raise SignalingError("invalid", "`to` is your own session")
                 remote = next((r for r in remote_others if r.session == to), None)
-        elif len(others) + len(remote_others) > 1:
-            raise SignalingError("to_required", f"the room has {len(others) + len(remote_others)} other members: "
+        elif others + len(remote_others) > 1:
+            raise SignalingError("to_required", f"the room has {others + len(remote_others)} other members: "
                                  "say which one with `to` (their peer_session)")
-        else:
-            peer = others[0] if others else None
-            remote = remote_others[0] if peer is None and remote_others else None
-        payload["room"] = str(room_id)
+        elif peer is None and remote_others:
+            remote = remote_others[0]
+        kind = _RELAYED[type(msg)]
+        payload: dict[str, Any] = ({"type": "ice", "candidate": msg.candidate} if isinstance(msg, p.Ice)
+                                   else {"type": kind, "sdp": msg.sdp})
+        payload["room"] = room.text
         payload["from"] = client.session
         if peer is None:
             if remote is not None:  # a member whose socket another process holds (bus)
                 payload["to"] = remote.session
-                self.stats.relayed[payload["type"]] += 1
-                await self._publish("room", {"room": str(room_id), "key": remote.key, "session": remote.session,
-                                             "message": payload})
+                self.stats.relayed[kind] += 1
+                await self._publish("room", {"room": room.text, "key": remote.key, "session": remote.session,
+                                             "message": msgspec.to_builtins(payload)})
                 return
-            if require_peer:
+            if not isinstance(msg, p.Ice):
                 raise SignalingError("peer_absent", "the other side is not in the room yet" if to is None
                                      else f"no member with session {to[:64]!r} is in the room")
-            return  # a candidate for a peer that is gone (or not there yet) is useless to it: dropped
+            return  # a candidate trickled before the peer arrived (or after it left) is useless to it: dropped
         payload["to"] = peer.client.session
-        self.stats.relayed[payload["type"]] += 1
+        self.stats.relayed[kind] += 1
         await peer.client.send(payload)
 
     @staticmethod
@@ -1110,3 +1127,5 @@ def _member_body(member: Member) -> dict[str, Any]:
 
 # Staff messages that act on patients or records: the session is checked in PostgreSQL first.
 _SESSION_CHECKED = (p.Join, p.Chat, p.ClaimNext, p.End)
+# Relayed to a room member as they are (the hot path of a call's set-up).
+_RELAYED: dict[type[p.ClientMessage], str] = {p.Offer: "offer", p.Answer: "answer", p.Ice: "ice"}
