@@ -28,6 +28,7 @@ from db import chat as chat_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
 from db import links as links_db
+from db import presence as presence_db
 from db import queue as queue_db
 from db import staff as staff_db
 from db.errors import DbError
@@ -103,14 +104,24 @@ class Hub:
         self.remote: dict[uuid.UUID, dict[str, RemoteMember]] = {}
         # Who is online on the other processes, from their latest `queue` notification (bus only).
         self.remote_presence: dict[str, RemotePresence] = {}
+        self._saved_presence: tuple[Any, ...] | None = None  # this process's presence row as last written
+        self._saved_presence_at = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         async with self.pool.acquire() as con:
             touched = await consultations_db.touch_all_active(con)
-            # No page is connected to a process that just started: everyone is offline until theirs is back.
-            await queue_db.everyone_left(con)
+            elsewhere: list[int] = []
+            if self.bus is not None:  # who the other processes hold, before any of them answers on the bus
+                for other in await presence_db.live(con, PRESENCE_TTL_S):
+                    if other.process_id != self.bus.process_id:
+                        self._heard_presence(other.process_id, other.doctors, other.pages, other.patients,
+                                             age_s=other.age_s)
+                        elsewhere += other.patients
+            # No page is connected to a process that just started: everyone is offline until theirs is back
+            # (but for the pages another process holds).
+            await queue_db.everyone_left(con, elsewhere)
         if touched:
             log.info("gave %d active consultations a fresh grace period after start", touched)
         self._tasks = [asyncio.create_task(self._broadcast_loop(), name="queue-broadcast"),
@@ -654,13 +665,23 @@ class Hub:
 
     def to_staff(self, staff_id: int, message: dict[str, Any]) -> int:
         """Queue `message` for every open page of a staff member (an escalation offer, an answer); returns
-        how many pages got it (0: none open, the caller may fall back to SMS). Never waits on a socket."""
+        how many pages get it, on every process (0: none open, the caller may fall back to SMS). Never waits
+        on a socket. Pages on other processes are counted from their latest presence (signaling/bus.py)."""
         sent = self._to_staff_here(staff_id, message)
-        if self.bus is not None:  # their pages on other processes get it too (the count is this process's)
+        if self.bus is not None:  # their pages on other processes get it too
             task = asyncio.create_task(self._publish("staff", {"staff_id": staff_id, "message": message}))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+            sent += self._remote_pages(staff_id)
         return sent
+
+    def staff_pages(self, staff_id: int) -> int:
+        """Open pages of a staff member, on every process (those elsewhere from their latest presence)."""
+        here = sum(1 for c in self.clients if c.staff is not None and c.staff.staff_id == staff_id and c.greeted)
+        return here + self._remote_pages(staff_id)
+
+    def _remote_pages(self, staff_id: int) -> int:
+        return sum(presence.pages.get(staff_id, 0) for presence in self._live_remote())
 
     def _to_staff_here(self, staff_id: int, message: dict[str, Any]) -> int:
         clients = [c for c in self.clients if c.staff is not None and c.staff.staff_id == staff_id and c.greeted]
@@ -686,7 +707,9 @@ class Hub:
             if self._queue_publish:  # one notification per coalesced burst, whatever its size
                 self._queue_publish = False
                 alerts, self._alerts_out = self._alerts_out, []
-                await self._publish("queue", {"alerts": alerts, **self._presence()})
+                presence = self._presence()
+                await self._publish("queue", {"alerts": alerts, **presence})
+                await self._save_presence(presence)
             try:
                 await self.broadcast_queue()
             except (OSError, asyncpg.PostgresError):
@@ -745,10 +768,8 @@ class Hub:
         if kind == "queue":
             self._alerts.extend(body.get("alerts", []))
             if "process" in body:
-                self.remote_presence[str(body["process"])] = RemotePresence(
-                    {int(d[0]): int(d[1]) for d in body["doctors"]},
-                    {int(d[0]): str(d[2]) for d in body["doctors"] if len(d) > 2},
-                    frozenset(int(patient_id) for patient_id in body["patients"]), time.monotonic())
+                self._heard_presence(str(body["process"]), body["doctors"], body.get("pages", []),
+                                     body["patients"])
             self._queue_dirty.set()
         elif kind == "presence_request":  # a process started or resynchronised: say who is here
             self._queue_publish = True
@@ -805,10 +826,52 @@ class Hub:
         if self.bus is None:
             return {}
         roles = {c.staff.staff_id: c.staff.role for c in self.clients if c.staff is not None}
+        pages: Counter[int] = Counter(c.staff.staff_id for c in self.clients if c.staff is not None and c.greeted)
         return {"process": self.bus.process_id,
                 "doctors": [[staff_id, facility_id, roles.get(staff_id, "")]
                             for staff_id, facility_id in self._local_doctors().items()],
+                "pages": [[staff_id, n] for staff_id, n in pages.items()],
                 "patients": list(self.patients)}
+
+    def _heard_presence(self, process: str, doctors: list[list[Any]], pages: list[list[int]],
+                        patients: list[int], *, age_s: float = 0.0) -> None:
+        """Another process's presence (from its `queue` notification, or its row when this one starts)."""
+        self.remote_presence[process] = RemotePresence(
+            {int(d[0]): int(d[1]) for d in doctors}, {int(d[0]): str(d[2]) for d in doctors if len(d) > 2},
+            frozenset(int(patient_id) for patient_id in patients), time.monotonic() - age_s,
+            {int(staff_id): int(n) for staff_id, n in pages})
+
+    async def _save_presence(self, presence: dict[str, Any]) -> None:
+        """Keep this process's presence in PostgreSQL for processes that start later (the row is rewritten
+        only when it changed; otherwise its time is refreshed, at most every PRESENCE_S)."""
+        if self.bus is None:
+            return
+        digest = (presence["doctors"], presence["pages"], presence["patients"])
+        now = time.monotonic()
+        if digest == self._saved_presence and now - self._saved_presence_at < PRESENCE_S:
+            return
+        try:
+            async with self.pool.acquire() as con:
+                if digest == self._saved_presence:
+                    await presence_db.touch(con, self.bus.process_id)
+                else:
+                    await presence_db.save(con, self.bus.process_id, *digest)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("could not record who is online on this process")
+            return
+        self._saved_presence, self._saved_presence_at = digest, now
+
+    async def bus_stopping(self) -> None:
+        """This process stops: the others forget who was online here at once (not after PRESENCE_TTL_S)."""
+        if self.bus is None:
+            return
+        await self._publish("queue", {"alerts": [], "process": self.bus.process_id, "doctors": [], "pages": [],
+                                      "patients": []})
+        try:
+            async with self.pool.acquire() as con:
+                await presence_db.forget(con, self.bus.process_id)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("could not remove this process's presence row")
 
     def _live_remote(self) -> list[RemotePresence]:
         """Other processes' presence, forgetting a process silent for PRESENCE_TTL_S (it died or left)."""
@@ -817,6 +880,13 @@ class Hub:
             if now - presence.at > PRESENCE_TTL_S:
                 del self.remote_presence[process]
         return list(self.remote_presence.values())
+
+    def doctors_online(self) -> int:
+        """Doctors online (who may claim) on any process, one per person however many tabs they have."""
+        doctors = set(self._local_doctors())
+        for presence in self._live_remote():
+            doctors |= presence.doctors.keys()
+        return len(doctors)
 
     def doctor_facilities(self) -> list[int]:
         """One facility per doctor online (who may claim), on any process, however many tabs they have."""
@@ -1087,6 +1157,7 @@ class RemotePresence:
     roles: dict[int, str]  # staff id → role, to apply the access policy as on the process holding them
     patients: frozenset[int]
     at: float  # time.monotonic() when heard
+    pages: dict[int, int]  # staff id → pages open there (every staff member, whatever their role)
 
 
 @dataclass(frozen=True)

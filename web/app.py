@@ -113,14 +113,16 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
               session_check_s=settings.session_check_s,
               offline_grace_s=settings.offline_grace_s,
               ice_transport_policy=settings.ice_transport_policy)
-    await hub.start()
-    if settings.bus:
+    if settings.bus:  # before start: the hub reads the other processes' presence rows under its process id
         hub.bus = Bus(pool, on_message=hub.on_bus, on_resync=hub.resync)
+    await hub.start()
+    if hub.bus is not None:
         await hub.bus.start()
         await hub.bus_started()
     app[hub_key] = hub
     yield
     if hub.bus is not None:
+        await hub.bus_stopping()
         await hub.bus.close()
     await hub.close()
 
