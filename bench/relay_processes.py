@@ -56,6 +56,21 @@ async def _peers_known(stats: Stats, wanted: int, limit_s: float = 60.0) -> floa
     return time.perf_counter() - start
 
 
+async def _bus_counts(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
+    """The bus counters of one process, from its /metrics (messages published and received, NOTIFYs sent)."""
+    async with session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    counts: dict[str, float] = {}
+    for line in text.splitlines():
+        for key, prefix in (("published", 'donghanh_bus_messages_total{direction="published"}'),
+                            ("received", 'donghanh_bus_messages_total{direction="received"}'),
+                            ("notifications", "donghanh_bus_notifications_total"),
+                            ("last_lag_s", "donghanh_bus_lag_seconds")):
+            if line.startswith(prefix + " "):
+                counts[key] = float(line.rsplit(" ", 1)[1])
+    return counts
+
+
 async def measure(one: Target, split: Target, y: harness.ServerProcess, args: argparse.Namespace) -> None:
     connector = aiohttp.TCPConnector(limit=0)
     async with aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar()) as session:
@@ -90,6 +105,8 @@ async def measure(one: Target, split: Target, y: harness.ServerProcess, args: ar
         total = one.sent + split.sent
         one.result["cpu_note"] = "X and Y CPU over the window is shared by both halves; see cpu_window_s"
         split.result["cpu_window_s"] = {"x": cpu_x, "y": cpu_y, "messages_both_halves": total}
+        split.result["bus"] = {name: await _bus_counts(session, server.url) for name, server in (("x", one.server),
+                                                                                                 ("y", y))}
         for t in (one, split):
             everyone = [p for pair in t.pairs for p in pair]
             await asyncio.wait([asyncio.create_task(p.ws.close()) for p in everyone], timeout=30)
@@ -155,6 +172,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['errors']:8d}")
     ratio = result["ratios"]
     print(f"{'ratio two/one':34}{ratio['p50']:9.2f}{ratio['p90']:9.2f}{ratio['p99']:9.2f}")
+    print(f"bus (whole run, connecting included): {split.result['bus']}")
     print(f"machine load average (1 min) before/after: {result['load_average_before'][0]:.2f} / "
           f"{result['load_average_after'][0]:.2f} on {result['machine']['cores']} cores")
     print(f"wrote {harness.write_result(args.output, result)} ({result['wall_s']:.0f} s)")

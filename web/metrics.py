@@ -98,8 +98,11 @@ def bus_families(hub: Hub) -> list[Metric]:
     messages.add_metric(["received"], stats.received)
     reconnects = CounterMetricFamily("donghanh_bus_reconnects", "Times the listening connection was restored")
     reconnects.add_metric([], stats.reconnects)
+    notifications = CounterMetricFamily("donghanh_bus_notifications", "NOTIFYs sent (each carries a batch of "
+                                        "the messages published meanwhile)")
+    notifications.add_metric([], stats.notifications)
     return [
-        messages, reconnects,
+        messages, reconnects, notifications,
         _gauge("donghanh_bus_lag_seconds", "Publish-to-handled time of the last notification from another "
                "process", [], {(): stats.last_lag_s}),
     ]
