@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 
@@ -14,15 +16,16 @@ from tests.integration.test_call_signaling import check_in, connect, staff_sessi
 from tests.integration.test_cli import SECRET, _free_port, donghanh
 
 
-async def _pids_seen(url: str, enough: Callable[[set[str]], bool], attempts: int = 60) -> set[str]:
-    """Scrape /metrics on fresh connections until `enough(pids)`: which processes answer on this port."""
+async def _pids_seen(url: str, enough: Callable[[set[str]], bool], limit_s: float = 60.0) -> set[str]:
+    """Scrape /metrics on fresh connections until `enough(pids)` (or `limit_s`): which processes answer on
+    this port. The first worker prints "Running on"; on a loaded machine the others may still be starting."""
     pids: set[str] = set()
-    for _ in range(attempts):
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
-            text = await (await http.get(f"{url}/metrics")).text()
-        pids |= set(re.findall(r'donghanh_process_info\{bus="true",pid="(\d+)"\}', text))
-        if enough(pids):
-            break
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(limit_s):
+            while not enough(pids):
+                async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+                    text = await (await http.get(f"{url}/metrics")).text()
+                pids |= set(re.findall(r'donghanh_process_info\{bus="true",pid="(\d+)"\}', text))
     return pids
 
 
