@@ -704,16 +704,18 @@ class Hub:
             await self._queue_dirty.wait()
             await asyncio.sleep(COALESCE_S)
             self._queue_dirty.clear()
+            presence: dict[str, Any] | None = None
             if self._queue_publish:  # one notification per coalesced burst, whatever its size
                 self._queue_publish = False
                 alerts, self._alerts_out = self._alerts_out, []
                 presence = self._presence()
                 await self._publish("queue", {"alerts": alerts, **presence})
-                await self._save_presence(presence)
             try:
                 await self.broadcast_queue()
             except (OSError, asyncpg.PostgresError):
                 log.exception("queue broadcast failed; will retry on the next change")
+            if presence is not None:  # for processes that start later: after this burst's sockets were served
+                await self._save_presence(presence)
 
     async def broadcast_queue(self) -> None:
         alerts, self._alerts = self._alerts, []
