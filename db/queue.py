@@ -8,6 +8,7 @@ doctors each get a different patient and never wait on each other.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -227,9 +228,11 @@ async def patient_left(con: asyncpg.Connection, patient_id: int) -> None:
                       "AND left_at IS NULL", patient_id)
 
 
-async def everyone_left(con: asyncpg.Connection) -> int:
-    """At server start no page is connected yet: everyone is offline until their page reconnects."""
-    status = await con.execute(f"UPDATE queue_entry SET left_at = now() WHERE {_OPEN} AND left_at IS NULL")
+async def everyone_left(con: asyncpg.Connection, present_elsewhere: Sequence[int] = ()) -> int:
+    """At server start no page is connected here yet: everyone is offline until their page reconnects, but
+    for the patients whose page another process holds (`present_elsewhere`, several processes)."""
+    status = await con.execute(f"UPDATE queue_entry SET left_at = now() WHERE {_OPEN} AND left_at IS NULL "
+                               "AND NOT (patient_id = ANY($1::int[]))", list(present_elsewhere))
     return int(status.split()[-1])
 
 

@@ -1,9 +1,12 @@
 """Messages between app processes that share one PostgreSQL, over LISTEN/NOTIFY.
 
 Each process holds one pooled connection that LISTENs on `CHANNEL`; `publish()` NOTIFYs from another
-pooled connection. A notification is JSON `{"from": <process>, "kind": ..., "at": <unix time>, "body": {...}}`;
-one whose text would pass NOTIFY's 8,000-byte limit is stored in a row (db/bus.py) and the notification
-carries `{"from", "row": id}` instead. A process ignores its own notifications.
+pooled connection. A message is JSON `{"kind": ..., "at": <unix time>, "body": {...}}`; messages published
+while a NOTIFY is under way are sent together, in order, as one notification
+`{"from": <process>, "batch": [message, ...]}` of at most NOTIFY's 8,000-byte limit (under load, a relayed
+call set-up costs one database round trip per batch instead of per message). A message whose text alone would
+pass the limit is stored in a row (db/bus.py) and its notification carries `{"from", "row": id}` instead.
+A process ignores its own notifications.
 
 Losing the listening connection loses the notifications sent meanwhile, so after reconnecting the bus
 calls `on_resync`: the hub then rebuilds what it shows from PostgreSQL, which is where queue entries and
@@ -18,6 +21,7 @@ import json
 import logging
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,7 +42,8 @@ Resync = Callable[[], Awaitable[None]]
 
 @dataclass
 class BusStats:
-    published: int = 0
+    published: int = 0  # messages (several may share one notification)
+    notifications: int = 0
     received: int = 0
     via_row: int = 0
     reconnects: int = 0
@@ -63,6 +68,9 @@ class Bus:
         self._listening = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        # Messages waiting for the sender, in publishing order, each with the future its publisher awaits.
+        self._outgoing: deque[tuple[str, asyncio.Future[None]]] = deque()
+        self._sender: asyncio.Task[None] | None = None
 
     # ---- lifecycle ---------------------------------------------------------------------------------
 
@@ -71,6 +79,11 @@ class Bus:
         self._task = asyncio.create_task(self._keep_listening(), name="bus-listener")
 
     async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sender
+            self._sender = None
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -153,16 +166,55 @@ class Bus:
     # ---- sending and receiving -----------------------------------------------------------------------
 
     async def publish(self, kind: str, body: dict[str, Any]) -> None:
-        """Send `body` to every other process listening on this database."""
-        text = json.dumps({"from": self.process_id, "kind": kind, "at": time.time(), "body": body},
-                          separators=(",", ":"), ensure_ascii=False)
-        async with self.pool.acquire() as con:
-            if len(text.encode()) > MAX_NOTIFY_BYTES:
-                row_id = await bus_db.store(con, text)
-                text = json.dumps({"from": self.process_id, "row": row_id})
-                self.stats.via_row += 1
-            await bus_db.notify(con, CHANNEL, text)
-        self.stats.published += 1
+        """Send `body` to every other process listening on this database; returns once it is sent (with the
+        messages published meanwhile, in order). Raises what the database raised."""
+        text = json.dumps({"kind": kind, "at": time.time(), "body": body}, separators=(",", ":"),
+                          ensure_ascii=False)
+        sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outgoing.append((text, sent))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send_outgoing(), name="bus-sender")
+        await sent
+
+    async def _send_outgoing(self) -> None:
+        """Drain the outgoing messages: as many as fit in one notification each time, in order."""
+        while self._outgoing:
+            batch: list[tuple[str, asyncio.Future[None]]] = []
+            size = len(self._batch_text([]))
+            while self._outgoing:
+                text, sent = self._outgoing[0]
+                length = len(text.encode()) + 1  # and its comma
+                if batch and size + length > MAX_NOTIFY_BYTES:
+                    break
+                self._outgoing.popleft()
+                batch.append((text, sent))
+                size += length
+            try:
+                async with self.pool.acquire() as con:
+                    if size > MAX_NOTIFY_BYTES:  # one message, too large for a notification: through a row
+                        row_id = await bus_db.store(con, self._batch_text([batch[0][0]]))
+                        payload = json.dumps({"from": self.process_id, "row": row_id})
+                        self.stats.via_row += 1
+                    else:
+                        payload = self._batch_text([text for text, _ in batch])
+                    await bus_db.notify(con, CHANNEL, payload)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                for _, sent in batch:
+                    if not sent.done():
+                        sent.set_exception(exc)
+                continue
+            except BaseException:
+                for _, sent in batch:
+                    sent.cancel()
+                raise
+            self.stats.published += len(batch)
+            self.stats.notifications += 1
+            for _, sent in batch:
+                if not sent.done():
+                    sent.set_result(None)
+
+    def _batch_text(self, texts: list[str]) -> str:
+        return f'{{"from":{json.dumps(self.process_id)},"batch":[{",".join(texts)}]}}'
 
     def _notified(self, _con: object, _pid: int, _channel: str, payload: str) -> None:
         task = asyncio.get_running_loop().create_task(self._handle(payload))
@@ -182,13 +234,15 @@ class Bus:
                     await self._on_resync()
                     return
                 message = json.loads(stored)
-            kind, body = str(message["kind"]), message["body"]
-            self.stats.received += 1
-            self.stats.kinds[kind] = self.stats.kinds.get(kind, 0) + 1
-            await self._on_message(kind, body)
-            lag = max(0.0, time.time() - float(message["at"]))
-            self.stats.last_lag_s = lag
-            self.stats.lag_sum_s += lag
+            # A batch, or (from a process of an earlier version) one message with its sender.
+            for item in message["batch"] if "batch" in message else [message]:
+                kind, body = str(item["kind"]), item["body"]
+                self.stats.received += 1
+                self.stats.kinds[kind] = self.stats.kinds.get(kind, 0) + 1
+                await self._on_message(kind, body)
+                lag = max(0.0, time.time() - float(item["at"]))
+                self.stats.last_lag_s = lag
+                self.stats.lag_sum_s += lag
         except (ValueError, KeyError, TypeError):
             log.exception("bus: malformed notification ignored")
         except (asyncpg.PostgresError, OSError):

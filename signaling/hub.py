@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import asyncpg
+import msgspec
 from aiohttp import WSCloseCode
 
 from care import access
@@ -27,6 +28,7 @@ from db import chat as chat_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
 from db import links as links_db
+from db import presence as presence_db
 from db import queue as queue_db
 from db import staff as staff_db
 from db.errors import DbError
@@ -102,14 +104,24 @@ class Hub:
         self.remote: dict[uuid.UUID, dict[str, RemoteMember]] = {}
         # Who is online on the other processes, from their latest `queue` notification (bus only).
         self.remote_presence: dict[str, RemotePresence] = {}
+        self._saved_presence: tuple[Any, ...] | None = None  # this process's presence row as last written
+        self._saved_presence_at = 0.0
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
         async with self.pool.acquire() as con:
             touched = await consultations_db.touch_all_active(con)
-            # No page is connected to a process that just started: everyone is offline until theirs is back.
-            await queue_db.everyone_left(con)
+            elsewhere: list[int] = []
+            if self.bus is not None:  # who the other processes hold, before any of them answers on the bus
+                for other in await presence_db.live(con, PRESENCE_TTL_S):
+                    if other.process_id != self.bus.process_id:
+                        self._heard_presence(other.process_id, other.doctors, other.pages, other.patients,
+                                             age_s=other.age_s)
+                        elsewhere += other.patients
+            # No page is connected to a process that just started: everyone is offline until theirs is back
+            # (but for the pages another process holds).
+            await queue_db.everyone_left(con, elsewhere)
         if touched:
             log.info("gave %d active consultations a fresh grace period after start", touched)
         self._tasks = [asyncio.create_task(self._broadcast_loop(), name="queue-broadcast"),
@@ -197,7 +209,15 @@ class Hub:
             return  # the server is closing this socket (session ended, link revoked…): nothing more is done
         try:
             message = p.decode(raw, max_bytes=self.max_message_bytes)
-            await self._dispatch(client, message)
+            if client.greeted and isinstance(message, (p.Offer, p.Answer, p.Ice)):
+                # The hot path (descriptions and candidates): no session check, no database, one hop.
+                try:
+                    await self._relay(client, message)
+                except SignalingError as exc:
+                    exc.ref = exc.ref or message.id
+                    raise
+            else:
+                await self._dispatch(client, message)
         except SignalingError as exc:
             await self._reject(client, exc)
         except Exception:  # the socket's boundary: log it, tell the client, keep serving
@@ -241,17 +261,8 @@ class Hub:
                 self._member_room(client, msg.room)
                 await self._leave(client, msg.room, reason="left")
                 await client.send({"type": "left", "id": msg.id, "room": str(msg.room)})
-            case p.Offer() | p.Answer():
-                await self._relay(client, msg.room, msg.to, {"type": msg.__struct_config__.tag, "sdp": msg.sdp},
-                                  require_peer=True)
-            case p.Ice():
-                candidate = None if msg.candidate is None else {
-                    "candidate": msg.candidate.candidate, "sdpMid": msg.candidate.sdpMid,
-                    "sdpMLineIndex": msg.candidate.sdpMLineIndex,
-                    "usernameFragment": msg.candidate.usernameFragment}
-                # A candidate trickled before the peer arrived is useless to it: dropped, not an error.
-                await self._relay(client, msg.room, msg.to, {"type": "ice", "candidate": candidate},
-                                  require_peer=False)
+            case p.Offer() | p.Answer() | p.Ice():  # handle_raw relays these itself once greeted
+                await self._relay(client, msg)
             case p.Chat():
                 await self._chat(client, msg)
             case p.Media():
@@ -442,40 +453,57 @@ class Hub:
         await self._publish("member", {"event": "left", "room": str(room_id), **_member_body(me),
                                        "reason": reason})
 
-    async def _relay(self, client: Client, room_id: uuid.UUID, to: str | None, payload: dict[str, Any], *,
-                     require_peer: bool) -> None:
-        """A description or candidate to one member: `to` (a peer session), or the only other member."""
-        room = self._member_room(client, room_id)
-        others = room.others(client)
-        remote_others = [r for k, r in self.remote.get(room_id, {}).items() if room.members.get(k) is None]
+    async def _relay(self, client: Client, msg: p.Offer | p.Answer | p.Ice) -> None:
+        """A description or candidate to one member: `to` (a peer session), or the only other member.
+
+        Called for every offer, answer and candidate, so it does the least it can: one pass over the room's
+        (at most 4) members, no list built, the room id's text kept on the room."""
+        room = self.rooms.get(msg.room)
+        to = msg.to
+        mine = False
+        peer: Member | None = None
+        others = 0
+        if room is not None:
+            for member in room.members.values():
+                if member.client is client:
+                    mine = True
+                    continue
+                others += 1
+                if to is None or member.client.session == to:
+                    peer = member
+        if not mine or room is None:
+            raise SignalingError("not_in_room", f"you are not in room {msg.room}; send join first")
         remote: RemoteMember | None = None
+        elsewhere = self.remote.get(msg.room)
+        remote_others = [r for k, r in elsewhere.items() if k not in room.members] if elsewhere else []
         if to is not None:
-            peer = room.by_session(to)
-            if peer is not None and peer.client is client:
-                raise SignalingError("invalid", "`to` is your own session")
             if peer is None:
+                if to == client.session:
+                    raise SignalingError("invalid", "`to` is your own session")
                 remote = next((r for r in remote_others if r.session == to), None)
-        elif len(others) + len(remote_others) > 1:
-            raise SignalingError("to_required", f"the room has {len(others) + len(remote_others)} other members: "
+        elif others + len(remote_others) > 1:
+            raise SignalingError("to_required", f"the room has {others + len(remote_others)} other members: "
                                  "say which one with `to` (their peer_session)")
-        else:
-            peer = others[0] if others else None
-            remote = remote_others[0] if peer is None and remote_others else None
-        payload["room"] = str(room_id)
+        elif peer is None and remote_others:
+            remote = remote_others[0]
+        kind = _RELAYED[type(msg)]
+        payload: dict[str, Any] = ({"type": "ice", "candidate": msg.candidate} if isinstance(msg, p.Ice)
+                                   else {"type": kind, "sdp": msg.sdp})
+        payload["room"] = room.text
         payload["from"] = client.session
         if peer is None:
             if remote is not None:  # a member whose socket another process holds (bus)
                 payload["to"] = remote.session
-                self.stats.relayed[payload["type"]] += 1
-                await self._publish("room", {"room": str(room_id), "key": remote.key, "session": remote.session,
-                                             "message": payload})
+                self.stats.relayed[kind] += 1
+                await self._publish("room", {"room": room.text, "key": remote.key, "session": remote.session,
+                                             "message": msgspec.to_builtins(payload)})
                 return
-            if require_peer:
+            if not isinstance(msg, p.Ice):
                 raise SignalingError("peer_absent", "the other side is not in the room yet" if to is None
                                      else f"no member with session {to[:64]!r} is in the room")
-            return  # a candidate for a peer that is gone (or not there yet) is useless to it: dropped
+            return  # a candidate trickled before the peer arrived (or after it left) is useless to it: dropped
         payload["to"] = peer.client.session
-        self.stats.relayed[payload["type"]] += 1
+        self.stats.relayed[kind] += 1
         await peer.client.send(payload)
 
     @staticmethod
@@ -637,13 +665,23 @@ class Hub:
 
     def to_staff(self, staff_id: int, message: dict[str, Any]) -> int:
         """Queue `message` for every open page of a staff member (an escalation offer, an answer); returns
-        how many pages got it (0: none open, the caller may fall back to SMS). Never waits on a socket."""
+        how many pages get it, on every process (0: none open, the caller may fall back to SMS). Never waits
+        on a socket. Pages on other processes are counted from their latest presence (signaling/bus.py)."""
         sent = self._to_staff_here(staff_id, message)
-        if self.bus is not None:  # their pages on other processes get it too (the count is this process's)
+        if self.bus is not None:  # their pages on other processes get it too
             task = asyncio.create_task(self._publish("staff", {"staff_id": staff_id, "message": message}))
             self._background.add(task)
             task.add_done_callback(self._background.discard)
+            sent += self._remote_pages(staff_id)
         return sent
+
+    def staff_pages(self, staff_id: int) -> int:
+        """Open pages of a staff member, on every process (those elsewhere from their latest presence)."""
+        here = sum(1 for c in self.clients if c.staff is not None and c.staff.staff_id == staff_id and c.greeted)
+        return here + self._remote_pages(staff_id)
+
+    def _remote_pages(self, staff_id: int) -> int:
+        return sum(presence.pages.get(staff_id, 0) for presence in self._live_remote())
 
     def _to_staff_here(self, staff_id: int, message: dict[str, Any]) -> int:
         clients = [c for c in self.clients if c.staff is not None and c.staff.staff_id == staff_id and c.greeted]
@@ -666,14 +704,18 @@ class Hub:
             await self._queue_dirty.wait()
             await asyncio.sleep(COALESCE_S)
             self._queue_dirty.clear()
+            presence: dict[str, Any] | None = None
             if self._queue_publish:  # one notification per coalesced burst, whatever its size
                 self._queue_publish = False
                 alerts, self._alerts_out = self._alerts_out, []
-                await self._publish("queue", {"alerts": alerts, **self._presence()})
+                presence = self._presence()
+                await self._publish("queue", {"alerts": alerts, **presence})
             try:
                 await self.broadcast_queue()
             except (OSError, asyncpg.PostgresError):
                 log.exception("queue broadcast failed; will retry on the next change")
+            if presence is not None:  # for processes that start later: after this burst's sockets were served
+                await self._save_presence(presence)
 
     async def broadcast_queue(self) -> None:
         alerts, self._alerts = self._alerts, []
@@ -728,10 +770,8 @@ class Hub:
         if kind == "queue":
             self._alerts.extend(body.get("alerts", []))
             if "process" in body:
-                self.remote_presence[str(body["process"])] = RemotePresence(
-                    {int(d[0]): int(d[1]) for d in body["doctors"]},
-                    {int(d[0]): str(d[2]) for d in body["doctors"] if len(d) > 2},
-                    frozenset(int(patient_id) for patient_id in body["patients"]), time.monotonic())
+                self._heard_presence(str(body["process"]), body["doctors"], body.get("pages", []),
+                                     body["patients"])
             self._queue_dirty.set()
         elif kind == "presence_request":  # a process started or resynchronised: say who is here
             self._queue_publish = True
@@ -788,10 +828,52 @@ class Hub:
         if self.bus is None:
             return {}
         roles = {c.staff.staff_id: c.staff.role for c in self.clients if c.staff is not None}
+        pages: Counter[int] = Counter(c.staff.staff_id for c in self.clients if c.staff is not None and c.greeted)
         return {"process": self.bus.process_id,
                 "doctors": [[staff_id, facility_id, roles.get(staff_id, "")]
                             for staff_id, facility_id in self._local_doctors().items()],
+                "pages": [[staff_id, n] for staff_id, n in pages.items()],
                 "patients": list(self.patients)}
+
+    def _heard_presence(self, process: str, doctors: list[list[Any]], pages: list[list[int]],
+                        patients: list[int], *, age_s: float = 0.0) -> None:
+        """Another process's presence (from its `queue` notification, or its row when this one starts)."""
+        self.remote_presence[process] = RemotePresence(
+            {int(d[0]): int(d[1]) for d in doctors}, {int(d[0]): str(d[2]) for d in doctors if len(d) > 2},
+            frozenset(int(patient_id) for patient_id in patients), time.monotonic() - age_s,
+            {int(staff_id): int(n) for staff_id, n in pages})
+
+    async def _save_presence(self, presence: dict[str, Any]) -> None:
+        """Keep this process's presence in PostgreSQL for processes that start later (the row is rewritten
+        only when it changed; otherwise its time is refreshed, at most every PRESENCE_S)."""
+        if self.bus is None:
+            return
+        digest = (presence["doctors"], presence["pages"], presence["patients"])
+        now = time.monotonic()
+        if digest == self._saved_presence and now - self._saved_presence_at < PRESENCE_S:
+            return
+        try:
+            async with self.pool.acquire() as con:
+                if digest == self._saved_presence:
+                    await presence_db.touch(con, self.bus.process_id)
+                else:
+                    await presence_db.save(con, self.bus.process_id, *digest)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("could not record who is online on this process")
+            return
+        self._saved_presence, self._saved_presence_at = digest, now
+
+    async def bus_stopping(self) -> None:
+        """This process stops: the others forget who was online here at once (not after PRESENCE_TTL_S)."""
+        if self.bus is None:
+            return
+        await self._publish("queue", {"alerts": [], "process": self.bus.process_id, "doctors": [], "pages": [],
+                                      "patients": []})
+        try:
+            async with self.pool.acquire() as con:
+                await presence_db.forget(con, self.bus.process_id)
+        except (OSError, asyncpg.PostgresError):
+            log.exception("could not remove this process's presence row")
 
     def _live_remote(self) -> list[RemotePresence]:
         """Other processes' presence, forgetting a process silent for PRESENCE_TTL_S (it died or left)."""
@@ -800,6 +882,13 @@ class Hub:
             if now - presence.at > PRESENCE_TTL_S:
                 del self.remote_presence[process]
         return list(self.remote_presence.values())
+
+    def doctors_online(self) -> int:
+        """Doctors online (who may claim) on any process, one per person however many tabs they have."""
+        doctors = set(self._local_doctors())
+        for presence in self._live_remote():
+            doctors |= presence.doctors.keys()
+        return len(doctors)
 
     def doctor_facilities(self) -> list[int]:
         """One facility per doctor online (who may claim), on any process, however many tabs they have."""
@@ -1070,6 +1159,7 @@ class RemotePresence:
     roles: dict[int, str]  # staff id → role, to apply the access policy as on the process holding them
     patients: frozenset[int]
     at: float  # time.monotonic() when heard
+    pages: dict[int, int]  # staff id → pages open there (every staff member, whatever their role)
 
 
 @dataclass(frozen=True)
@@ -1110,3 +1200,5 @@ def _member_body(member: Member) -> dict[str, Any]:
 
 # Staff messages that act on patients or records: the session is checked in PostgreSQL first.
 _SESSION_CHECKED = (p.Join, p.Chat, p.ClaimNext, p.End)
+# Relayed to a room member as they are (the hot path of a call's set-up).
+_RELAYED: dict[type[p.ClientMessage], str] = {p.Offer: "offer", p.Answer: "answer", p.Ice: "ice"}

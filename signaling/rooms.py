@@ -282,6 +282,10 @@ class Room:
     members: dict[str, Member] = field(default_factory=dict)  # by Member.key
     media: dict[str, dict[str, bool]] = field(default_factory=dict)  # by Member.key
     call_marked: bool = False
+    text: str = field(init=False, repr=False)  # str(id), as every relayed message carries it
+
+    def __post_init__(self) -> None:
+        self.text = str(self.id)
 
     def member(self, client: Client) -> Member | None:
         return next((m for m in self.members.values() if m.client is client), None)

@@ -136,6 +136,31 @@ async def running_app(app_settings: Settings) -> AsyncIterator[RunningApp]:
         await server.close()
 
 
+# ---- two apps in this process on one database, joined by the bus ------------------------------------------
+
+@pytest.fixture
+def grace_s() -> int:
+    return 60
+
+
+@pytest.fixture
+async def two_apps(dsn: str, tmp_path: Path, grace_s: int) -> AsyncIterator[tuple[RunningApp, RunningApp]]:
+    """Two independent apps (own pool, own hub, own bus listener) on the same database."""
+    apps: list[RunningApp] = []
+    try:
+        for name in ("a", "b"):
+            (tmp_path / name).mkdir()
+            app = create_app(make_settings(dsn, tmp_path / name, bus=True, requeue_grace_s=grace_s),
+                             demo_data=True)
+            server = TestServer(app, host="127.0.0.1")
+            await server.start_server()
+            apps.append(RunningApp(app, server))
+        yield apps[0], apps[1]
+    finally:
+        for running in reversed(apps):
+            await running.server.close()
+
+
 def new_id() -> str:
     return uuid.uuid4().hex[:8]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -74,6 +75,9 @@ from web.static import StaticFiles
 
 log = logging.getLogger(__name__)
 
+# Allocations (net of frees) between two collections of the youngest generation; Python's default is 700.
+YOUNG_GC_THRESHOLD = 20_000
+
 async def _database(app: web.Application) -> AsyncIterator[None]:
     """Pool (and, with no DATABASE_URL, the embedded server); migrations applied; demo data if asked."""
     async with database_dsn(app[settings_key]) as dsn:
@@ -116,16 +120,32 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
               session_check_s=settings.session_check_s,
               offline_grace_s=settings.offline_grace_s,
               ice_transport_policy=settings.ice_transport_policy)
-    await hub.start()
-    if settings.bus:
+    if settings.bus:  # before start: the hub reads the other processes' presence rows under its process id
         hub.bus = Bus(pool, on_message=hub.on_bus, on_resync=hub.resync)
+    await hub.start()
+    if hub.bus is not None:
         await hub.bus.start()
         await hub.bus_started()
     app[hub_key] = hub
     yield
     if hub.bus is not None:
+        await hub.bus_stopping()
         await hub.bus.close()
     await hub.close()
+
+
+async def _frozen_heap(app: web.Application) -> AsyncIterator[None]:
+    """Once started, move everything alive (modules, templates, catalogs, pools: ~100,000 objects that live
+    as long as the process) out of the garbage collector's reach, and collect the young generation less
+    often: every relayed message allocates a few short-lived objects, and with the default threshold (700)
+    the collector ran dozens of times a second under load, its older generations walking the whole heap
+    (BENCHMARKS.md, "Signaling relay latency"). Undone on the way out (tests build many apps in one process)."""
+    gc.freeze()  # no collection first: start-up leaves little garbage, and tests start hundreds of apps
+    previous = gc.get_threshold()
+    gc.set_threshold(YOUNG_GC_THRESHOLD, *previous[1:])
+    yield
+    gc.set_threshold(*previous)
+    gc.unfreeze()
 
 
 async def _close_sockets(app: web.Application) -> None:
@@ -157,6 +177,7 @@ def create_app(settings: Settings, *, demo_data: bool = False) -> web.Applicatio
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_signin)
     app.cleanup_ctx.append(_hub)
+    app.cleanup_ctx.append(_frozen_heap)  # last: after everything start-up loads
     app.on_shutdown.append(_close_sockets)
     name_server_software()
     app.on_response_prepare.append(hide_server_version)

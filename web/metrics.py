@@ -2,7 +2,9 @@
 
 Everything is read at scrape time: sockets and rooms from the hub, counters from `hub.stats`, the waiting
 queue and the message backlog from PostgreSQL, the pool from asyncpg. Nothing is kept between scrapes, so
-there is no registry to keep in step with the hub, and N processes are N targets a scraper sums.
+there is no registry to keep in step with the hub, and N processes are N targets a scraper sums — but for
+the figures every process reads whole (doctors online on every process, the waiting queue, the backlog),
+which a scraper takes the max of.
 Only this machine (after trusted proxies, web/client.py) or a bearer token (`DONGHANH_METRICS_TOKEN`)
 may read it: counts are not patient data, but they show how busy a station is.
 """
@@ -69,8 +71,11 @@ def hub_families(hub: Hub) -> list[Metric]:
                ["pid", "bus"], {(str(os.getpid()), "true" if hub.bus else "false"): 1}),
         _gauge("donghanh_open_sockets", "Open websockets by role (patient, staff roles, not yet greeted)",
                ["role"], {(role,): n for role, n in sockets.items()}),
-        _gauge("donghanh_doctors_online", "Staff who may claim patients with at least one open socket", [],
-               {(): doctors}),
+        _gauge("donghanh_doctors_online", "Staff who may claim patients with at least one open socket, on every "
+               "process sharing the database (each process reports the same total: take max, not sum)", [],
+               {(): hub.doctors_online()}),
+        _gauge("donghanh_doctors_online_here", "Staff who may claim patients with at least one open socket on "
+               "this process", [], {(): doctors}),
         _gauge("donghanh_rooms", "Consultation rooms with at least one member on this process", [],
                {(): len(hub.rooms)}),
         claims,
@@ -93,8 +98,11 @@ def bus_families(hub: Hub) -> list[Metric]:
     messages.add_metric(["received"], stats.received)
     reconnects = CounterMetricFamily("donghanh_bus_reconnects", "Times the listening connection was restored")
     reconnects.add_metric([], stats.reconnects)
+    notifications = CounterMetricFamily("donghanh_bus_notifications", "NOTIFYs sent (each carries a batch of "
+                                        "the messages published meanwhile)")
+    notifications.add_metric([], stats.notifications)
     return [
-        messages, reconnects,
+        messages, reconnects, notifications,
         _gauge("donghanh_bus_lag_seconds", "Publish-to-handled time of the last notification from another "
                "process", [], {(): stats.last_lag_s}),
     ]

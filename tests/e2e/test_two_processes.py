@@ -3,33 +3,11 @@ PostgreSQL, joined by the bus): claimed, paired, video decoded on both sides, ch
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
-
-import pytest
-from aiohttp.test_utils import TestServer
 from playwright.async_api import Browser, expect
 
-from tests.conftest import RunningApp, make_settings
+from tests.conftest import RunningApp
 from tests.e2e.conftest import new_page
 from tests.e2e.test_consultation import doctor_signs_in, link_for, patient_reaches_waiting_room, wait_for_decoded_video
-from web.app import create_app
-
-
-@pytest.fixture
-async def two_apps(dsn: str, tmp_path: Path) -> AsyncIterator[tuple[RunningApp, RunningApp]]:
-    apps: list[RunningApp] = []
-    try:
-        for name in ("a", "b"):
-            (tmp_path / name).mkdir()
-            app = create_app(make_settings(dsn, tmp_path / name, bus=True), demo_data=True)
-            server = TestServer(app, host="127.0.0.1")
-            await server.start_server()
-            apps.append(RunningApp(app, server))
-        yield apps[0], apps[1]
-    finally:
-        for running in reversed(apps):
-            await running.server.close()
 
 
 async def test_a_call_across_two_processes_decodes_video_both_ways(two_apps: tuple[RunningApp, RunningApp],

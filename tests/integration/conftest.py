@@ -5,8 +5,12 @@ from __future__ import annotations
 import asyncio
 import functools
 import itertools
+import os
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
@@ -14,6 +18,9 @@ import pytest
 from db import patients as patients_db
 from db import queue as queue_db
 from db import staff as staff_db
+
+if TYPE_CHECKING:  # imported in the fixture: tests.integration.processes imports test_cli, which imports this
+    from tests.integration.processes import Remote
 
 STAFF_PASSWORD = "mat-khau-thu"
 _serial = itertools.count(1)
@@ -101,3 +108,25 @@ class Factory:
 @pytest.fixture
 def make(pool: asyncpg.Pool, network: Network, fast_password_hashing: None) -> Factory:
     return Factory(pool, network)
+
+
+# ---- real server processes ---------------------------------------------------------------------------------
+
+@pytest.fixture
+def clean_env(tmp_path: Path) -> dict[str, str]:
+    """The parent's environment without any Đồng Hành settings, and a data dir of our own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DONGHANH_") and k != "DATABASE_URL"}
+    env["DONGHANH_DATA_DIR"] = str(tmp_path / "data")
+    return env
+
+
+@pytest.fixture
+async def two_processes(clean_env: dict[str, str], dsn: str, pool: asyncpg.Pool,
+                        tmp_path: Path) -> AsyncIterator[tuple[Remote, Remote]]:
+    """Two `donghanh serve` processes on the test database joined by the bus; the first seeds the demo."""
+    from tests.integration.processes import bus_env, serve_one
+
+    env = bus_env(clean_env, dsn)
+    async with serve_one(env, pool, str(tmp_path / "a"), "--demo") as a, \
+            serve_one(env, pool, str(tmp_path / "b")) as b:
+        yield a, b

@@ -7,40 +7,14 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
 
 from db import staff as staff_db
 from db import usecases
-from tests.conftest import RunningApp, make_settings
+from tests.conftest import RunningApp
 from tests.integration.test_call_signaling import check_in, connect, patient_link, staff_session
-from web.app import create_app
-
-
-@pytest.fixture
-def grace_s() -> int:
-    return 60
-
-
-@pytest.fixture
-async def two_apps(dsn: str, tmp_path: Path, grace_s: int) -> AsyncIterator[tuple[RunningApp, RunningApp]]:
-    """Two independent apps (own pool, own hub, own bus listener) on the same database."""
-    apps: list[RunningApp] = []
-    try:
-        for name in ("a", "b"):
-            (tmp_path / name).mkdir()
-            app = create_app(make_settings(dsn, tmp_path / name, bus=True, requeue_grace_s=grace_s),
-                             demo_data=True)
-            server = TestServer(app, host="127.0.0.1")
-            await server.start_server()
-            apps.append(RunningApp(app, server))
-        yield apps[0], apps[1]
-    finally:
-        for running in reversed(apps):
-            await running.server.close()
 
 
 @pytest.fixture

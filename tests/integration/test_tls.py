@@ -4,7 +4,6 @@ made in the test, the test PostgreSQL); plain HTTP on that port gets nowhere."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import ssl
 import sys
@@ -15,14 +14,6 @@ import pytest
 
 from tests.integration.test_cli import ROOT, SECRET, _free_port, donghanh
 from tests.tls_cert import self_signed
-
-
-@pytest.fixture
-def clean_env(tmp_path: Path) -> dict[str, str]:
-    """The parent's environment without any Đồng Hành settings, and a data dir of our own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DONGHANH_") and k != "DATABASE_URL"}
-    env["DONGHANH_DATA_DIR"] = str(tmp_path / "data")
-    return env
 
 
 async def test_serve_speaks_https_and_wss_with_the_configured_certificate(

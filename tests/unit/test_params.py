@@ -132,6 +132,9 @@ def test_json_field_reads_msgspec_paths() -> None:
     ({"type": "hello", "token": "a\u0000"}, "token"),
     ({"type": "ice", "room": "00000000-0000-0000-0000-000000000001", "candidate": {"candidate": "\u0000"}},
      "candidate.candidate"),
+    ({"type": "offer", "room": "00000000-0000-0000-0000-000000000001", "sdp": "v=0\r\n\u0000"}, "sdp"),
+    ({"type": "answer", "id": "a\u0000", "room": "00000000-0000-0000-0000-000000000001", "sdp": "v=0"}, "id"),
+    ({"type": "offer", "room": "00000000-0000-0000-0000-000000000001", "sdp": "v=0", "to": "\u0000"}, "to"),
 ])
 def test_a_socket_message_with_a_nul_is_invalid_naming_the_field(message: dict[str, object], field: str) -> None:
     raw = json.dumps(message)
@@ -140,6 +143,12 @@ def test_a_socket_message_with_a_nul_is_invalid_naming_the_field(message: dict[s
             protocol.decode(frame, max_bytes=65536)
         assert raised.value.code == "invalid"
         assert f"`{field}`" in raised.value.message
+
+
+def test_an_offer_whose_description_mentions_a_backslash_u_is_not_a_nul() -> None:
+    raw = json.dumps({"type": "offer", "room": "00000000-0000-0000-0000-000000000001", "sdp": "a=x:\\u0000"})
+    message = protocol.decode(raw, max_bytes=65536)
+    assert isinstance(message, protocol.Offer) and message.sdp == "a=x:\\u0000"
 
 
 def test_a_chat_about_a_backslash_u_is_not_a_nul() -> None:
