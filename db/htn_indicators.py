@@ -184,16 +184,33 @@ async def monthly_report(con: asyncpg.Connection, root: int, month: Month) -> li
     return sorted(out, key=lambda row: (row.facility_id != root, row.facility_id))
 
 
+# The root's totals per month from the stored rows, and how many stations each month has stored.
+_TOTALS = """
+SELECT month, count(*) AS stored, sum(registered) AS registered, sum(under_care) AS under_care,
+       sum(lost_to_follow_up) AS lost_to_follow_up, sum(dead) AS dead, sum(denominator) AS denominator,
+       sum(controlled) AS controlled, sum(uncontrolled) AS uncontrolled, sum(missed_visit) AS missed_visit,
+       sum(visited_no_bp) AS visited_no_bp
+FROM htn_station_month WHERE facility_id = ANY($1::bigint[]) AND month BETWEEN $2 AND $3
+GROUP BY month
+"""
+
+
 async def trend(con: asyncpg.Connection, root: int, last: Month,
                 months: int = 12) -> list[tuple[Month, MonthlyIndicators]]:
-    """The root's indicators for each of the `months` months ending with `last` (the dashboard's chart)."""
+    """The root's indicators for each of the `months` months ending with `last` (the dashboard's chart):
+    summed in SQL where every station's month is stored, computed for the stations missing otherwise."""
     ids = [r["id"] for r in await _subtree(con, root)]
     span = [last.plus(-i) for i in range(months - 1, -1, -1)]
-    own = await station_months(con, ids, span)
-    out = []
-    for month in span:
-        total = _ZERO
-        for i in ids:
-            total = _add(total, own[(i, month)])
-        out.append((month, MonthlyIndicators(*total)))
-    return out
+    totals: dict[Month, Counts] = {}
+    for r in await con.fetch(_TOTALS, ids, span[0].first_day, last.first_day):
+        if r["stored"] == len(ids):
+            totals[Month.of(r["month"])] = tuple(int(r[c]) for c in htn.COLUMNS)
+    incomplete = [m for m in span if m not in totals]
+    if incomplete:
+        own = await station_months(con, ids, incomplete)
+        for month in incomplete:
+            total = _ZERO
+            for i in ids:
+                total = _add(total, own[(i, month)])
+            totals[month] = total
+    return [(month, MonthlyIndicators(*totals[month])) for month in span]
