@@ -214,3 +214,14 @@ async def trend(con: asyncpg.Connection, root: int, last: Month,
                 total = _add(total, own[(i, month)])
             totals[month] = total
     return [(month, MonthlyIndicators(*totals[month])) for month in span]
+
+
+async def missing_station_months(con: asyncpg.Connection, root: int, last: Month, months: int = 12) -> int:
+    """How many (station, month) pairs of the trend's span under `root` are not stored: each would be
+    computed by the next trend (the dashboard draws it at once when they are few)."""
+    count: int = await con.fetchval(
+        """SELECT count(*) FROM facility_subtree($1) s
+           CROSS JOIN generate_series($2::date, $3::date, interval '1 month') m
+           WHERE NOT EXISTS (SELECT 1 FROM htn_station_month h WHERE h.facility_id = s AND h.month = m::date)""",
+        root, last.plus(1 - months).first_day, last.first_day)
+    return count

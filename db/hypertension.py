@@ -21,6 +21,7 @@ from care.text import normalize
 from db import audit, messages, notes
 from db.errors import Conflict, DbError, NotFound
 from db.htn_indicators import FacilityRow as FacilityRow
+from db.htn_indicators import missing_station_months as missing_station_months
 from db.htn_indicators import monthly_report as monthly_report
 from db.htn_indicators import trend as trend
 

@@ -143,9 +143,11 @@ async def test_a_reading_entered_now_forgets_only_its_station_from_its_month(poo
             return [str(Month.of(r[0])) for r in rows]
 
         assert await months_of(network.commune) == [str(m) for m in span]
+        assert await htn_db.missing_station_months(con, network.district, Month.of(today), months=11) == 0
         await htn_db.add_reading(con, patient_id=patient, taken_on=today, systolic=150, diastolic=95,
                                  source=htn_db.Source.station, staff_id=None, today=today)
         assert await months_of(network.commune) == [str(m) for m in span[:-1]]
+        assert await htn_db.missing_station_months(con, network.district, Month.of(today), months=11) == 1
         assert await months_of(network.sibling) == [str(m) for m in span]
         await htn_db.add_reading(con, patient_id=patient, taken_on=date(2026, 8, 15), systolic=150, diastolic=95,
                                  source=htn_db.Source.station, staff_id=None, today=today)
