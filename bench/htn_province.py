@@ -10,13 +10,16 @@ patients spread evenly over the stations, registered over the last three years, 
 (12 on average) dated between registration and today, systolic 115–194 and diastolic 60–109 mmHg, and one
 patient in ten with a visit without BP. Indexes are built after the load, then ANALYZE.
 
-Measured through the functions the pages and the CLI call (`db.hypertension.monthly_report`, `worklist`):
-the province dashboard for the current month (all facilities' rows), a district's and a commune's, the
-worklist of a district specialist and of the province; "first" is the first call after the load, "warm" the
-median of the next runs. The baseline, measured in the same run, is `SELECT count(*)` over the same
-enrolments: the ratio says how many full passes over the register a dashboard costs. A new reading is
-entered with `add_reading` and the dashboard asked again: the time until it counts is that insert plus
-one dashboard query (there is no batch to wait for).
+Measured through the functions the pages and the CLI call (`db.hypertension.monthly_report`, `trend`,
+`worklist`): the province dashboard for the current month (all facilities' rows), a district's and a
+commune's, the province for a month six months back, the province's 12-month trend, the worklist of a
+district specialist and of the province; "first" is the first call after the load (for the dashboards:
+every station's month computed and stored in htn_station_month), "warm" the median of the next runs. The
+baseline, measured in the same run, is `SELECT count(*)` over the same enrolments: the ratio says how many
+full passes over the register a call costs. A new reading is entered with `add_reading` and the dashboard
+asked again (the time until it counts is that insert plus one dashboard query: its trigger deleted one
+station's month, which the dashboard recomputes); then a late reading dated six months back, and the
+12-month trend asked again (the months it changed are listed).
 """
 
 from __future__ import annotations
