@@ -1,9 +1,8 @@
-"""Hypertension register: enrolment, readings from every source, visits, call results, and the monthly
-indicators and worklist computed in SQL over a facility's subtree.
+"""Hypertension register: enrolment, readings from every source, visits, call results, and the worklist
+computed in SQL over a facility's subtree (the monthly indicators: db/htn_indicators.py, re-exported here).
 
-The indicators here are the SQL twins of care/hypertension.py (tests/integration/test_hypertension_sql.py
-holds them equal on random cohorts). They are computed from the rows when asked: a reading entered now,
-whatever date it carries, changes the months it should at once.
+The worklist is the SQL twin of care/hypertension.py (tests/integration/test_hypertension_sql.py holds
+them equal on random cohorts), computed from the rows when asked.
 """
 
 from __future__ import annotations
@@ -17,10 +16,14 @@ import asyncpg
 
 from care import htn_import
 from care import hypertension as htn
-from care.hypertension import Month, MonthlyIndicators, PatientHistory, Reading
+from care.hypertension import PatientHistory, Reading
 from care.text import normalize
 from db import audit, messages, reviews
 from db.errors import Conflict, DbError, NotFound
+from db.htn_indicators import FacilityRow as FacilityRow
+from db.htn_indicators import missing_station_months as missing_station_months
+from db.htn_indicators import monthly_report as monthly_report
+from db.htn_indicators import trend as trend
 
 
 class Source(StrEnum):
@@ -246,108 +249,6 @@ async def histories(con: asyncpg.Connection, patient_ids: list[int]) -> dict[int
     return {r["patient_id"]: PatientHistory(
         r["registered_on"], tuple(Reading(t[0], t[1], t[2], t[3]) for t in r["readings"]), tuple(r["visits"]),
         r["died_on"], r["drugs"], r["next_visit_on"]) for r in rows}
-
-
-@dataclass(frozen=True)
-class FacilityRow:
-    facility_id: int
-    level: str
-    name: str
-    parent_id: int | None
-    indicators: MonthlyIndicators
-
-
-# One pass over the subtree's enrolments: each patient's latest reading and latest visit as of the end of
-# the month (backward index scans), classified as CLINICAL.md's operational rules say, counted per station,
-# then summed up the tree so every facility counts its own patients and those of every facility below it.
-# $1 root, $2 last day of M, $3 first day of M − 11 (12-month window), $4 first day of M − 2 (3-month window).
-_MONTHLY = """
-WITH RECURSIVE tree(id, anc) AS (
-    SELECT s, s FROM facility_subtree($1) s
-    UNION ALL SELECT f.id, t.anc FROM facility f JOIN tree t ON f.parent_id = t.id
-), p AS (
-    -- Up to date (latest event on or before the month's end): the enrolment row's latest values. Otherwise
-    -- (a past month, for a patient seen since) probe the readings as of the month's end. A scalar subquery
-    -- in a CASE branch runs only when the branch is taken, so the current month is one pass over the rows.
-    SELECT e.facility_id, e.registered_on, e.died_on, e.last_bp_on, e.last_systolic, e.last_diastolic,
-           e.last_visit_on, u.up_to_date,
-           CASE WHEN NOT u.up_to_date THEN
-               (SELECT ROW(b.taken_on, b.systolic, b.diastolic, b.id)::htn_day_reading FROM bp_reading b
-                WHERE b.patient_id = e.patient_id AND b.taken_on <= $2 ORDER BY b.taken_on DESC, b.id DESC LIMIT 1)
-           END AS past_bp,
-           CASE WHEN NOT u.up_to_date THEN
-               (SELECT max(v.visited_on) FROM htn_visit v WHERE v.patient_id = e.patient_id AND v.visited_on <= $2)
-           END AS past_visit
-    FROM htn_enrolment e
-    CROSS JOIN LATERAL (SELECT coalesce(greatest(e.last_bp_on, e.last_visit_on) <= $2, true) AS up_to_date) u
-    WHERE e.facility_id IN (SELECT facility_subtree($1)) AND e.registered_on <= $2
-), q AS (
-    SELECT facility_id, registered_on, died_on,
-           CASE WHEN up_to_date THEN last_bp_on ELSE (past_bp).taken_on END AS bp_on,
-           CASE WHEN up_to_date THEN last_systolic ELSE (past_bp).systolic END AS systolic,
-           CASE WHEN up_to_date THEN last_diastolic ELSE (past_bp).diastolic END AS diastolic,
-           CASE WHEN up_to_date THEN greatest(last_bp_on, last_visit_on)
-                ELSE greatest((past_bp).taken_on, past_visit) END AS visit_on
-    FROM p
-), s AS (
-    SELECT facility_id, registered_on, bp_on, systolic, diastolic, visit_on,
-           coalesce(died_on <= $2, false) AS dead,
-           coalesce(died_on <= $2, false) = false
-               AND (registered_on >= $3 OR coalesce(visit_on >= $3, false)) AS under_care
-    FROM q
-), c AS (
-    SELECT facility_id,
-        count(*) FILTER (WHERE NOT dead) AS registered,
-        count(*) FILTER (WHERE under_care) AS under_care,
-        count(*) FILTER (WHERE NOT dead AND NOT under_care) AS lost_to_follow_up,
-        count(*) FILTER (WHERE dead) AS dead,
-        count(*) FILTER (WHERE under_care AND registered_on < $4) AS denominator,
-        count(*) FILTER (WHERE under_care AND registered_on < $4 AND visit_on >= $4 AND bp_on >= $4
-                         AND systolic < 140 AND diastolic < 90) AS controlled,
-        count(*) FILTER (WHERE under_care AND registered_on < $4 AND visit_on >= $4 AND bp_on >= $4
-                         AND NOT (systolic < 140 AND diastolic < 90)) AS uncontrolled,
-        count(*) FILTER (WHERE under_care AND registered_on < $4 AND (visit_on IS NULL OR visit_on < $4))
-            AS missed_visit,
-        count(*) FILTER (WHERE under_care AND registered_on < $4 AND visit_on >= $4
-                         AND (bp_on IS NULL OR bp_on < $4)) AS visited_no_bp
-    FROM s GROUP BY facility_id
-)
-SELECT f.id, f.level, f.name, f.parent_id,
-       coalesce(sum(c.registered), 0)::bigint AS registered, coalesce(sum(c.under_care), 0)::bigint AS under_care,
-       coalesce(sum(c.lost_to_follow_up), 0)::bigint AS lost_to_follow_up, coalesce(sum(c.dead), 0)::bigint AS dead,
-       coalesce(sum(c.denominator), 0)::bigint AS denominator, coalesce(sum(c.controlled), 0)::bigint AS controlled,
-       coalesce(sum(c.uncontrolled), 0)::bigint AS uncontrolled,
-       coalesce(sum(c.missed_visit), 0)::bigint AS missed_visit,
-       coalesce(sum(c.visited_no_bp), 0)::bigint AS visited_no_bp
-FROM facility f
-JOIN (SELECT DISTINCT anc FROM tree) a ON a.anc = f.id
-LEFT JOIN tree t ON t.anc = f.id
-LEFT JOIN c ON c.facility_id = t.id
-GROUP BY f.id, f.level, f.name, f.parent_id
-ORDER BY f.id
-"""
-
-
-async def monthly_report(con: asyncpg.Connection, root: int, month: Month) -> list[FacilityRow]:
-    """For `root` and every facility below it, the month's indicators over its own patients and those of
-    every facility below it (the report's rows, root first, then by id). NotFound for an unknown root."""
-    if await con.fetchval("SELECT 1 FROM facility WHERE id = $1", root) is None:
-        raise NotFound("facility", root)
-    rows = await con.fetch(_MONTHLY, root, month.last_day, month.plus(-11).first_day, month.plus(-2).first_day)
-    out = [FacilityRow(r["id"], r["level"], r["name"], r["parent_id"],
-                       MonthlyIndicators(**{k: r[k] for k in htn.COLUMNS})) for r in rows]
-    return sorted(out, key=lambda row: (row.facility_id != root, row.facility_id))
-
-
-async def trend(con: asyncpg.Connection, root: int, last: Month,
-                months: int = 12) -> list[tuple[Month, MonthlyIndicators]]:
-    """The root's indicators for each of the `months` months ending with `last` (the dashboard's chart)."""
-    out = []
-    for i in range(months - 1, -1, -1):
-        month = last.plus(-i)
-        rows = await monthly_report(con, root, month)
-        out.append((month, rows[0].indicators))
-    return out
 
 
 @dataclass(frozen=True)

@@ -274,6 +274,10 @@ async def overdue_page(request: web.Request) -> web.Response:
 
 # ---- the cohort dashboard ------------------------------------------------------------------------------
 
+# Station months a page visit may compute to draw the trend at once: about one past month of 100 stations.
+TREND_AT_ONCE_MISSING = 100
+
+
 async def dashboard(request: web.Request) -> web.Response:
     session = await require_page_session(request)
     require_role(request, session.staff, Action.read_cohort)
@@ -291,10 +295,12 @@ async def dashboard(request: web.Request) -> web.Response:
             raise web.HTTPNotFound()
         rows = await htn_db.monthly_report(con, root, month)
         table = request.query.get("table", "report")
-        # Past months probe each patient's readings (BENCHMARKS.md): for a province's whole register the
-        # 12-month trend is asked for, not drawn on every visit to the page.
+        # The trend sums stored station months (db/htn_indicators.py); a month not stored yet is computed,
+        # which for a past month probes each patient's readings. Drawn at once unless many are missing (a
+        # province's first visit after a deploy): then it is asked for, and stored for every visit after.
         show_trend = (request.query.get("trend") == "1" or table == "trend"
-                      or rows[0].level in ("commune", "district"))
+                      or rows[0].level in ("commune", "district")
+                      or await htn_db.missing_station_months(con, root, month) <= TREND_AT_ONCE_MISSING)
         trend = await htn_db.trend(con, root, month) if show_trend else []
         cohort = await htn_db.quarterly_cohort(con, root, *quarter)
     if request.query.get("format") == "csv":

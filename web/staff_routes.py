@@ -263,6 +263,7 @@ async def call_page(request: web.Request) -> web.Response:
         c = invited or await _consultation_for(con, session, cid, Action.conduct_consultation)
         patient = await patients_db.get(con, c.patient_id)
         entry = await queue_db.get_entry(con, c.queue_entry_id)
+        htn_state = await htn_db.register_state(con, c.patient_id)
     assert patient is not None and entry is not None
     t = request[t_rkey]
     if invited is not None:
@@ -278,7 +279,8 @@ async def call_page(request: web.Request) -> web.Response:
         "js_strings": t.json(texts.STAFF_JS + day_texts.CALL_JS + live_texts.CALL_JS),
         "labels": _labels(t), "sexes": texts.SEXES, "answers": queue_view.answers_view(entry.checkin),
         "suggested": None if entry.suggested_level is None else TriageLevel(f"NC{entry.suggested_level}"),
-        "warning_signs": [(w.value, warning_sign_label(w, request[lang_rkey])) for w in WarningSign]})
+        "warning_signs": [(w.value, warning_sign_label(w, request[lang_rkey])) for w in WarningSign],
+        "htn_state": htn_state})
 
 
 def _history_row(row: asyncpg.Record) -> dict[str, Any]:
@@ -406,11 +408,13 @@ async def note_sign(request: web.Request) -> web.Response:
         c = await _consultation_for(con, session, _uuid(request.match_info["cid"]), Action.write_note)
         signed = await visit_summaries.sign(con, c.id, session.staff.id, body.expected_version, content,
                                             now=request.app[clock_key].now(), link_url=link_url(request.app))
+        # A signed I10–I15 diagnosis for a patient not in the register: the page offers enrolment.
+        htn_offer = await htn_db.register_state(con, c.patient_id) == "offer"
     message = summaries.message(signed.version, signed.recipient)
     if message is not None:
         await request.app[hub_key].to_patient(c.patient_id, message)
-    return web.json_response({**_version_view(signed.version), "summary_sms": signed.message_id is not None},
-                             status=201)
+    return web.json_response({**_version_view(signed.version), "summary_sms": signed.message_id is not None,
+                              "htn_offer": htn_offer}, status=201)
 
 
 async def summary_preview(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from db import hypertension as htn_db
 from db import patients as patients_db
 from tests.conftest import RunningApp
 from tests.e2e.conftest import new_page
-from tests.e2e.test_consultation import doctor_signs_in, link_for
+from tests.e2e.test_consultation import doctor_signs_in, link_for, patient_reaches_waiting_room
 from web.keys import clock_key
 
 
@@ -75,3 +75,31 @@ async def test_home_reading_reaches_the_worklist_review_and_dashboard(
     finally:
         await phone.close()
         await specialist_ctx.close()
+
+
+async def test_signing_an_i10_note_offers_enrolment_on_the_call_page(
+        running_app: RunningApp, browser) -> None:  # type: ignore[no-untyped-def]
+    async with running_app.pool.acquire() as con:
+        staff_facility = await con.fetchval("SELECT facility_id FROM staff WHERE username = 'bacsi.lan'")
+        patient_id = await patients_db.create(con, facility_id=staff_facility, name="Hà Văn Tằng")
+    patient_ctx, patient = await new_page(browser, running_app.url)
+    doctor_ctx, doctor = await new_page(browser, running_app.url)
+    try:
+        await patient_reaches_waiting_room(patient, await link_for(running_app, patient_id))
+        await doctor_signs_in(doctor)
+        await expect(doctor.locator("#queue-body tr").first).to_contain_text("Hà Văn Tằng")
+        await doctor.click("#claim-next")
+        await doctor.wait_for_url("**/staff/c/*")
+        await expect(doctor.locator("#htn-offer")).to_be_hidden()
+        await doctor.fill("#icd-search", "I10")
+        await expect(doctor.locator("#icd-results [role=option]").first).to_contain_text("I10")
+        await doctor.press("#icd-search", "Enter")
+        await expect(doctor.locator("#diagnoses")).to_contain_text("I10")
+        await doctor.click("#note-sign")
+        await expect(doctor.locator("#note-versions li")).to_have_count(1)
+        offer = doctor.locator("#htn-offer")
+        await expect(offer).to_be_visible()
+        await expect(offer.locator("a")).to_have_attribute("href", f"/staff/htn/p/{patient_id}")
+    finally:
+        await patient_ctx.close()
+        await doctor_ctx.close()

@@ -184,12 +184,47 @@ async def test_bad_input_is_refused_precisely(running_app: RunningApp) -> None:
         await nurse.http.close()
 
 
-async def test_a_provinces_dashboard_draws_the_trend_on_request(running_app: RunningApp) -> None:
+async def test_a_provinces_dashboard_draws_the_trend_at_once_when_its_months_are_few_to_compute(
+        running_app: RunningApp) -> None:
     province = await signed_in(running_app, "bs.lao")
     try:
         page = await (await province.http.get(f"{running_app.url}/staff/htn")).text()
-        assert 'id="show-trend"' in page and "trend-chart" not in page and 'id="report"' in page
+        assert "trend-chart" in page and 'id="trend"' in page and 'id="show-trend"' not in page
         page = await (await province.http.get(f"{running_app.url}/staff/htn?trend=1")).text()
         assert "trend-chart" in page and 'id="trend"' in page
     finally:
         await province.http.close()
+
+
+async def test_signing_a_note_with_an_i10_to_i15_diagnosis_offers_enrolment_on_the_call_page(
+        running_app: RunningApp) -> None:
+    from tests.integration.test_visit_summary import note, visit
+
+    lan = await signed_in(running_app, "bacsi.lan")
+    try:
+        async with jar_session() as http:
+            async with running_app.pool.acquire() as con:
+                patient_id = await patients_db.create(con, facility_id=lan.facility_id, name="Hà Văn Tằng",
+                                                      phone="0912000222")
+            _, patient, room = await visit(running_app, http, lan, end=False, patient_id=patient_id)
+            await patient.close()
+            page = await (await lan.http.get(f"{running_app.url}/staff/c/{room}")).text()
+            assert 'id="htn-offer" hidden' in page  # there, hidden until a signature carries the diagnosis
+            r = await lan.post(f"{running_app.url}/api/c/{room}/note/sign",
+                               {"expected_version": 0, "note": note(running_app, diagnoses=["J06.9"])})
+            assert r.status == 201 and (await r.json())["htn_offer"] is False
+            r = await lan.post(f"{running_app.url}/api/c/{room}/note/sign",
+                               {"expected_version": 1, "note": note(running_app, diagnoses=["J06.9", "I11.9"])})
+            assert r.status == 201 and (await r.json())["htn_offer"] is True
+            page = await (await lan.http.get(f"{running_app.url}/staff/c/{room}")).text()
+            assert 'id="htn-offer">' in page and f'href="/staff/htn/p/{patient_id}"' in page
+            async with running_app.pool.acquire() as con:
+                await con.execute("INSERT INTO htn_enrolment (patient_id, facility_id, registered_on) "
+                                  "SELECT id, facility_id, current_date FROM patient WHERE id = $1", patient_id)
+            r = await lan.post(f"{running_app.url}/api/c/{room}/note/sign",
+                               {"expected_version": 2, "note": note(running_app, diagnoses=["I10"])})
+            assert r.status == 201 and (await r.json())["htn_offer"] is False
+            page = await (await lan.http.get(f"{running_app.url}/staff/c/{room}")).text()
+            assert 'id="htn-offer"' not in page
+    finally:
+        await lan.http.close()

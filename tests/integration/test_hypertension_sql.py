@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from care import hypertension as htn
 from care.hypertension import Month, PatientHistory
+from db import htn_indicators
 from db import hypertension as htn_db
 from db import patients as patients_db
 from tests.integration.conftest import Network
@@ -127,6 +128,15 @@ async def test_monthly_sql_equals_the_pure_functions_on_random_cohorts(pool: asy
                         places = _below(tree, row.facility_id)
                         mine = [stored[i] for i, p in zip(ids, cohort, strict=True) if p["where"] in places]
                         assert row.indicators == htn.monthly_indicators(mine, month), (row.facility_id, month)
+                    # Both ways of computing a station's month (the current month's and the trend's).
+                    stations = [tree.district, tree.commune, tree.sibling]
+                    for latest_values in (True, False):
+                        counts = await htn_indicators.counts_of(con, stations, [month], latest_values=latest_values)
+                        for place in ("district", "commune", "sibling"):
+                            mine = [stored[i] for i, p in zip(ids, cohort, strict=True) if p["where"] == place]
+                            expected = htn.monthly_indicators(mine, month)
+                            got_counts = counts.get((getattr(tree, place), month), (0,) * len(htn.COLUMNS))
+                            assert htn.MonthlyIndicators(*got_counts) == expected, (place, latest_values)
                     got = await htn_db.quarterly_cohort(con, tree.province, month.year, (month.month - 1) // 3 + 1)
                     assert got == htn.quarterly_cohort(stored.values(), month.year, (month.month - 1) // 3 + 1)
         run(body())

@@ -14,6 +14,7 @@ import pytest
 from db import short_links
 from tests.conftest import RunningApp
 from tests.integration.test_http import (
+    PATIENT,
     Staff,
     bearer,
     error_of,
@@ -57,10 +58,10 @@ def note(running_app: RunningApp, **overrides: Any) -> dict[str, Any]:
 
 
 async def visit(running_app: RunningApp, http: aiohttp.ClientSession, lan: Staff,
-                lang: str = "vi", end: bool = True) -> tuple[str, WsClient, str]:
+                lang: str = "vi", end: bool = True, patient_id: int = PATIENT) -> tuple[str, WsClient, str]:
     """Patient 1 consents (in `lang`), checks in with their page's socket open, and bacsi.lan takes them and
     ends the call: (token, the patient's socket, the consultation id)."""
-    token = await new_link(running_app)
+    token = await new_link(running_app, patient_id)
     r = await http.post(f"{running_app.url}/api/p/consent?lang={lang}", headers=bearer(token),
                         json={"version": CONSENT_VERSION})
     assert r.status == 200

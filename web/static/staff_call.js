@@ -174,6 +174,8 @@ form.addEventListener("submit", async (e) => {
     noteDirty = false;
     $("note-status").textContent = t("Signed version {version}", { version: signed.version })
       + (signed.note.summary ? " · " + t("The patient can see the summary.") : "");
+    // An I10–I15 diagnosis for a patient not in the hypertension register: offer enrolment here.
+    if (signed.htn_offer && $("htn-offer")) $("htn-offer").hidden = false;
     const data = await request("GET", `/api/c/${room}/note`);
     renderVersions(data.versions);
   } catch (e2) {
