@@ -535,9 +535,11 @@ class Hub:
 
     async def _claim(self, client: Client, msg: p.ClaimNext) -> None:
         staff = client.staff
-        if staff is None or not access.may_ever(staff.role, Action.claim):
-            raise SignalingError("forbidden", "only doctors and specialists can claim patients")
-        async with self.pool.acquire() as con:
+        async with self.pool.acquire() as con:  # one connection for the session check and the claim
+            if not await self._session_live(client, con):
+                return
+            if staff is None or not access.may_ever(staff.role, Action.claim):
+                raise SignalingError("forbidden", "only doctors and specialists can claim patients")
             if msg.entry is not None:
                 entry = await queue_db.get_entry(con, msg.entry)
                 # Outside the claimer's scope is "no such entry" (claim_entry's own SQL says the same).
@@ -592,16 +594,17 @@ class Hub:
                                                 "message": out})
 
     async def _end(self, client: Client, msg: p.End) -> None:
-        _, me = await self._authorised_consultation(client, msg.room, invited_too=True)
-        if client.staff is None:
-            # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back; the doctor
-            # can call them back, and only the doctor closes the consultation (and the patient's link).
-            raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to leave "
-                                 "the call")
-        if me.role == "specialist":
-            raise SignalingError("forbidden", "invited staff may leave the call, not end the consultation")
-        assert client.staff is not None
-        async with self.pool.acquire() as con:
+        async with self.pool.acquire() as con:  # one connection for the session check, the policy and the end
+            if not await self._session_live(client, con):
+                return
+            _, me = await self._authorised_consultation(client, msg.room, invited_too=True, con=con)
+            if client.staff is None:
+                # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back; the
+                # doctor can call them back, and only the doctor closes the consultation (and the patient's link).
+                raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to leave "
+                                     "the call")
+            if me.role == "specialist":
+                raise SignalingError("forbidden", "invited staff may leave the call, not end the consultation")
             ended = await consultations_db.end(con, msg.room, "doctor", audit.Actor.staff(client.staff.staff_id))
         await self.notify_ended(ended.id, ended.patient_id, by="doctor", ref=msg.id, requester=client)
 
@@ -1135,6 +1138,6 @@ def _member_body(member: Member) -> dict[str, Any]:
             "staff_id": member.staff_id, "session": member.client.session}
 
 
-# Staff messages that act on patients or records: the session is checked in PostgreSQL first (join checks it
-# too, on the connection it joins with: `_join`).
-_SESSION_CHECKED = (p.Chat, p.ClaimNext, p.End)
+# Staff messages that act on patients or records: the session is checked in PostgreSQL first (join, claim_next
+# and end check it too, on the connection they then act with: `_join`, `_claim`, `_end`).
+_SESSION_CHECKED = (p.Chat,)
