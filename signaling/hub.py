@@ -94,6 +94,10 @@ class Hub:
         self.patients: dict[int, set[Client]] = {}
         self._per_address: Counter[str] = Counter()
         self._hello_timers: dict[Client, asyncio.TimerHandle] = {}
+        # Sockets whose hello is being handled (waiting for the database in a reconnect storm, say), and those
+        # of them whose hello timeout passed meanwhile: judged when their hello is done, not closed under it.
+        self._saying_hello: set[Client] = set()
+        self._hello_late: set[Client] = set()
         self._queue_dirty = asyncio.Event()
         self._alerts: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -154,6 +158,9 @@ class Hub:
 
     def _hello_overdue(self, client: Client) -> None:
         self._hello_timers.pop(client, None)
+        if client in self._saying_hello:
+            self._hello_late.add(client)
+            return
         if not client.greeted and client in self.clients:
             log.info("closing a socket that never said hello", extra={"session": client.session})
             client.close(CloseCode.HELLO_TIMEOUT, "no hello")
@@ -170,6 +177,7 @@ class Hub:
 
     async def _disconnect(self, client: Client) -> None:
         self.clients.discard(client)
+        self._hello_late.discard(client)
         timer = self._hello_timers.pop(client, None)
         if timer is not None:
             timer.cancel()
@@ -278,6 +286,18 @@ class Hub:
     async def _hello(self, client: Client, msg: p.Hello) -> None:
         if client.greeted:
             raise SignalingError("bad_state", "hello was already received on this socket")
+        # The socket said hello in time; if answering takes longer than the timeout (every page reconnecting at
+        # once after a restart), closing it would only make it reconnect again.
+        self._saying_hello.add(client)
+        try:
+            await self._greet(client, msg)
+        finally:
+            self._saying_hello.discard(client)
+            if client in self._hello_late:
+                self._hello_late.discard(client)
+                self._hello_overdue(client)  # a refused hello after the timeout: closed now
+
+    async def _greet(self, client: Client, msg: p.Hello) -> None:
         token = msg.token or ""
         if client.staff is None:
             if not token:
