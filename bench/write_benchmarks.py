@@ -185,10 +185,12 @@ def reconnect_storm(data: dict[str, Any]) -> list[str]:
                       f"{_num(q['reconnect_time'])}×."]
     before = data.get("before_this_change")
     if before:
-        lines += ["", f"Before this change ({before['code']}, same command with `--clients {before['clients']}`, "
-                      f"run back to back with the code after it): server CPU per reconnect "
-                      f"{_num(before['before_ms'], 3)} ms, after {_num(before['after_ms'], 3)} ms "
-                      f"(bare relay {_num(before['bare_ms'], 3)} ms in the same runs)."]
+        lines += ["", f"Before this change ({before['code']}; `{before['command']}` run back to back on the code "
+                      f"before and after it): server CPU per reconnect {_num(before['before_ms'], 3)} ms → "
+                      f"{_num(before['after_ms'], 3)} ms (bare relay {_num(before['bare_before_ms'], 3)} and "
+                      f"{_num(before['bare_after_ms'], 3)} ms in those runs: {_num(before['before_ratio'], 1)}× → "
+                      f"{_num(before['after_ratio'], 1)}×); everyone rejoined in {_num(before['before_s'], 1)} s → "
+                      f"{_num(before['after_s'], 1)} s; load {before['load']}."]
     aim = data.get("aim", {})
     lines += ["", f"Aim: {aim.get('text', 'none recorded')} — memory {_verdict(aim.get('memory_met'))}, "
                   f"CPU per reconnect {_verdict(aim.get('cpu_met'))}."]
@@ -212,7 +214,15 @@ def claims(data: dict[str, Any]) -> list[str]:
              f"Exactly once, from the database: {db['entries']:,d} queue entries, {db['done']:,d} done, "
              f"{db['consultations']:,d} consultations, {db['entries_claimed_twice']} entries with more than one; "
              f"patient pages paired once {s['pages_paired_once']:,d}, more than once {s['pages_paired_more']}; "
-             f"refusals {s['refused']}."]
+             f"refusals {s['refused']}. Server CPU while claiming: {_num(s['server_cpu_s'], 0)} s of "
+             f"{_num(s['seconds'], 0)} s (its CPU was not the limit); end reply p50 / p99 "
+             f"{_num(s['end_reply_ms']['p50'], 1)} / {_num(s['end_reply_ms']['p99'], 1)} ms."]
+    before = data.get("before_this_change")
+    if before:
+        lines += ["", f"Before this change ({before['code']}; the same command, load {before['load']}): socket "
+                      f"protocol {_num(before['socket_per_s'], 0)} claims/s, SQL baseline "
+                      f"{_num(before['sql_per_s'], 0)}/s, server CPU "
+                      f"{_num(before['server_cpu_ms_per_claim'])} ms/claim."]
     aim = data.get("aim", {})
     lines += ["", f"Aim: {aim.get('text', 'none recorded')} — {_verdict(aim.get('met'))}"
                   f" (every patient exactly once: {'yes' if aim.get('exactly_once') else '**no**'})."]
