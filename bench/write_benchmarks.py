@@ -163,6 +163,72 @@ def slow_consumer(data: dict[str, Any]) -> list[str]:
     return lines
 
 
+def reconnect_storm(data: dict[str, Any]) -> list[str]:
+    p = data["params"]
+    lines = [f"{p['clients']:,d} sockets ({p['clients'] // 2:,d} rooms of a patient and a doctor over "
+             f"{p['facilities']} stations), {p['client_procs']} load-generator processes, at most "
+             f"{p['concurrency']} handshakes in flight per process.", "",
+             "| server | phase | sockets joined | all joined s | server CPU s | CPU ms/socket | memory idle → all "
+             "MiB | KiB/socket | retries |", "|---|---|---:|---:|---:|---:|---|---:|---:|"]
+    for key, label in (("ours", "Đồng Hành (real app)"), ("bare", "bare aiohttp relay")):
+        for phase, name in (("first_connect", "first connection"), ("reconnect", "reconnect after restart")):
+            r = data.get(key, {}).get(phase)
+            if r:
+                lines.append(f"| {label} | {name} | {r['sockets']:,d} | {_num(r['all_joined_s'], 1)} | "
+                             f"{_num(r['server_cpu_s'])} | {_num(r['server_cpu_ms_per_socket'], 3)} | "
+                             f"{_num(r['rss_idle_mib'], 0)} → {_num(r['rss_mib'], 0)} | "
+                             f"{_num(r['kib_per_socket'], 1)} | {r['retries']} |")
+    q = data.get("ratios")
+    if q:
+        lines += ["", f"Ratios ours/bare: memory per socket **{_num(q['memory_per_socket'])}×**, server CPU per "
+                      f"reconnect **{_num(q['reconnect_cpu_per_socket'])}×**, time for everyone to rejoin "
+                      f"{_num(q['reconnect_time'])}×."]
+    before = data.get("before_this_change")
+    if before:
+        lines += ["", f"Before this change ({before['code']}; `{before['command']}` run back to back on the code "
+                      f"before and after it): server CPU per reconnect {_num(before['before_ms'], 3)} ms → "
+                      f"{_num(before['after_ms'], 3)} ms (bare relay {_num(before['bare_before_ms'], 3)} and "
+                      f"{_num(before['bare_after_ms'], 3)} ms in those runs: {_num(before['before_ratio'], 1)}× → "
+                      f"{_num(before['after_ratio'], 1)}×); everyone rejoined in {_num(before['before_s'], 1)} s → "
+                      f"{_num(before['after_s'], 1)} s; load {before['load']}."]
+    aim = data.get("aim", {})
+    lines += ["", f"Aim: {aim.get('text', 'none recorded')} — memory {_verdict(aim.get('memory_met'))}, "
+                  f"CPU per reconnect {_verdict(aim.get('cpu_met'))}."]
+    return lines
+
+
+def claims(data: dict[str, Any]) -> list[str]:
+    p, s, b = data["params"], data["socket"], data["sql_baseline"]
+    db = s["database"]
+    lines = [f"{p['doctors']} doctors (one socket each), {p['patients']:,d} waiting patients with their pages open "
+             f"over {p['communes']} commune stations; SQL baseline on {p['baseline_patients']:,d} other waiting "
+             "patients.", "",
+             "| path | claims | seconds | claims/s | server CPU ms/claim | claim reply p50 / p99 ms |",
+             "|---|---:|---:|---:|---:|---|",
+             f"| socket protocol (claim_next → paired → end → ended) | {s['claims']:,d} | {_num(s['seconds'], 1)} | "
+             f"{_num(s['claims_per_s'], 0)} | {_num(s['server_cpu_ms_per_claim'])} | "
+             f"{_num(s['claim_reply_ms']['p50'], 1)} / {_num(s['claim_reply_ms']['p99'], 1)} |",
+             f"| SQL baseline (take_patient, end; 10 connections) | {b['claims']:,d} | {_num(b['seconds'], 1)} | "
+             f"{_num(b['claims_per_s'], 0)} | | |",
+             f"| **ratio socket/SQL** | | | {_num(data['ratio_socket_to_sql'])} | | |", "",
+             f"Exactly once, from the database: {db['entries']:,d} queue entries, {db['done']:,d} done, "
+             f"{db['consultations']:,d} consultations, {db['entries_claimed_twice']} entries with more than one; "
+             f"patient pages paired once {s['pages_paired_once']:,d}, more than once {s['pages_paired_more']}; "
+             f"refusals {s['refused']}. Server CPU while claiming: {_num(s['server_cpu_s'], 0)} s of "
+             f"{_num(s['seconds'], 0)} s (its CPU was not the limit); end reply p50 / p99 "
+             f"{_num(s['end_reply_ms']['p50'], 1)} / {_num(s['end_reply_ms']['p99'], 1)} ms."]
+    before = data.get("before_this_change")
+    if before:
+        lines += ["", f"Before this change ({before['code']}; the same command, load {before['load']}): socket "
+                      f"protocol {_num(before['socket_per_s'], 0)} claims/s, SQL baseline "
+                      f"{_num(before['sql_per_s'], 0)}/s, server CPU "
+                      f"{_num(before['server_cpu_ms_per_claim'])} ms/claim."]
+    aim = data.get("aim", {})
+    lines += ["", f"Aim: {aim.get('text', 'none recorded')} — {_verdict(aim.get('met'))}"
+                  f" (every patient exactly once: {'yes' if aim.get('exactly_once') else '**no**'})."]
+    return lines
+
+
 def generic(data: dict[str, Any]) -> list[str]:
     shown = {k: v for k, v in data.items() if isinstance(v, (int, float, str, bool))
              and k not in ("date", "method", "command", "benchmark")}
@@ -180,6 +246,8 @@ FORMATTERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "tb_report": ("TB quarterly cohort report over a synthetic province", generic),
     "tb_throttled": ("TB video-observed dose clips over a throttled 3G link with a dropped connection", generic),
     "tb_recording_designs": ("TB recording designs compared in one run: server CPU per clip", generic),
+    "reconnect_storm": ("10,000 sockets: memory per socket and the reconnect storm after a restart", reconnect_storm),
+    "claims": ("Claims per second through the socket protocol (200 doctors, 10,000 waiting patients)", claims),
 }
 
 

@@ -47,19 +47,33 @@ async def record(con: asyncpg.Connection, actor: Actor, action: str, object_kind
                  details: dict[str, Any] | None = None) -> None:
     """Append one event, inside the caller's transaction (so it lands or not with the change it describes)."""
     details = details or {}
-    # A transaction of our own (a savepoint inside the caller's): outside one, the xact lock would be
-    # released after its own statement and two concurrent appends could chain to the same row.
-    async with con.transaction():
-        await con.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
-        prev = await con.fetchval("SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1") or _GENESIS
-        at: datetime = await con.fetchval("SELECT clock_timestamp()")
-        digest = _digest(prev, at, actor, action, object_kind, str(object_id), details)
-        await con.execute(
-            """INSERT INTO audit_event (at, actor_kind, actor_id, action, object_kind, object_id, details,
-                                        prev_hash, hash)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-            at, actor.kind, actor.id, action, object_kind, str(object_id), details, prev, digest,
-        )
+    if not con.is_in_transaction():
+        # A transaction of our own: outside one, the xact lock would be released after its own statement
+        # and two concurrent appends could chain to the same row.
+        async with con.transaction():
+            await _append(con, actor, action, object_kind, str(object_id), details)
+        return
+    # Inside the caller's transaction the lock lasts until it ends, and a failure aborts it anyway: no
+    # savepoint (two round trips fewer while every other audited write waits for the lock).
+    await _append(con, actor, action, object_kind, str(object_id), details)
+
+
+async def _append(con: asyncpg.Connection, actor: Actor, action: str, object_kind: str, object_id: str,
+                  details: dict[str, Any]) -> None:
+    await con.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
+    # A statement after the lock's (a fresh snapshot under READ COMMITTED): it sees the row of the append
+    # that held the lock before us.
+    row = await con.fetchrow("SELECT (SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1) AS prev, "
+                             "clock_timestamp() AS at")
+    prev: str = row["prev"] or _GENESIS
+    at: datetime = row["at"]
+    digest = _digest(prev, at, actor, action, object_kind, object_id, details)
+    await con.execute(
+        """INSERT INTO audit_event (at, actor_kind, actor_id, action, object_kind, object_id, details,
+                                    prev_hash, hash)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
+        at, actor.kind, actor.id, action, object_kind, object_id, details, prev, digest,
+    )
 
 
 async def verify_chain(con: asyncpg.Connection) -> int | None:

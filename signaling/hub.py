@@ -52,11 +52,17 @@ from signaling.stats import HubStats
 
 log = logging.getLogger(__name__)
 
-PatientAuthenticator = Callable[[str], Awaitable[PatientIdentity]]
+# Resolves a join-link token on the connection the hello already holds (one pool round for the whole hello).
+PatientAuthenticator = Callable[[asyncpg.Connection, str], Awaitable[PatientIdentity]]
 IceServers = Callable[[], list[dict[str, Any]]]
 
 # Wait this long after a queue change before broadcasting, so a burst of changes costs one broadcast.
 COALESCE_S = 0.05
+# ...and at least this many times as long as the last broadcast took: during a reconnect storm (every page
+# says hello, each a queue change) broadcasts then take at most about a tenth of the process's time
+# instead of following each other back to back; a quiet process still broadcasts within COALESCE_S.
+COALESCE_FACTOR = 10
+COALESCE_MAX_S = 2.0  # lists and places are never older than this (plus one broadcast)
 # With the bus: each process says who is online there at least this often; silent for the TTL, forgotten.
 PRESENCE_S = 10.0
 PRESENCE_TTL_S = 3 * PRESENCE_S
@@ -90,6 +96,10 @@ class Hub:
         self.patients: dict[int, set[Client]] = {}
         self._per_address: Counter[str] = Counter()
         self._hello_timers: dict[Client, asyncio.TimerHandle] = {}
+        # Sockets whose hello is being handled (waiting for the database in a reconnect storm, say), and those
+        # of them whose hello timeout passed meanwhile: judged when their hello is done, not closed under it.
+        self._saying_hello: set[Client] = set()
+        self._hello_late: set[Client] = set()
         self._queue_dirty = asyncio.Event()
         self._alerts: list[dict[str, Any]] = []
         self._tasks: list[asyncio.Task[None]] = []
@@ -160,6 +170,9 @@ class Hub:
 
     def _hello_overdue(self, client: Client) -> None:
         self._hello_timers.pop(client, None)
+        if client in self._saying_hello:
+            self._hello_late.add(client)
+            return
         if not client.greeted and client in self.clients:
             log.info("closing a socket that never said hello", extra={"session": client.session})
             client.close(CloseCode.HELLO_TIMEOUT, "no hello")
@@ -176,6 +189,7 @@ class Hub:
 
     async def _disconnect(self, client: Client) -> None:
         self.clients.discard(client)
+        self._hello_late.discard(client)
         timer = self._hello_timers.pop(client, None)
         if timer is not None:
             timer.cancel()
@@ -283,30 +297,44 @@ class Hub:
     async def _hello(self, client: Client, msg: p.Hello) -> None:
         if client.greeted:
             raise SignalingError("bad_state", "hello was already received on this socket")
+        # The socket said hello in time; if answering takes longer than the timeout (every page reconnecting at
+        # once after a restart), closing it would only make it reconnect again.
+        self._saying_hello.add(client)
+        try:
+            await self._greet(client, msg)
+        finally:
+            self._saying_hello.discard(client)
+            if client in self._hello_late:
+                self._hello_late.discard(client)
+                self._hello_overdue(client)  # a refused hello after the timeout: closed now
+
+    async def _greet(self, client: Client, msg: p.Hello) -> None:
+        token = msg.token or ""
         if client.staff is None:
-            if not msg.token:
+            if not token:
                 raise SignalingError("not_authenticated", "a patient hello needs the join-link token; "
                                      "staff must sign in first")
-            identity = await self._authenticate_patient(msg.token)
-            client.patient = identity
-            self.patients.setdefault(identity.patient_id, set()).add(client)
-        elif msg.token:
+        elif token:
             raise SignalingError("bad_message", "staff sockets are known by their session; send no token")
-        client.greeted = True
         welcome: dict[str, Any] = {"type": "welcome", "id": msg.id, "role": client.side,
                                    "session": client.session, "ice_servers": self._ice_servers(),
                                    "ice_transport_policy": self.ice_transport_policy,
                                    "max_message_bytes": self.max_message_bytes}
         out = [welcome]
+        # One pool connection for the whole hello: after a restart every page says hello at once.
         async with self.pool.acquire() as con:
-            if client.patient is not None:
-                await queue_db.patient_present(con, client.patient.patient_id, self.offline_grace_s)
-                active = await consultations_db.active_for_patient(con, client.patient.patient_id)
-                entry = await queue_db.open_entry(con, client.patient.patient_id)
-                welcome["state"] = "paired" if active else ("waiting" if entry else "checkin")
+            if client.staff is None:
+                identity = await self._authenticate_patient(con, token)
+                client.patient = identity
+                self.patients.setdefault(identity.patient_id, set()).add(client)
+                client.greeted = True
+                waiting = await queue_db.patient_back(con, identity.patient_id, self.offline_grace_s)
+                active = await consultations_db.active_for_patient(con, identity.patient_id)
+                welcome["state"] = "paired" if active else ("waiting" if waiting else "checkin")
                 if active is not None:
                     out.append(self._paired_for_patient(active))
             else:
+                client.greeted = True
                 assert client.staff is not None
                 active = await consultations_db.active_for_doctor(con, client.staff.staff_id)
                 welcome["active_room"] = str(active.id) if active else None
@@ -332,29 +360,32 @@ class Hub:
             raise SignalingError("not_in_room", f"you are not in room {room_id}; send join first")
         return room
 
-    async def _authorised_consultation(self, client: Client, room_id: uuid.UUID, *,
-                                       invited_too: bool = False) -> tuple[consultations_db.Consultation, Member]:
+    async def _authorised_consultation(self, client: Client, room_id: uuid.UUID, *, invited_too: bool = False,
+                                       con: asyncpg.Connection | None = None,
+                                       ) -> tuple[consultations_db.Consultation, Member]:
         """The consultation and who this socket is in it, if the policy lets it take part (care/access.py):
         its own doctor or patient (conduct_consultation), or, with `invited_too`, staff invited into the
-        call (join_call: a consultation_participant row)."""
+        call (join_call: a consultation_participant row). On `con` if given, else on a pooled connection."""
+        if con is None:
+            async with self.pool.acquire() as own:
+                return await self._authorised_consultation(client, room_id, invited_too=invited_too, con=own)
         me: Member | None = None
-        async with self.pool.acquire() as con:
-            c = await consultations_db.get(con, room_id)
-            if c is not None and client.staff is not None:
-                relation = await scope.relation(con, client.staff.facility_id, c.patient_facility_id)
-                if access.allows(client.staff.role, Action.conduct_consultation, relation,
-                                 assignee=c.doctor_id == client.staff.staff_id):
-                    me = Member(client, "doctor", "doctor", c.doctor_name, c.doctor_facility, c.doctor_id)
-                elif invited_too:
-                    invited = await consultations_db.participant(con, room_id, client.staff.staff_id)
-                    if invited is not None and access.allows(client.staff.role, Action.join_call, relation,
-                                                             assignee=True):
-                        me = Member(client, f"staff:{invited.staff_id}", "specialist", invited.name,
-                                    invited.facility, invited.staff_id)
-            elif c is not None and access.allows(  # a patient: their own consultation, known by their link
-                    Role.patient, Action.conduct_consultation, Relation.own,
-                    assignee=client.patient is not None and c.patient_id == client.patient.patient_id):
-                me = Member(client, "patient", "patient", c.patient_name)
+        c = await consultations_db.get(con, room_id)
+        if c is not None and client.staff is not None:
+            relation = await scope.relation(con, client.staff.facility_id, c.patient_facility_id)
+            if access.allows(client.staff.role, Action.conduct_consultation, relation,
+                             assignee=c.doctor_id == client.staff.staff_id):
+                me = Member(client, "doctor", "doctor", c.doctor_name, c.doctor_facility, c.doctor_id)
+            elif invited_too:
+                invited = await consultations_db.participant(con, room_id, client.staff.staff_id)
+                if invited is not None and access.allows(client.staff.role, Action.join_call, relation,
+                                                         assignee=True):
+                    me = Member(client, f"staff:{invited.staff_id}", "specialist", invited.name,
+                                invited.facility, invited.staff_id)
+        elif c is not None and access.allows(  # a patient: their own consultation, known by their link
+                Role.patient, Action.conduct_consultation, Relation.own,
+                assignee=client.patient is not None and c.patient_id == client.patient.patient_id):
+            me = Member(client, "patient", "patient", c.patient_name)
         if c is None or me is None:
             raise SignalingError("forbidden", f"room {room_id} is not yours")
         if not c.active:
@@ -362,31 +393,36 @@ class Hub:
         return c, me
 
     async def _join(self, client: Client, msg: p.Join) -> None:
-        c, me = await self._authorised_consultation(client, msg.room, invited_too=True)
-        role = me.role
-        room = self.rooms.setdefault(msg.room, Room(msg.room))
-        previous = room.members.get(me.key)
-        present = len(room.members) + len([k for k in self.remote.get(msg.room, {}) if k not in room.members])
-        if previous is None and me.key not in self.remote.get(msg.room, {}) \
-                and present >= consultations_db.MAX_MEMBERS:
-            raise SignalingError("room_full", f"room {msg.room} already has {present} members; "
-                                 f"a call holds at most {consultations_db.MAX_MEMBERS}")
-        if previous is not None and previous.client is not client:
-            previous.client.rooms.discard(msg.room)
-            await previous.client.send({"type": "replaced", "room": str(msg.room)})
-        room.members[me.key] = me
-        client.rooms.add(msg.room)
-        others = room.others(client)
-        remote_others = [r for k, r in self.remote.get(msg.room, {}).items()
-                         if k != me.key and k not in room.members]
-        remote_previous = self.remote.get(msg.room, {}).pop(me.key, None)
-        # The counterpart fills the two-person fields (`polite`, `peer_*`) as before: the doctor for the
-        # patient and for invited staff, the patient for the doctor. `peers` lists every other member.
-        counterpart_key = "patient" if role == "doctor" else "doctor"
-        counterpart = room.members.get(counterpart_key)
-        remote_counterpart = self.remote.get(msg.room, {}).get(counterpart_key) if counterpart is None else None
-        peer_left_at: str | None = None
+        # One pool connection for the session check, the authorisation and the join's own reads and writes:
+        # after a restart every page rejoins at once.
         async with self.pool.acquire() as con:
+            if not await self._session_live(client, con):
+                return
+            c, me = await self._authorised_consultation(client, msg.room, invited_too=True, con=con)
+            role = me.role
+            room = self.rooms.setdefault(msg.room, Room(msg.room))
+            previous = room.members.get(me.key)
+            present = len(room.members) + len([k for k in self.remote.get(msg.room, {}) if k not in room.members])
+            if previous is None and me.key not in self.remote.get(msg.room, {}) \
+                    and present >= consultations_db.MAX_MEMBERS:
+                raise SignalingError("room_full", f"room {msg.room} already has {present} members; "
+                                     f"a call holds at most {consultations_db.MAX_MEMBERS}")
+            replaced_socket: Client | None = None
+            if previous is not None and previous.client is not client:
+                previous.client.rooms.discard(msg.room)
+                replaced_socket = previous.client  # told `replaced` once the connection is back in the pool
+            room.members[me.key] = me
+            client.rooms.add(msg.room)
+            others = room.others(client)
+            remote_others = [r for k, r in self.remote.get(msg.room, {}).items()
+                             if k != me.key and k not in room.members]
+            remote_previous = self.remote.get(msg.room, {}).pop(me.key, None)
+            # The counterpart fills the two-person fields (`polite`, `peer_*`) as before: the doctor for the
+            # patient and for invited staff, the patient for the doctor. `peers` lists every other member.
+            counterpart_key = "patient" if role == "doctor" else "doctor"
+            counterpart = room.members.get(counterpart_key)
+            remote_counterpart = self.remote.get(msg.room, {}).get(counterpart_key) if counterpart is None else None
+            peer_left_at: str | None = None
             history = await chat_db.history(con, msg.room)
             if role == "doctor":
                 await consultations_db.touch_doctor(con, msg.room)
@@ -398,6 +434,8 @@ class Hub:
             if (others or remote_others) and not room.call_marked:
                 await consultations_db.mark_in_call(con, msg.room)
                 room.call_marked = True
+        if replaced_socket is not None:
+            await replaced_socket.send({"type": "replaced", "room": str(msg.room)})
         # Order matters: the joiner learns it is in before the others hear of it, so their first offers
         # (sent on `peer_joined`) cannot overtake `joined`; and the joiner's own messages are handled only
         # after this returns, so they cannot overtake `peer_joined`.
@@ -545,9 +583,11 @@ class Hub:
 
     async def _claim(self, client: Client, msg: p.ClaimNext) -> None:
         staff = client.staff
-        if staff is None or not access.may_ever(staff.role, Action.claim):
-            raise SignalingError("forbidden", "only doctors and specialists can claim patients")
-        async with self.pool.acquire() as con:
+        async with self.pool.acquire() as con:  # one connection for the session check and the claim
+            if not await self._session_live(client, con):
+                return
+            if staff is None or not access.may_ever(staff.role, Action.claim):
+                raise SignalingError("forbidden", "only doctors and specialists can claim patients")
             if msg.entry is not None:
                 entry = await queue_db.get_entry(con, msg.entry)
                 # Outside the claimer's scope is "no such entry" (claim_entry's own SQL says the same).
@@ -602,16 +642,17 @@ class Hub:
                                                 "message": out})
 
     async def _end(self, client: Client, msg: p.End) -> None:
-        _, me = await self._authorised_consultation(client, msg.room, invited_too=True)
-        if client.staff is None:
-            # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back; the doctor
-            # can call them back, and only the doctor closes the consultation (and the patient's link).
-            raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to leave "
-                                 "the call")
-        if me.role == "specialist":
-            raise SignalingError("forbidden", "invited staff may leave the call, not end the consultation")
-        assert client.staff is not None
-        async with self.pool.acquire() as con:
+        async with self.pool.acquire() as con:  # one connection for the session check, the policy and the end
+            if not await self._session_live(client, con):
+                return
+            _, me = await self._authorised_consultation(client, msg.room, invited_too=True, con=con)
+            if client.staff is None:
+                # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back; the
+                # doctor can call them back, and only the doctor closes the consultation (and the patient's link).
+                raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to leave "
+                                     "the call")
+            if me.role == "specialist":
+                raise SignalingError("forbidden", "invited staff may leave the call, not end the consultation")
             ended = await consultations_db.end(con, msg.room, "doctor", audit.Actor.staff(client.staff.staff_id))
         await self.notify_ended(ended.id, ended.patient_id, by="doctor", ref=msg.id, requester=client)
 
@@ -700,11 +741,13 @@ class Hub:
         self._queue_publish = self.bus is not None
 
     async def _broadcast_loop(self) -> None:
+        last_s = 0.0  # how long the last broadcast took
         while True:
             await self._queue_dirty.wait()
-            await asyncio.sleep(COALESCE_S)
+            await asyncio.sleep(min(max(COALESCE_S, COALESCE_FACTOR * last_s), COALESCE_MAX_S))
             self._queue_dirty.clear()
             presence: dict[str, Any] | None = None
+            started = time.perf_counter()
             if self._queue_publish:  # one notification per coalesced burst, whatever its size
                 self._queue_publish = False
                 alerts, self._alerts_out = self._alerts_out, []
@@ -714,6 +757,7 @@ class Hub:
                 await self.broadcast_queue()
             except (OSError, asyncpg.PostgresError):
                 log.exception("queue broadcast failed; will retry on the next change")
+            last_s = time.perf_counter() - started
             if presence is not None:  # for processes that start later: after this burst's sockets were served
                 await self._save_presence(presence)
 
@@ -735,12 +779,15 @@ class Hub:
                     if not key[1]:
                         view = queue_view.counts_only(view)
                     lists[key] = (queue_view.list_digest(view), p.encode(view))
-        doctor_facilities = self.doctor_facilities()
+        doctors_by_facility = Counter(self.doctor_facilities())
+        serving: dict[int, int] = {}  # patient facility → doctors online serving it, counted once per broadcast
         for patient_id, clients in list(self.patients.items()):
             if patient_id not in places:
                 continue
             _, place, facility_id = places[patient_id]
-            text = p.encode(queue_view.patient_view(place, facility_id, doctor_facilities, parents, mean_s))
+            if facility_id not in serving:
+                serving[facility_id] = queue_view.doctors_serving(facility_id, doctors_by_facility, parents)
+            text = p.encode(queue_view.waiting_view(place, serving[facility_id], mean_s))
             for client in list(clients):
                 await client.send_text(text)
         for c in staff_clients:
@@ -1111,13 +1158,16 @@ class Hub:
             await self.notify_ended(cancelled.consultation_id, cancelled.patient_id, by="station")
         self.queue_changed()
 
-    async def _session_live(self, client: Client) -> bool:
+    async def _session_live(self, client: Client, con: asyncpg.Connection | None = None) -> bool:
         """Before a staff message that acts (join, chat, claim, end): is the socket's session still valid?
-        If not, the socket is closed (4401) and the message is not handled."""
+        If not, the socket is closed (4401) and the message is not handled. On `con` if given (join checks it
+        on the connection it then joins with)."""
         if client.staff is None or client.staff_session is None:
             return True
-        async with self.pool.acquire() as con:
-            live = await staff_db.live_sessions(con, [client.staff_session])
+        if con is None:
+            async with self.pool.acquire() as own:
+                return await self._session_live(client, own)
+        live = await staff_db.live_sessions(con, [client.staff_session])
         if client.staff_session in live:
             return True
         self._close([client], CloseCode.SESSION_ENDED, "session ended")
@@ -1198,7 +1248,8 @@ def _member_body(member: Member) -> dict[str, Any]:
             "staff_id": member.staff_id, "session": member.client.session}
 
 
-# Staff messages that act on patients or records: the session is checked in PostgreSQL first.
-_SESSION_CHECKED = (p.Join, p.Chat, p.ClaimNext, p.End)
+# Staff messages that act on patients or records: the session is checked in PostgreSQL first (join, claim_next
+# and end check it too, on the connection they then act with: `_join`, `_claim`, `_end`).
+_SESSION_CHECKED = (p.Chat,)
 # Relayed to a room member as they are (the hot path of a call's set-up).
 _RELAYED: dict[type[p.ClientMessage], str] = {p.Offer: "offer", p.Answer: "answer", p.Ice: "ice"}

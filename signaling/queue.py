@@ -132,6 +132,17 @@ def list_digest(view: dict[str, Any]) -> str:
 def patient_view(place: int, facility_id: int, doctor_facilities: Iterable[int],
                  parents: Mapping[int, int | None], mean_s: float) -> dict[str, Any]:
     """The waiting room's `queue` message for one patient."""
-    doctors = sum(1 for f in doctor_facilities if serves(f, facility_id, parents))
+    return waiting_view(place, sum(1 for f in doctor_facilities if serves(f, facility_id, parents)), mean_s)
+
+
+def doctors_serving(facility_id: int, doctors_by_facility: Mapping[int, int],
+                    parents: Mapping[int, int | None]) -> int:
+    """How many of the doctors online (facility → how many there) serve patients of `facility_id`."""
+    return sum(n for f, n in doctors_by_facility.items() if serves(f, facility_id, parents))
+
+
+def waiting_view(place: int, doctors: int, mean_s: float) -> dict[str, Any]:
+    """`patient_view` once the doctors serving the patient's facility are counted (a broadcast counts them
+    once per facility, not once per waiting patient)."""
     return {"type": "queue", "status": "waiting", "position": place, "doctors_online": doctors,
             "eta_s": expected_wait_s(place, doctors, mean_s)}

@@ -109,9 +109,8 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
     pool = app[pool_key]
     signer = app[signer_key]
 
-    async def authenticate_patient(token: str) -> Any:
-        async with pool.acquire() as con:
-            return patient_identity(await resolve_link(con, signer, token))
+    async def authenticate_patient(con: asyncpg.Connection, token: str) -> Any:
+        return patient_identity(await resolve_link(con, signer, token))
 
     hub = Hub(pool, authenticate_patient=authenticate_patient, ice_servers=lambda: ice_servers(settings),
               max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
+import json
 import secrets
 import time
 import uuid
@@ -57,6 +59,9 @@ class LinkSigner:
         station to call, or to show a finished visit's summary); LinkError otherwise."""
         if not token.isascii():  # ours are; PyJWT would fail to encode a non-UTF-8 header's surrogates
             raise LinkError("link_invalid", "this link is not valid")
+        own = self._verify_own(token, allow_expired=allow_expired)
+        if own is not None:
+            return own
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.InvalidTokenError:
@@ -75,6 +80,44 @@ class LinkSigner:
             except ValueError:
                 break
         raise LinkError("link_invalid", "this link is not valid")
+
+
+    def _verify_own(self, token: str, *, allow_expired: bool) -> uuid.UUID | None:
+        """A token exactly as `sign` makes them, checked without PyJWT's generality (~15 µs instead of
+        ~250 µs: every patient page's hello verifies one, all at once after a restart). Accepts only what
+        PyJWT would accept: an HS256 signature by one of our keys over exactly the header and claims `sign`
+        writes (jti, aud, exp), our audience, not expired (LinkError `link_expired`). Anything else — another
+        shape, a bad signature — returns None and PyJWT decides, with its own error."""
+        parts = token.split(".")
+        if len(parts) != 3:
+            return None
+        try:
+            header, claims = json.loads(_b64(parts[0])), json.loads(_b64(parts[1]))
+            signature = _b64(parts[2])
+        except (ValueError, binascii.Error):
+            return None
+        if (not isinstance(header, dict) or header.get("alg") != "HS256" or header.get("typ", "JWT") != "JWT"
+                or not set(header) <= {"alg", "typ", "kid"}
+                or not isinstance(claims, dict) or set(claims) != {"jti", "aud", "exp"}):
+            return None
+        exp, jti = claims["exp"], claims["jti"]
+        if claims["aud"] != LINK_AUDIENCE or type(exp) is not int or not isinstance(jti, str):
+            return None
+        signed = f"{parts[0]}.{parts[1]}".encode()
+        if not any(hmac.compare_digest(hmac.digest(key.encode(), signed, "sha256"), signature)
+                   for key in (self.key, *self.previous_keys) if self.key_id(key) == header.get("kid")):
+            return None
+        if not allow_expired and exp <= time.time():
+            raise LinkError("link_expired", "this link has expired")
+        try:
+            return uuid.UUID(jti)
+        except ValueError:
+            return None
+
+
+def _b64(segment: str) -> bytes:
+    """base64url without padding, as in a JWT."""
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
 
 
 async def resolve_link(con: asyncpg.Connection, signer: LinkSigner, token: str) -> links_db.JoinLink:

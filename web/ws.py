@@ -54,7 +54,10 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     # No permessage-deflate: signaling messages are small and deflate state costs ~100 KiB per socket.
     ws = web.WebSocketResponse(heartbeat=settings.heartbeat_s, max_msg_size=settings.max_message_bytes * 4,
                                compress=False)
-    await ws.prepare(request)
+    try:
+        await ws.prepare(request)
+    except ConnectionResetError:  # the client gave up during the handshake (a reconnect storm's backoff)
+        return ws
     request.app[sockets_key].add(ws)
     client = hub.connect(ws, staff, staff_session=session_hash, address=address, transport=request.transport)
     try:

@@ -55,6 +55,30 @@ async def test_a_socket_that_said_hello_outlives_the_hello_deadline(running_app:
         await patient.close()
 
 
+async def test_a_hello_still_waiting_for_the_database_at_the_deadline_is_answered_not_closed(
+        running_app: RunningApp) -> None:
+    """After a restart every page says hello at once and hellos queue for the database; a socket that said
+    hello in time is answered when its turn comes, not closed under it (which would only add a reconnect)."""
+    token = await _patient_token(running_app)
+    pool = running_app.pool
+    held = [await pool.acquire() for _ in range(pool.get_max_size())]  # every connection busy: the hello waits
+    async with aiohttp.ClientSession() as http:
+        try:
+            patient = WsClient(await http.ws_connect(f"{running_app.url}/ws"))
+            await patient.send(type="hello", token=token)
+            silent = await http.ws_connect(f"{running_app.url}/ws")  # opened later: its deadline comes later
+            async with asyncio.timeout(10):
+                msg = await silent.receive()
+            assert msg.type is aiohttp.WSMsgType.CLOSE and msg.data == CloseCode.HELLO_TIMEOUT
+        finally:
+            for con in held:
+                await pool.release(con)
+        assert (await patient.expect("welcome"))["state"] in ("checkin", "waiting", "paired")
+        ref = await patient.send(type="ping")
+        assert (await patient.expect("pong"))["id"] == ref
+        await patient.close()
+
+
 async def _patient_token(app: RunningApp) -> str:
     from tests.integration.test_call_signaling import patient_link
 
