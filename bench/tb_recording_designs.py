@@ -13,8 +13,8 @@ per video-observed dose clip.
 Per clip: the server process's user+system CPU from /proc, from before the page opens to the clip checked,
 so each design pays for everything its server does (HTTP, ICE/DTLS/SRTP, jitter buffer, VP8 decode and
 encode, or chunk writes, and the check). Loopback, no throttling: the throttled-link figure is
-bench/tb_throttled.py (WebRTC's UDP is not throttled by DevTools' network emulation, so that design's
-success on a throttled link is not measured here).
+bench/tb_throttled.py (WebRTC's UDP is not throttled by DevTools' network emulation); both designs on one
+userspace-throttled link, this peer's media relayed over TURN/TCP, are bench/tb_aiortc_throttled.py.
 
     python bench/tb_recording_designs.py [--clips 4] [--seconds 10]
 

@@ -180,6 +180,8 @@ FORMATTERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "tb_report": ("TB quarterly cohort report over a synthetic province", generic),
     "tb_throttled": ("TB video-observed dose clips over a throttled 3G link with a dropped connection", generic),
     "tb_recording_designs": ("TB recording designs compared in one run: server CPU per clip", generic),
+    "tb_aiortc_throttled": ("TB recording designs over the same throttled link with a dropped connection", generic),
+    "tb_aiortc_throttled_nodrop": ("TB recording designs over the same throttled link, no drop (control)", generic),
 }
 
 
