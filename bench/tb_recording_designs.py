@@ -13,8 +13,8 @@ per video-observed dose clip.
 Per clip: the server process's user+system CPU from /proc, from before the page opens to the clip checked,
 so each design pays for everything its server does (HTTP, ICE/DTLS/SRTP, jitter buffer, VP8 decode and
 encode, or chunk writes, and the check). Loopback, no throttling: the throttled-link figure is
-bench/tb_throttled.py (WebRTC's UDP is not throttled by DevTools' network emulation, so that design's
-success on a throttled link is not measured here).
+bench/tb_throttled.py (WebRTC's UDP is not throttled by DevTools' network emulation); both designs on one
+userspace-throttled link, this peer's media relayed over TURN/TCP, are bench/tb_aiortc_throttled.py.
 
     python bench/tb_recording_designs.py [--clips 4] [--seconds 10]
 
@@ -51,9 +51,9 @@ from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS  # noqa: E402
 PEER_PAGE = """<!doctype html><meta charset="utf-8"><title>aiortc recording peer</title>
 <video id="v" muted playsinline></video>
 <script>
-window.startClip = async () => {
+window.startClip = async (config) => {
   const stream = await navigator.mediaDevices.getUserMedia({ video: { width: 320, height: 240 }, audio: false });
-  const pc = new RTCPeerConnection();
+  const pc = new RTCPeerConnection(config || {});
   window.pc = pc;
   for (const track of stream.getTracks()) pc.addTrack(track, stream);
   await pc.setLocalDescription(await pc.createOffer());
@@ -69,9 +69,16 @@ window.startClip = async () => {
   }));
   window.stopClip = async () => {
     for (const track of stream.getTracks()) track.stop();
-    const result = await (await fetch("/stop", { method: "POST" })).json();
-    pc.close();
-    return result;
+    for (let attempt = 0; ; attempt++) {  // a link that is down: retry, as a real page would
+      try {
+        const result = await (await fetch("/stop", { method: "POST" })).json();
+        pc.close();
+        return result;
+      } catch (error) {
+        if (attempt >= 60) throw error;
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+      }
+    }
   };
 };
 </script>"""
@@ -88,7 +95,7 @@ async def _peer_async(out_dir: Path, ready: Connection) -> None:
     from aiortc import RTCPeerConnection, RTCSessionDescription
     from aiortc.contrib.media import MediaRecorder
 
-    from media.clip import MAX_CLIP_SECONDS, check_clip
+    from media.clip import MAX_CLIP_SECONDS, ClipError, check_clip, sheet_tiles
 
     state: dict[str, Any] = {}
 
@@ -118,10 +125,14 @@ async def _peer_async(out_dir: Path, ready: Connection) -> None:
 
     def _check(path: Path) -> dict[str, Any]:
         """What design 1's server does after the last byte: decode, check, contact sheet (and the hash)."""
-        checked = check_clip(path, MAX_CLIP_SECONDS)
+        try:
+            checked = check_clip(path, MAX_CLIP_SECONDS)
+        except ClipError as exc:  # e.g. nothing decodable arrived: the figure, not a crash
+            return {"error": exc.code, "duration_s": 0.0, "bytes": path.stat().st_size if path.exists() else 0}
         hashlib.sha256(path.read_bytes()).hexdigest()
         return {"duration_s": checked.info.duration_s, "bytes": path.stat().st_size, "width": checked.info.width,
-                "height": checked.info.height, "sheet_bytes": len(checked.sheet_jpeg)}
+                "height": checked.info.height, "sheet_bytes": len(checked.sheet_jpeg),
+                "sheet_tiles": sheet_tiles(checked.sheet_jpeg)[0]}
 
     app = web.Application()
     app.router.add_get("/", page)

@@ -150,8 +150,13 @@ async def _cases(dsn: str, count: int) -> list[tuple[int, int, str]]:
 
 
 async def _one_clip(browser: Browser, app_port: int, token: str, seconds: float, drop_at: float,
-                    outage: float, timeout_s: float) -> dict[str, Any]:
-    proxy = DropProxy(app_port, drop_after=1 << 62, outage=outage)
+                    outage: float, timeout_s: float, network: dict[str, Any] | None = SLOW_3G,
+                    proxy: Any = None) -> dict[str, Any]:
+    """One clip recorded and sent from a patient's page. `network` is the DevTools emulation (None: none);
+    `proxy` replaces the DropProxy (anything with its start/sent/drop_after/dropped_at/cut_connections/refused/
+    close, e.g. bench/tb_aiortc_throttled.py's ThrottledLink, which throttles in userspace instead)."""
+    if proxy is None:
+        proxy = DropProxy(app_port, drop_after=1 << 62, outage=outage)
     port = await proxy.start()
     context = await browser.new_context(base_url=f"http://{harness.LOOPBACK}:{port}",
                                         permissions=["camera", "microphone"])
@@ -163,9 +168,10 @@ async def _one_clip(browser: Browser, app_port: int, token: str, seconds: float,
     try:
         await page.add_init_script(KEEP_BLOBS)
         await page.goto(f"/tb/{token}")
-        cdp = await context.new_cdp_session(page)
-        await cdp.send("Network.enable")
-        await cdp.send("Network.emulateNetworkConditions", SLOW_3G)
+        if network is not None:
+            cdp = await context.new_cdp_session(page)
+            await cdp.send("Network.enable")
+            await cdp.send("Network.emulateNetworkConditions", network)
         await page.click("#record")
         await page.wait_for_selector("#stop", state="visible", timeout=30_000)
         await page.wait_for_timeout(seconds * 1000)  # the clip's length: the patient holds the phone this long
@@ -176,7 +182,8 @@ async def _one_clip(browser: Browser, app_port: int, token: str, seconds: float,
         # upload takes a 2 s round trip first, time enough to read the clip's size).
         recorded = await page.wait_for_function(
             "() => window.__blobs.length && window.__blobs[window.__blobs.length - 1].size")
-        proxy.drop_after = before_upload + int(drop_at * await recorded.json_value())
+        if drop_at > 0:
+            proxy.drop_after = before_upload + int(drop_at * await recorded.json_value())
         try:
             await page.wait_for_selector("body[data-sent=true]", timeout=timeout_s * 1000)
             out["arrived"] = True
@@ -204,8 +211,25 @@ def _check_stored(data_dir: Path, clip: asyncpg.Record | None, recorded: dict[st
         return False
     checked = check_clip(path, MAX_CLIP_SECONDS)
     return bool(abs(checked.info.duration_s - clip["duration_s"]) < 0.5
-                and 0.9 * seconds <= checked.info.duration_s <= 1.1 * (seconds + 1.5)
+                and duration_ok(checked.info.duration_s, seconds)
                 and sheet_tiles(sheet.read_bytes())[0] == 6)
+
+
+def duration_ok(duration_s: float, seconds: float) -> bool:
+    """The clip's decoded length is what was recorded ± 10% (the page's stop may land up to 1.5 s late)."""
+    return 0.9 * seconds <= duration_s <= 1.1 * (seconds + 1.5)
+
+
+async def judge_stored(con: asyncpg.Connection, data_dir: Path, case_id: int, outcome: dict[str, Any],
+                       seconds: float) -> None:
+    """Adds `stored_clips` and `intact` (arrived, one clip, day video_pending, file checked) to `outcome`."""
+    rows = await con.fetch("SELECT * FROM tb_clip WHERE case_id = $1", case_id)
+    current = [r for r in rows if r["current"]]
+    day = await con.fetchval("SELECT status FROM tb_dose WHERE case_id = $1 ORDER BY taken_on DESC LIMIT 1",
+                             case_id)
+    outcome["stored_clips"] = len(rows)
+    outcome["intact"] = bool(outcome["arrived"] and len(rows) == 1 and day == "video_pending"
+                             and _check_stored(data_dir, current[0] if current else None, outcome, seconds))
 
 
 async def run(args: argparse.Namespace, dsn: str, data_dir: Path, server: harness.ServerProcess) -> dict[str, Any]:
@@ -225,14 +249,7 @@ async def run(args: argparse.Namespace, dsn: str, data_dir: Path, server: harnes
                 con = await asyncpg.connect(dsn)
                 try:
                     for (_, case_id, _), outcome in zip(batch, outcomes, strict=True):
-                        rows = await con.fetch("SELECT * FROM tb_clip WHERE case_id = $1", case_id)
-                        current = [r for r in rows if r["current"]]
-                        day = await con.fetchval("SELECT status FROM tb_dose WHERE case_id = $1 ORDER BY taken_on "
-                                                 "DESC LIMIT 1", case_id)
-                        outcome["stored_clips"] = len(rows)
-                        outcome["intact"] = bool(outcome["arrived"] and len(rows) == 1 and day == "video_pending"
-                                                 and _check_stored(data_dir, current[0] if current else None,
-                                                                   outcome, args.seconds))
+                        await judge_stored(con, data_dir, case_id, outcome, args.seconds)
                         results.append(outcome)
                         print(f"  clip {len(results)}: arrived={outcome['arrived']} intact={outcome['intact']} "
                               f"dropped={outcome['dropped']} cut={outcome['cut_connections']} "

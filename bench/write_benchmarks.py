@@ -248,6 +248,8 @@ FORMATTERS: dict[str, tuple[str, Callable[[dict[str, Any]], list[str]]]] = {
     "tb_recording_designs": ("TB recording designs compared in one run: server CPU per clip", generic),
     "reconnect_storm": ("10,000 sockets: memory per socket and the reconnect storm after a restart", reconnect_storm),
     "claims": ("Claims per second through the socket protocol (200 doctors, 10,000 waiting patients)", claims),
+    "tb_aiortc_throttled": ("TB recording designs over the same throttled link with a dropped connection", generic),
+    "tb_aiortc_throttled_nodrop": ("TB recording designs over the same throttled link, no drop (control)", generic),
 }
 
 
