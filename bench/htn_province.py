@@ -246,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                     "dashboard_past_month": results["dashboard_province_past_month"]["warm_median_ms"] < 1000,
                     "trend": results["trend_province_12_months"]["warm_median_ms"] < 1000,
                     "worklist_district": results["worklist_district"]["warm_median_ms"] < 200,
+                    "worklist_province": results["worklist_province"]["warm_median_ms"] < 200,
                     "new_reading": figures["new_reading_visible_ms"] < 5000}},
     }
     path = harness.write_result(args.output, result)

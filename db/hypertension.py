@@ -294,21 +294,26 @@ WHERE NOT coalesce((readings[1]).systolic < 140 AND (readings[1]).diastolic < 90
 # The fast path, for every patient whose latest event is on or before `today` (everyone, in practice): the
 # reasons from the enrolment row's latest and previous-day readings, drug count and next visit — the same
 # rules as care.hypertension.worklist_reasons — ordered by severity in SQL, so a page reads only its rows.
-_WORKLIST_FAST = """
+_FAST_COLUMNS = """
+    e.patient_id, pt.name, e.facility_id, f.name AS facility, e.next_visit_on,
+    e.last_bp_on, e.last_systolic, e.last_diastolic,
+    coalesce(e.last_systolic >= 180 OR e.last_diastolic >= 110, false) AS urgent,
+    coalesce(e.drugs >= 3 AND NOT (e.last_systolic < 140 AND e.last_diastolic < 90), false) AS many_drugs,
+    coalesce(NOT (e.last_systolic < 140 AND e.last_diastolic < 90)
+             AND NOT (e.prev_systolic < 140 AND e.prev_diastolic < 90), false) AS twice,
+    coalesce(e.next_visit_on < $2 AND coalesce(greatest(e.last_bp_on, e.last_visit_on) < e.next_visit_on, true),
+             false) AS overdue
+FROM htn_enrolment e
+JOIN patient pt ON pt.id = e.patient_id
+JOIN facility f ON f.id = e.facility_id"""
+
+_FAST_ROWS = "(e.died_on IS NULL OR e.died_on > $2) AND coalesce(greatest(e.last_bp_on, e.last_visit_on) <= $2, true)"
+
+# A small scope (a district, a commune): its rows through the facility index, classified and sorted.
+_WORKLIST_FAST = f"""
 SELECT * FROM (
-    SELECT e.patient_id, pt.name, e.facility_id, f.name AS facility, e.next_visit_on,
-           e.last_bp_on, e.last_systolic, e.last_diastolic,
-           coalesce(e.last_systolic >= 180 OR e.last_diastolic >= 110, false) AS urgent,
-           coalesce(e.drugs >= 3 AND NOT (e.last_systolic < 140 AND e.last_diastolic < 90), false) AS many_drugs,
-           coalesce(NOT (e.last_systolic < 140 AND e.last_diastolic < 90)
-                    AND NOT (e.prev_systolic < 140 AND e.prev_diastolic < 90), false) AS twice,
-           coalesce(e.next_visit_on < $2 AND coalesce(greatest(e.last_bp_on, e.last_visit_on) < e.next_visit_on,
-                                                      true), false) AS overdue
-    FROM htn_enrolment e
-    JOIN patient pt ON pt.id = e.patient_id
-    JOIN facility f ON f.id = e.facility_id
-    WHERE e.facility_id IN (SELECT facility_subtree($1)) AND (e.died_on IS NULL OR e.died_on > $2)
-      AND coalesce(greatest(e.last_bp_on, e.last_visit_on) <= $2, true)
+    SELECT {_FAST_COLUMNS}
+    WHERE e.facility_id IN (SELECT facility_subtree($1)) AND {_FAST_ROWS}
 ) w
 WHERE urgent OR many_drugs OR twice OR overdue
 ORDER BY CASE WHEN urgent THEN 1 WHEN many_drugs THEN 2 WHEN twice THEN 3 ELSE 4 END,
@@ -316,11 +321,53 @@ ORDER BY CASE WHEN urgent THEN 1 WHEN many_drugs THEN 2 WHEN twice THEN 3 ELSE 4
 LIMIT $3
 """
 
+# A large scope (a province): the stored severity (migration 0022: the same three rules, most severe first)
+# read in the worklist's order through its partial index, stopping at the page's last row; then, only if the
+# page is not full, the patients who are overdue and nothing else (severity NULL), by the next-visit index.
+# $1: the scope's facility ids.
+_WORKLIST_SEVERE = f"""
+SELECT {_FAST_COLUMNS}
+WHERE e.severity IS NOT NULL AND e.facility_id = ANY($1::bigint[]) AND {_FAST_ROWS}
+ORDER BY e.severity, coalesce(e.last_systolic, 0) DESC, e.patient_id
+LIMIT $3
+"""
 
-async def worklist(con: asyncpg.Connection, root: int, today: date, limit: int = 500) -> list[WorklistEntry]:
-    """The specialist's worklist over `root` and every facility below it, most severe first (at most `limit`)."""
+_WORKLIST_OVERDUE_ONLY = f"""
+SELECT {_FAST_COLUMNS}
+WHERE e.severity IS NULL AND e.next_visit_on < $2 AND e.facility_id = ANY($1::bigint[]) AND {_FAST_ROWS}
+  AND coalesce(greatest(e.last_bp_on, e.last_visit_on) < e.next_visit_on, true)
+ORDER BY coalesce(e.last_systolic, 0) DESC, e.patient_id
+LIMIT $3
+"""
+
+# A scope counts as large from a tenth of all facilities on (a province; a district is a hundredth): reading
+# the severity index in order then finds a page's rows within some ten thousand index entries, where the
+# scope's own rows would be a tenth of the register or more. Either plan returns the same rows; this only
+# picks the faster one.
+_LARGE_SCOPE = """
+SELECT s.ids, cardinality(s.ids) * 10 >= (SELECT count(*) FROM facility) AS large
+FROM (SELECT array_agg(id) AS ids FROM facility_subtree($1) id) s
+"""
+
+
+async def worklist(con: asyncpg.Connection, root: int, today: date, limit: int = 500, *,
+                   ordered: bool | None = None) -> list[WorklistEntry]:
+    """The specialist's worklist over `root` and every facility below it, most severe first (at most `limit`).
+
+    `ordered` forces the large-scope plan (True) or the small-scope one (False); by default the scope's
+    size chooses. Both give the same rows in the same order.
+    """
+    scope = await con.fetchrow(_LARGE_SCOPE, root)
+    if ordered is None:
+        ordered = bool(scope["large"])
+    if ordered:
+        fast = list(await con.fetch(_WORKLIST_SEVERE, scope["ids"], today, limit))
+        if len(fast) < limit:
+            fast += await con.fetch(_WORKLIST_OVERDUE_ONLY, scope["ids"], today, limit - len(fast))
+    else:
+        fast = list(await con.fetch(_WORKLIST_FAST, root, today, limit))
     entries = []
-    for r in await con.fetch(_WORKLIST_FAST, root, today, limit):
+    for r in fast:
         reasons = tuple(reason for reason, flag in ((htn.Reason.URGENT, r["urgent"]),
                                                      (htn.Reason.MANY_DRUGS, r["many_drugs"]),
                                                      (htn.Reason.UNCONTROLLED_TWICE, r["twice"]),

@@ -28,14 +28,21 @@ FAR = date(2030, 1, 1)
 START = date(2024, 1, 1)
 _serial = itertools.count(1)
 
-bp = st.one_of(st.sampled_from([(139, 89), (140, 90), (139, 90), (140, 89), (180, 110), (179, 109)]),
+bp = st.one_of(st.sampled_from([(139, 89), (140, 90), (139, 90), (140, 89), (180, 110), (179, 109), (180, 109),
+                                 (179, 110)]),
                st.tuples(st.integers(90, 200), st.integers(50, 120)).filter(lambda t: t[0] > t[1]))
 
 
 @st.composite
-def patients(draw: st.DrawFn) -> dict[str, Any]:
-    registered = START + timedelta(days=draw(st.integers(0, 1000)))
+def patients(draw: st.DrawFn, lively: bool = False) -> dict[str, Any]:
+    """A random patient; `lively`: one in ten dead, nine in ten with a next visit (more rows on a worklist)."""
     offsets = st.integers(0, 700)
+    if lively:
+        p = draw(patients())
+        after = lambda: p["registered_on"] + timedelta(days=draw(offsets))  # noqa: E731
+        return {**p, "died_on": after() if draw(st.integers(0, 9)) == 0 else None,
+                "next_visit_on": after() if draw(st.integers(0, 9)) else None}
+    registered = START + timedelta(days=draw(st.integers(0, 1000)))
     return {
         "where": draw(st.sampled_from(["commune", "sibling", "district"])),
         "registered_on": registered,
@@ -160,6 +167,49 @@ async def test_worklist_sql_equals_the_pure_rules_on_random_cohorts(pool: asyncp
             expected = htn.worklist(list(stored.items()), today)
             assert [(e.patient_id, e.reasons) for e in got] == [(r.patient_id, r.reasons) for r in expected]
             assert [e.patient_id for e in first] == [r.patient_id for r in expected[:3]]
+        run(body())
+
+    await asyncio.to_thread(check)
+
+
+async def test_both_worklist_plans_equal_the_pure_rules_at_random_days(pool: asyncpg.Pool) -> None:
+    """The large-scope plan (stored severity read in order, then the overdue-only rows) and the small-scope
+    plan give the pure rules' rows in their order, for every scope of the tree, on random days (overdue
+    changes with the day; a day before some events sends those patients through the per-reading path), and
+    with a page limit that cuts inside the severe rows or needs the overdue-only ones."""
+    run = OnLoop(asyncio.get_running_loop())
+
+    @settings(max_examples=30, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(cohort=st.lists(patients(lively=True), min_size=2, max_size=12), limit=st.integers(1, 6),
+           data=st.data())
+    def check(cohort: list[dict[str, Any]], limit: int, data: st.DataObject) -> None:
+        async def build() -> tuple[Network, dict[int, PatientHistory], dict[int, str]]:
+            async with pool.acquire() as con:
+                tree = await _tree(con)
+                ids = [await _enrol(con, tree, p) for p in cohort]
+                return tree, await htn_db.histories(con, ids), {i: p["where"] for i, p in zip(ids, cohort, strict=True)}
+
+        tree, stored, where = run(build())
+        # Random days, and the edges: the day before, of and after a stored next visit, a reading or a visit.
+        edges = [d + timedelta(days=k) for h in stored.values()
+                 for d in [h.next_visit_on, *(r.taken_on for r in h.readings), *h.other_visits] if d is not None
+                 for k in (-1, 0, 1)]
+        any_day = st.dates(START, date(2027, 12, 31))
+        days = data.draw(st.lists(st.one_of(st.sampled_from(edges), st.sampled_from(edges), any_day) if edges
+                                  else any_day, min_size=1, max_size=4))
+
+        async def body() -> None:
+            async with pool.acquire() as con:
+                for today in days:
+                    for root in (tree.province, tree.district, tree.commune, tree.sibling):
+                        below = _below(tree, root)
+                        expected = htn.worklist([(i, h) for i, h in stored.items() if where[i] in below], today)
+                        want = [(r.patient_id, r.reasons) for r in expected]
+                        for ordered in (True, False, None):
+                            got = await htn_db.worklist(con, root, today, ordered=ordered)
+                            assert [(e.patient_id, e.reasons) for e in got] == want, (root, ordered)
+                            page = await htn_db.worklist(con, root, today, limit=limit, ordered=ordered)
+                            assert [(e.patient_id, e.reasons) for e in page] == want[:limit], (root, ordered)
         run(body())
 
     await asyncio.to_thread(check)
