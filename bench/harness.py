@@ -90,6 +90,17 @@ def write_result(path: Path, result: dict[str, Any]) -> Path:
     return path
 
 
+def finish(path: Path, result: dict[str, Any]) -> Path:
+    """The end of a flat benchmark: the load average after it, the result file written, and each scalar
+    figure printed as `key: value` (None printed as missing)."""
+    result["load_average_after"] = load_average()
+    write_result(path, result)
+    for key, value in result.items():
+        if isinstance(value, (int, float)) or value is None:
+            print(f"{key}: {value}")
+    return path
+
+
 @contextlib.contextmanager
 def embedded_database() -> Iterator[tuple[str, Path]]:
     """A fresh embedded PostgreSQL in a temporary directory, deleted afterwards: yields (dsn, temp dir)."""

@@ -391,11 +391,7 @@ def main(argv: list[str] | None = None) -> int:
                 os.kill(peer.pid, signal.SIGTERM)
             peer.join(20)
     result["run_s"] = round(time.perf_counter() - started, 1)
-    result["load_average_after"] = harness.load_average()
-    harness.write_result(args.output, result)
-    for key, value in result.items():
-        if isinstance(value, (int, float)) or value is None:
-            print(f"{key}: {value}")
+    harness.finish(args.output, result)
     return 0
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import command_line, load_average, machine, now_iso, write_result  # noqa: E402
+from bench.harness import command_line, finish, load_average, machine, now_iso  # noqa: E402
 
 SIZES = ((320, 240), (640, 480))
 
@@ -105,12 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     worst = result["chosen_cpu_s_640x480"]
     result["admission_limit_workers"] = 2
     result["clips_per_minute_2_cores_640x480"] = round(2 * 60 / worst)
-    result["load_average_after"] = load_average()
-    out = Path(__file__).resolve().parent / "results" / "tb_clips.json"
-    write_result(out, result)
-    for key, value in result.items():
-        if isinstance(value, (int, float)):
-            print(f"{key}: {value}")
+    finish(Path(__file__).resolve().parent / "results" / "tb_clips.json", result)
     return 0
 
 

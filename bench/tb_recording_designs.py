@@ -262,11 +262,7 @@ def main(argv: list[str] | None = None) -> int:
             if peer.pid and peer.is_alive():
                 os.kill(peer.pid, signal.SIGTERM)
             peer.join(20)
-    result["load_average_after"] = harness.load_average()
-    harness.write_result(Path(__file__).resolve().parent / "results" / "tb_recording_designs.json", result)
-    for key, value in result.items():
-        if isinstance(value, (int, float)):
-            print(f"{key}: {value}")
+    harness.finish(Path(__file__).resolve().parent / "results" / "tb_recording_designs.json", result)
     return 0
 
 

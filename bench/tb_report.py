@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import asyncpg  # noqa: E402
 
-from bench.harness import command_line, embedded_database, load_average, machine, now_iso, write_result  # noqa: E402
+from bench.harness import command_line, embedded_database, finish, load_average, machine, now_iso  # noqa: E402
 
 
 def _step(name: str, started: list[float]) -> None:
@@ -128,11 +128,7 @@ def main(argv: list[str] | None = None) -> int:
                               "method": __doc__.replace("\n", " ").strip()}
     with embedded_database() as (dsn, _):
         result.update(asyncio.run(run(dsn, args.cases, args.repeat)))
-    result["load_average_after"] = load_average()
-    write_result(Path(__file__).resolve().parent / "results" / "tb_report.json", result)
-    for key, value in result.items():
-        if isinstance(value, (int, float)):
-            print(f"{key}: {value}")
+    finish(Path(__file__).resolve().parent / "results" / "tb_report.json", result)
     return 0
 
 

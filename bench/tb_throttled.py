@@ -291,11 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     with harness.embedded_database() as (dsn, tmp), \
             harness.server_process("app", dsn=dsn, data_dir=str(tmp / "app"), demo_data=True) as server:
         result.update(asyncio.run(run(args, dsn, tmp / "app", server)))
-    result["load_average_after"] = harness.load_average()
-    harness.write_result(Path(__file__).resolve().parent / "results" / "tb_throttled.json", result)
-    for key, value in result.items():
-        if isinstance(value, (int, float)) or value is None:
-            print(f"{key}: {value}")
+    harness.finish(Path(__file__).resolve().parent / "results" / "tb_throttled.json", result)
     return 0 if result["intact_with_contact_sheet"] == result["clips"] else 1
 
 
