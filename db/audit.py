@@ -60,11 +60,9 @@ async def record(con: asyncpg.Connection, actor: Actor, action: str, object_kind
 
 async def _append(con: asyncpg.Connection, actor: Actor, action: str, object_kind: str, object_id: str,
                   details: dict[str, Any]) -> None:
-    await con.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
-    # A statement after the lock's (a fresh snapshot under READ COMMITTED): it sees the row of the append
-    # that held the lock before us.
-    row = await con.fetchrow("SELECT (SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1) AS prev, "
-                             "clock_timestamp() AS at")
+    # The lock, then the chain's head read in a fresh snapshot (it sees the row of the append that held the
+    # lock before us), in one round trip (migration 0023): the lock is held until our transaction ends.
+    row = await con.fetchrow("SELECT prev, at FROM audit_chain_head($1)", _AUDIT_LOCK)
     prev: str = row["prev"] or _GENESIS
     at: datetime = row["at"]
     digest = _digest(prev, at, actor, action, object_kind, object_id, details)
