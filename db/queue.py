@@ -89,17 +89,21 @@ async def get_entry(con: asyncpg.Connection, entry_id: uuid.UUID) -> QueueEntry 
     return _entry(row) if row else None
 
 
-async def waiting_list(con: asyncpg.Connection, facility_id: int) -> list[asyncpg.Record]:
-    """The queue a staff member of `facility_id` sees, in claim order, with what the screen shows."""
+async def waiting_list(con: asyncpg.Connection, facility_id: int,
+                       limit: int | None = None) -> list[asyncpg.Record]:
+    """The queue a staff member of `facility_id` sees, in claim order, with what the screen shows; with
+    `limit`, only the first `limit` (each row's `total` counts them all: the screen shows the count)."""
     rows: list[asyncpg.Record] = await con.fetch(
         f"""
         SELECT q.id, q.triage_level, q.danger_signs, q.reason, q.arrived_at, q.requeued_at, q.audio_only,
-               q.checkin, q.facility_id, q.left_at, f.name AS facility_name,
+               q.checkin, q.facility_id, q.left_at, q.total, f.name AS facility_name,
                p.id AS patient_id, p.name AS patient_name, p.sex, p.birth_year, p.key_groups
-        FROM queue_entry q JOIN patient p ON p.id = q.patient_id JOIN facility f ON f.id = q.facility_id
-        WHERE q.status = 'waiting' AND {IN_SCOPE}
+        FROM (SELECT q.*, count(*) OVER () AS total FROM queue_entry q
+              WHERE q.status = 'waiting' AND {IN_SCOPE}
+              ORDER BY {ORDER} LIMIT $2) q
+        JOIN patient p ON p.id = q.patient_id JOIN facility f ON f.id = q.facility_id
         ORDER BY {ORDER}""",
-        facility_id,
+        facility_id, limit,
     )
     return rows
 
