@@ -8,25 +8,30 @@
 -- recomputes every hash in Python, so the two must agree (tests/integration/test_links_audit.py).
 -- A VOLATILE function takes a fresh snapshot for each statement (READ COMMITTED): the head read after the
 -- lock sees the row of the append that held the lock before us.
+
+-- A time as Python's datetime.isoformat() writes the UTC datetime asyncpg reads back: microseconds only
+-- when not zero.
+CREATE FUNCTION audit_time_text(at timestamptz) RETURNS text LANGUAGE sql STABLE AS $$
+    SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS')
+           || CASE WHEN to_char(at AT TIME ZONE 'UTC', 'US') = '000000' THEN ''
+                   ELSE '.' || to_char(at AT TIME ZONE 'UTC', 'US') END
+           || '+00:00'
+$$;
+
 CREATE FUNCTION audit_append(lock_key bigint, p_actor_kind text, p_actor_id text, p_action text,
                              p_object_kind text, p_object_id text, p_details jsonb, payload_rest text)
 RETURNS void LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     prev text;
     at   timestamptz;
-    utc  timestamp;
-    iso  text;
 BEGIN
     PERFORM pg_advisory_xact_lock(lock_key);
     SELECT e.hash INTO prev FROM audit_event e ORDER BY e.id DESC LIMIT 1;
     prev := coalesce(prev, repeat('0', 64));
     at := clock_timestamp();
-    utc := at AT TIME ZONE 'UTC';
-    -- Python's datetime.isoformat() of a UTC time: microseconds only when not zero.
-    iso := to_char(utc, 'YYYY-MM-DD"T"HH24:MI:SS')
-           || CASE WHEN to_char(utc, 'US') = '000000' THEN '' ELSE '.' || to_char(utc, 'US') END || '+00:00';
     INSERT INTO audit_event (at, actor_kind, actor_id, action, object_kind, object_id, details, prev_hash, hash)
     VALUES (at, p_actor_kind, p_actor_id, p_action, p_object_kind, p_object_id, p_details, prev,
-            encode(sha256(convert_to('["' || prev || '","' || iso || '",' || payload_rest, 'UTF8')), 'hex'));
+            encode(sha256(convert_to('["' || prev || '","' || audit_time_text(at) || '",' || payload_rest, 'UTF8')),
+                   'hex'));
 END
 $$;
