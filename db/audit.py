@@ -34,12 +34,19 @@ class Actor:
 SYSTEM = Actor("system", None)
 
 
+def _payload(prev_hash: str, at: str, actor: Actor, action: str, object_kind: str, object_id: str,
+             details: dict[str, Any]) -> str:
+    return json.dumps([prev_hash, at, actor.kind, actor.id, action, object_kind, object_id, details],
+                      sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+# What `_payload` starts with for an empty head and time: the rest is what audit_append completes.
+_PAYLOAD_HEAD = '["","",'
+
+
 def _digest(prev_hash: str, at: datetime, actor: Actor, action: str, object_kind: str,
             object_id: str, details: dict[str, Any]) -> str:
-    payload = json.dumps(
-        [prev_hash, at.isoformat(), actor.kind, actor.id, action, object_kind, object_id, details],
-        sort_keys=True, ensure_ascii=False, separators=(",", ":"), default=str,
-    )
+    payload = _payload(prev_hash, at.isoformat(), actor, action, object_kind, object_id, details)
     return hashlib.sha256(payload.encode()).hexdigest()
 
 
@@ -60,20 +67,12 @@ async def record(con: asyncpg.Connection, actor: Actor, action: str, object_kind
 
 async def _append(con: asyncpg.Connection, actor: Actor, action: str, object_kind: str, object_id: str,
                   details: dict[str, Any]) -> None:
-    await con.execute("SELECT pg_advisory_xact_lock($1)", _AUDIT_LOCK)
-    # A statement after the lock's (a fresh snapshot under READ COMMITTED): it sees the row of the append
-    # that held the lock before us.
-    row = await con.fetchrow("SELECT (SELECT hash FROM audit_event ORDER BY id DESC LIMIT 1) AS prev, "
-                             "clock_timestamp() AS at")
-    prev: str = row["prev"] or _GENESIS
-    at: datetime = row["at"]
-    digest = _digest(prev, at, actor, action, object_kind, object_id, details)
-    await con.execute(
-        """INSERT INTO audit_event (at, actor_kind, actor_id, action, object_kind, object_id, details,
-                                    prev_hash, hash)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)""",
-        at, actor.kind, actor.id, action, object_kind, object_id, details, prev, digest,
-    )
+    # One round trip (migration 0023): the lock, the chain's head read after it, and the row whose hash the
+    # function completes from the canonical JSON below (`_digest`'s, without the head and the time) — the
+    # lock is then held for this statement and the commit only, not for three round trips.
+    rest = _payload("", "", actor, action, object_kind, object_id, details)[len(_PAYLOAD_HEAD):]
+    await con.execute("SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8)", _AUDIT_LOCK, actor.kind, actor.id,
+                      action, object_kind, object_id, details, rest)
 
 
 async def verify_chain(con: asyncpg.Connection) -> int | None:

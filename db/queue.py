@@ -89,17 +89,21 @@ async def get_entry(con: asyncpg.Connection, entry_id: uuid.UUID) -> QueueEntry 
     return _entry(row) if row else None
 
 
-async def waiting_list(con: asyncpg.Connection, facility_id: int) -> list[asyncpg.Record]:
-    """The queue a staff member of `facility_id` sees, in claim order, with what the screen shows."""
+async def waiting_list(con: asyncpg.Connection, facility_id: int,
+                       limit: int | None = None) -> list[asyncpg.Record]:
+    """The queue a staff member of `facility_id` sees, in claim order, with what the screen shows; with
+    `limit`, only the first `limit` (each row's `total` counts them all: the screen shows the count)."""
     rows: list[asyncpg.Record] = await con.fetch(
         f"""
         SELECT q.id, q.triage_level, q.danger_signs, q.reason, q.arrived_at, q.requeued_at, q.audio_only,
-               q.checkin, q.facility_id, q.left_at, f.name AS facility_name,
+               q.checkin, q.facility_id, q.left_at, q.total, f.name AS facility_name,
                p.id AS patient_id, p.name AS patient_name, p.sex, p.birth_year, p.key_groups
-        FROM queue_entry q JOIN patient p ON p.id = q.patient_id JOIN facility f ON f.id = q.facility_id
-        WHERE q.status = 'waiting' AND {IN_SCOPE}
+        FROM (SELECT q.*, count(*) OVER () AS total FROM queue_entry q
+              WHERE q.status = 'waiting' AND {IN_SCOPE}
+              ORDER BY {ORDER} LIMIT $2) q
+        JOIN patient p ON p.id = q.patient_id JOIN facility f ON f.id = q.facility_id
         ORDER BY {ORDER}""",
-        facility_id,
+        facility_id, limit,
     )
     return rows
 
@@ -131,68 +135,76 @@ class Claim:
     patient_id: int
 
 
-async def _claim_row(con: asyncpg.Connection, doctor_id: int, row: asyncpg.Record) -> Claim:
-    await con.execute(
-        "UPDATE queue_entry SET status = 'claimed', claimed_at = now(), claimed_by = $2 WHERE id = $1",
-        row["id"], doctor_id,
-    )
+# Claim the picked row in one statement: the entry claimed and the consultation opened (one round trip
+# instead of five: the update, a savepoint, the insert and its release). `pick` is a CTE that yields at
+# most one locked waiting entry; its parameters: $1 the doctor's facility, $2 the doctor, then its own.
+def _claim_sql(pick: str) -> str:
+    return f"""
+        WITH pick AS ({pick}),
+        claimed AS (
+            UPDATE queue_entry q SET status = 'claimed', claimed_at = now(), claimed_by = $2
+            FROM pick WHERE q.id = pick.id
+            RETURNING q.id, q.patient_id, q.audio_only)
+        INSERT INTO consultation (queue_entry_id, patient_id, doctor_id, modality)
+        SELECT id, patient_id, $2, CASE WHEN audio_only THEN 'audio' ELSE 'video' END FROM claimed
+        RETURNING id, queue_entry_id, patient_id"""
+
+
+_CLAIM_NEXT = _claim_sql(f"""
+    SELECT q.id FROM queue_entry q
+    WHERE q.status = 'waiting' AND q.left_at IS NULL AND {IN_SCOPE}
+    ORDER BY {ORDER}
+    LIMIT 1 FOR UPDATE OF q SKIP LOCKED""")
+
+_CLAIM_ENTRY = _claim_sql(f"""
+    SELECT q.id FROM queue_entry q
+    WHERE q.id = $3 AND q.status = 'waiting' AND {IN_SCOPE}
+    FOR UPDATE OF q SKIP LOCKED""")
+
+
+async def _claim(con: asyncpg.Connection, doctor_id: int, sql: str, *args: object) -> Claim | None:
+    """Run a claim statement and audit it (inside the caller's transaction, or one of ours: no savepoint,
+    since a failure aborts the whole claim anyway)."""
+    if not con.is_in_transaction():
+        async with con.transaction():
+            return await _claim(con, doctor_id, sql, *args)
     try:
-        async with con.transaction():  # savepoint: the unique index tells us the doctor is busy
-            consultation_id = await con.fetchval(
-                """INSERT INTO consultation (queue_entry_id, patient_id, doctor_id, modality)
-                   VALUES ($1, $2, $3, $4) RETURNING id""",
-                row["id"], row["patient_id"], doctor_id, "audio" if row["audio_only"] else "video",
-            )
+        row = await con.fetchrow(sql, *args)
     except asyncpg.UniqueViolationError as exc:
         if exc.constraint_name != "consultation_one_active_per_doctor":
             raise
         raise Conflict("doctor_busy", "you already have an active consultation; end it first") from None
-    await audit.record(con, audit.Actor.staff(doctor_id), "queue.claim", "queue_entry", row["id"],
-                       {"consultation": str(consultation_id)})
-    return Claim(consultation_id, row["id"], row["patient_id"])
+    if row is None:
+        return None
+    # Last in the transaction: the audit lock is held from here to the commit.
+    await audit.record(con, audit.Actor.staff(doctor_id), "queue.claim", "queue_entry", row["queue_entry_id"],
+                       {"consultation": str(row["id"])})
+    return Claim(row["id"], row["queue_entry_id"], row["patient_id"])
 
 
 async def claim_next(con: asyncpg.Connection, doctor_id: int, facility_id: int) -> Claim | None:
     """Atomically take the first waiting patient in the doctor's scope whose page is open; None when nobody
     waits. Patients who left keep their place (see `patient_present`) but are not handed out: a doctor may
     still choose one with `claim_entry`."""
-    async with con.transaction():
-        row = await con.fetchrow(
-            f"""
-            SELECT q.id, q.patient_id, q.audio_only FROM queue_entry q
-            WHERE q.status = 'waiting' AND q.left_at IS NULL AND {IN_SCOPE}
-            ORDER BY {ORDER}
-            LIMIT 1 FOR UPDATE OF q SKIP LOCKED""",
-            facility_id,
-        )
-        if row is None:
-            return None
-        return await _claim_row(con, doctor_id, row)
+    return await _claim(con, doctor_id, _CLAIM_NEXT, facility_id, doctor_id)
 
 
 async def claim_entry(con: asyncpg.Connection, doctor_id: int, facility_id: int,
                       entry_id: uuid.UUID) -> Claim:
     """Atomically take one chosen patient; Conflict if somebody else has them or they left."""
-    async with con.transaction():
-        row = await con.fetchrow(
-            f"""
-            SELECT q.id, q.patient_id, q.audio_only, q.status FROM queue_entry q
-            WHERE q.id = $2 AND {IN_SCOPE}
-            FOR UPDATE OF q SKIP LOCKED""",
-            facility_id, entry_id,
-        )
-        if row is None:
-            # Outside the doctor's scope is "no such entry", not "someone else took it".
-            exists = await con.fetchrow(
-                f"""
-                SELECT 1 FROM queue_entry q WHERE q.id = $2 AND {IN_SCOPE}""",
-                facility_id, entry_id)
-            if exists is None:
-                raise NotFound("queue entry", entry_id)
-            raise Conflict("already_claimed", f"queue entry {entry_id} is being claimed by someone else")
-        if row["status"] != "waiting":
-            raise Conflict("already_claimed", f"cannot claim queue entry in state \"{row['status']}\"")
-        return await _claim_row(con, doctor_id, row)
+    claim = await _claim(con, doctor_id, _CLAIM_ENTRY, facility_id, doctor_id, entry_id)
+    if claim is not None:
+        return claim
+    row = await con.fetchrow(
+        f"""
+        SELECT q.status FROM queue_entry q WHERE q.id = $2 AND {IN_SCOPE}""",
+        facility_id, entry_id)
+    # Outside the doctor's scope is "no such entry", not "someone else took it".
+    if row is None:
+        raise NotFound("queue entry", entry_id)
+    if row["status"] != "waiting":
+        raise Conflict("already_claimed", f"cannot claim queue entry in state \"{row['status']}\"")
+    raise Conflict("already_claimed", f"queue entry {entry_id} is being claimed by someone else")
 
 
 async def change_level(con: asyncpg.Connection, entry_id: uuid.UUID, level: int, staff_id: int) -> None:

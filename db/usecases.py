@@ -89,6 +89,8 @@ async def take_patient(con: asyncpg.Connection, doctor_id: int, facility_id: int
                 return None
         else:
             claim = await queue.claim_entry(con, doctor_id, facility_id, entry_id)
-        consultation = await consultations.get(con, claim.consultation_id)
+    # Read after the commit: inside the transaction it would come after the audit event, while every other
+    # audited write waits for the audit lock (db/audit.py).
+    consultation = await consultations.get(con, claim.consultation_id)
     assert consultation is not None
     return consultation

@@ -63,6 +63,9 @@ COALESCE_S = 0.05
 # instead of following each other back to back; a quiet process still broadcasts within COALESCE_S.
 COALESCE_FACTOR = 10
 COALESCE_MAX_S = 2.0  # lists and places are never older than this (plus one broadcast)
+# A broadcast lets other tasks run after this many patients' places (writes are synchronous when a socket's
+# buffer is empty: 10,000 of them would hold the event loop for a good part of a second).
+BROADCAST_SLICE = 250
 # With the bus: each process says who is online there at least this often; silent for the TTL, forgotten.
 PRESENCE_S = 10.0
 PRESENCE_TTL_S = 3 * PRESENCE_S
@@ -764,23 +767,26 @@ class Hub:
     async def broadcast_queue(self) -> None:
         alerts, self._alerts = self._alerts, []
         staff_clients = [c for c in self.clients if c.staff is not None and c.greeted]
-        async with self.pool.acquire() as con:
+        facilities = {c.staff.facility_id for c in staff_clients if c.staff is not None}
+        async with self.pool.acquire() as con:  # read only: the connection goes back before building and sending
             parents = await facilities_db.parents(con)
             places = await queue_db.waiting_places(con)
             mean_s = await queue_db.mean_consultation_seconds(con)
-            # Each facility's list is built and encoded once, however many staff sockets show it.
-            # Names and reasons only to those the policy lets read the queue; the others get counts and states.
-            lists: dict[tuple[int, bool], tuple[str, str]] = {}
-            for c in staff_clients:
-                assert c.staff is not None
-                key = (c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))
-                if key not in lists:
-                    view = await queue_view.staff_list(con, c.staff.facility_id)
-                    if not key[1]:
-                        view = queue_view.counts_only(view)
-                    lists[key] = (queue_view.list_digest(view), p.encode(view))
+            rows = {f: await queue_view.staff_rows(con, f) for f in facilities}
+        # Each facility's list is built and encoded once, however many staff sockets show it.
+        # Names and reasons only to those the policy lets read the queue; the others get counts and states.
+        lists: dict[tuple[int, bool], tuple[str, str]] = {}
+        for c in staff_clients:
+            assert c.staff is not None
+            key = (c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))
+            if key not in lists:
+                view = queue_view.staff_view(*rows[c.staff.facility_id])
+                if not key[1]:
+                    view = queue_view.counts_only(view)
+                lists[key] = (queue_view.list_digest(view), p.encode(view))
         doctors_by_facility = Counter(self.doctor_facilities())
         serving: dict[int, int] = {}  # patient facility → doctors online serving it, counted once per broadcast
+        sent = 0
         for patient_id, clients in list(self.patients.items()):
             if patient_id not in places:
                 continue
@@ -790,6 +796,11 @@ class Hub:
             text = p.encode(queue_view.waiting_view(place, serving[facility_id], mean_s))
             for client in list(clients):
                 await client.send_text(text)
+            sent += 1
+            if sent % BROADCAST_SLICE == 0:
+                # Let the loop run between slices: a claim holding the audit lock (db/audit.py) waits for its
+                # next round trip while we write, and every audited write waits for that claim.
+                await asyncio.sleep(0)
         for c in staff_clients:
             assert c.staff is not None
             digest, text = lists[(c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))]

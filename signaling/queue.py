@@ -99,10 +99,22 @@ def no_show_view(row: asyncpg.Record) -> dict[str, Any]:
 
 
 async def staff_list(con: asyncpg.Connection, facility_id: int) -> dict[str, Any]:
-    rows = await queue_db.waiting_list(con, facility_id)
+    return staff_view(*await staff_rows(con, facility_id))
+
+
+async def staff_rows(con: asyncpg.Connection,
+                     facility_id: int) -> tuple[list[asyncpg.Record], list[asyncpg.Record], datetime]:
+    """What `staff_view` shows, read from the database (the first MAX_LISTED waiting and the recent no-shows);
+    the view is built apart, so a broadcast can give its connection back before building and encoding."""
     now = datetime.now(UTC)
+    rows = await queue_db.waiting_list(con, facility_id, MAX_LISTED)
     no_shows = await queue_db.recent_no_shows(con, facility_id, now - NO_SHOWS_SHOWN)
-    return {"type": "queue_list", "total": len(rows), "now": now.isoformat(),
+    return rows, no_shows, now
+
+
+def staff_view(rows: list[asyncpg.Record], no_shows: list[asyncpg.Record], now: datetime) -> dict[str, Any]:
+    """The `queue_list` message: the total waiting, the first MAX_LISTED in claim order, the recent no-shows."""
+    return {"type": "queue_list", "total": int(rows[0]["total"]) if rows else 0, "now": now.isoformat(),
             "entries": [entry_view(r, now) for r in rows[:MAX_LISTED]],
             "no_shows": [no_show_view(r) for r in no_shows]}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 
 import asyncpg
 import jwt
@@ -207,6 +207,17 @@ async def test_untouched_audit_chain_verifies(pool: asyncpg.Pool) -> None:
     assert len(ids) == 6
     assert rows[0]["prev_hash"] == "0" * 64
     assert all(later["prev_hash"] == earlier["hash"] for earlier, later in zip(rows, rows[1:], strict=False))
+
+
+async def test_audit_time_in_sql_is_written_as_python_writes_it(pool: asyncpg.Pool) -> None:
+    """audit_append (migration 0023) hashes the event's time as SQL text: it must be `isoformat()` of the
+    time asyncpg reads back, which `verify_chain` hashes — with and without microseconds, from any zone."""
+    times = [datetime(2026, 11, 30, 12, 0, 0, tzinfo=UTC), datetime(2026, 11, 30, 12, 0, 0, 120, tzinfo=UTC),
+             datetime(1999, 1, 2, 23, 4, 5, 600000, tzinfo=timezone(timedelta(hours=7)))]
+    async with pool.acquire() as con:
+        for t in times:
+            back = await con.fetchval("SELECT $1::timestamptz", t)
+            assert await con.fetchval("SELECT audit_time_text($1)", t) == back.isoformat()
 
 
 async def test_empty_audit_chain_verifies(pool: asyncpg.Pool) -> None:

@@ -65,6 +65,20 @@ async def test_queue_is_ordered_by_level_then_arrival(pool: asyncpg.Pool, make: 
     assert await claim_next(pool, await make.staff(), network.commune) is None
 
 
+async def test_a_limited_waiting_list_is_the_head_of_the_full_one_with_the_full_total(
+        pool: asyncpg.Pool, make: Factory, network: Network) -> None:
+    """What a staff screen gets (the first N in claim order, and how many wait in all)."""
+    for n in range(7):
+        await make.waiting(await make.patient(), level=n % 3, arrived_at=minutes(n))
+    async with pool.acquire() as con:
+        full = await queue_db.waiting_list(con, network.commune)
+        head = await queue_db.waiting_list(con, network.commune, 3)
+        sibling = await queue_db.waiting_list(con, network.sibling, 3)
+    assert [r["id"] for r in head] == [r["id"] for r in full[:3]]
+    assert {r["total"] for r in head} == {r["total"] for r in full} == {7}
+    assert sibling == []  # nobody waits there: no rows, and the screen's total is 0
+
+
 async def test_requeued_patient_comes_first_within_their_level_only(pool: asyncpg.Pool, make: Factory,
                                                                     network: Network) -> None:
     """Requeued entries come first *within* their level: before earlier arrivals, not before higher levels."""
