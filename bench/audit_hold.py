@@ -26,7 +26,7 @@ import asyncpg  # noqa: E402
 import asyncpg.transaction  # noqa: E402
 
 from bench import harness  # noqa: E402
-from bench.claims import prepare  # noqa: E402
+from bench.claims import prepare, sql_baseline  # noqa: E402
 
 
 def _instrument(held: list[float]) -> None:
@@ -55,33 +55,11 @@ def _instrument(held: list[float]) -> None:
 
 
 async def run(dsn: str, stations: Any, pool_size: int) -> dict[str, Any]:
-    from db import audit, usecases
-    from db import consultations as consultations_db
-    from db.pool import create_pool
-
     held: list[float] = []
     _instrument(held)
-    pool = await create_pool(dsn, min_size=pool_size, max_size=pool_size)
-    claims = 0
-
-    async def doctor(staff_id: int, facility_id: int) -> None:
-        nonlocal claims
-        while True:
-            async with pool.acquire() as con:
-                c = await usecases.take_patient(con, staff_id, facility_id)
-            if c is None:
-                return
-            claims += 1
-            async with pool.acquire() as con:
-                await consultations_db.end(con, c.id, "doctor", audit.Actor.staff(staff_id))
-
-    try:
-        started = time.perf_counter()
-        await asyncio.gather(*(doctor(d, s.facility_id) for s in stations for d, _ in s.doctors))
-        seconds = time.perf_counter() - started
-    finally:
-        await pool.close()
-    return {"claims": claims, "seconds": seconds, "claims_per_s": claims / seconds, "audited_writes": len(held),
+    result = await sql_baseline(dsn, stations, pool_size)
+    seconds = result["seconds"]
+    return {**result, "audited_writes": len(held),
             "held_ms": {"p50": harness.percentile(held, 50), "p99": harness.percentile(held, 99),
                         "mean": sum(held) / max(1, len(held))},
             "lock_utilisation": sum(held) / 1000 / seconds}
