@@ -55,13 +55,17 @@ class Socket(Protocol):
 
     async def close(self, *, code: int = ..., message: bytes = ..., drain: bool = ...) -> bool: ...
 
+    async def ping(self, message: bytes = ...) -> None: ...
+
 
 class Transport(Protocol):
-    """The part of asyncio's transport the direct-write path looks at."""
+    """The part of asyncio's transport the direct-write path and the liveness sweep look at."""
 
     def get_write_buffer_size(self) -> int: ...
 
     def is_closing(self) -> bool: ...
+
+    def abort(self) -> None: ...
 
 
 class CloseCode(IntEnum):
@@ -93,6 +97,13 @@ class _Close:
     reason: bytes
 
 
+class _Ping:
+    """In the outbox: a websocket ping (signaling/liveness.py), written after what was queued before it."""
+
+
+_PING = _Ping()
+
+
 class Client:
     """One websocket: who is on it, which rooms it is in, and what is waiting to be written to it.
 
@@ -116,12 +127,15 @@ class Client:
         self.last_list_digest: str | None = None  # the last queue_list this (staff) socket was sent
         self.close_code: int | None = None  # set once the server decided to close this socket
         self._errors: deque[float] = deque()
-        self._outbox: deque[str | _Close] = deque()
+        self._outbox: deque[str | _Close | _Ping] = deque()
         self._outbox_limit = outbox_limit
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
         self._writing = False  # the writer holds a message it has not finished writing
         self._transport = transport
+        # signaling/liveness.py: a frame (or pong) came in since the last sweep; a ping is out unanswered.
+        self.heard = True
+        self.pinged = False
 
     @property
     def side(self) -> Side:
@@ -175,6 +189,21 @@ class Client:
         self._outbox.append(_Close(code, reason.encode()[:120]))
         self._wake.set()
 
+    def ping(self) -> None:
+        """Ask the other end to answer (a websocket ping, after what is queued; it is not counted as a message)."""
+        if not self.ending and not self.ws.closed:
+            self._outbox.append(_PING)
+            self._wake.set()
+
+    def drop(self) -> None:
+        """The other end stopped answering: drop the connection without a close handshake (it would not answer
+        that either). The receive loop then ends and the hub forgets the socket, as for any lost connection."""
+        log.info("dropping a socket that stopped answering pings", extra={"session": self.session})
+        if self._transport is not None:
+            self._transport.abort()
+        elif not self.ending:
+            self.close(1001, "no answer to pings")  # a test double without a transport: going away
+
     def _overflow(self) -> None:
         log.warning("closing a socket whose outgoing queue overflowed", extra={"session": self.session})
         self.close_code = CloseCode.TRY_AGAIN_LATER
@@ -204,7 +233,10 @@ class Client:
                 return
             self._writing = True
             try:
-                await self.ws.send_str(item)
+                if isinstance(item, _Ping):
+                    await self.ws.ping()
+                else:
+                    await self.ws.send_str(item)
             except ConnectionError:
                 self._outbox.clear()
                 return  # the receive loop sees the close and disconnects this client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -21,6 +22,7 @@ from db import demo
 from db.migrate import migrate
 from db.pool import create_pool
 from db.staff import Session
+from signaling import liveness
 from signaling.bus import Bus
 from signaling.hub import Hub
 from web import (
@@ -126,7 +128,12 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
         await hub.bus.start()
         await hub.bus_started()
     app[hub_key] = hub
+    # Silent sockets (a phone that lost its network) are pinged and dropped by one sweep (DONGHANH_HEARTBEAT).
+    pings = asyncio.create_task(liveness.run(lambda: hub.clients, settings.heartbeat_s), name="socket-liveness")
     yield
+    pings.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await pings
     if hub.bus is not None:
         await hub.bus_stopping()
         await hub.bus.close()

@@ -320,7 +320,8 @@ CONFIG_VARIABLES: tuple[tuple[str, str, str], ...] = (
     ("DONGHANH_OFFLINE_GRACE", "10m", "how long a patient whose page closed keeps their place in the queue "
                                       "(skipped by 'take next' meanwhile)"),
     ("DONGHANH_MAX_MESSAGE_BYTES", "65536", "largest websocket message accepted"),
-    ("DONGHANH_HEARTBEAT", "20", "websocket heartbeat interval in seconds"),
+    ("DONGHANH_HEARTBEAT", "20", "seconds of silence before a websocket is pinged "
+                                 "(dropped if still silent half as long later)"),
     ("DONGHANH_SOCKET_QUEUE", "256", "messages waiting for one slow websocket before it is closed (1013)"),
     ("DONGHANH_HELLO_TIMEOUT", "10", "seconds a new websocket has to say hello before it is closed (4408)"),
     ("DONGHANH_MAX_SOCKETS_PER_ADDRESS", "200", "open websockets per client IP address (a station behind one "

@@ -52,7 +52,9 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     # Frames up to 4× the message limit are read and answered with `too_large`; beyond that aiohttp
     # closes the socket with 1009 (a client sending megabytes is not making a mistake).
     # No permessage-deflate: signaling messages are small and deflate state costs ~100 KiB per socket.
-    ws = web.WebSocketResponse(heartbeat=settings.heartbeat_s, max_msg_size=settings.max_message_bytes * 4,
+    # No per-socket heartbeat: aiohttp's re-arms a timer on every frame received; signaling/liveness.py pings
+    # silent sockets from one sweep instead, and needs to see their pongs (autoping=False: pings answered below).
+    ws = web.WebSocketResponse(heartbeat=None, autoping=False, max_msg_size=settings.max_message_bytes * 4,
                                compress=False)
     try:
         await ws.prepare(request)
@@ -62,8 +64,13 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     client = hub.connect(ws, staff, staff_session=session_hash, address=address, transport=request.transport)
     try:
         async for msg in ws:
+            client.heard = True
             if msg.type is WSMsgType.TEXT:
                 await hub.handle_raw(client, msg.data)
+            elif msg.type is WSMsgType.PING:
+                await ws.pong(msg.data)
+            elif msg.type is WSMsgType.PONG:
+                pass  # heard: that is all a pong says
             elif msg.type is WSMsgType.BINARY:
                 await client.send(SignalingError("bad_message", "binary frames are not part of the protocol")
                                   .as_message())
