@@ -16,8 +16,10 @@ import aiohttp
 import pytest
 
 from db import alerts as alerts_db
-from db import audit
+from db import audit, scope
+from db import chat as chat_db
 from db import consultations as consultations_db
+from db import links as links_db
 from db import patients as patients_db
 from db import queue as queue_db
 from db import staff as staff_db
@@ -247,3 +249,58 @@ async def test_many_staff_upgrades_at_once_each_get_their_own_session(
     assert (await sockets[-1].expect("error"))["code"] == "not_authenticated"
     for ws in sockets:
         await ws.close()
+
+
+async def test_batch_queries_answer_as_the_single_ones_do(
+        running_app: RunningApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each statement a batch runs gives, for every item, what the one-item statement beside it gives."""
+    people = await _people(running_app, paired=3, waiting=2, checkin=1, monkeypatch=monkeypatch)
+    paired = [p for p in people if p.room is not None]
+    signer = running_app.app[signer_key]
+    async with running_app.pool.acquire() as con:
+        facilities = [r["id"] for r in await con.fetch("SELECT id FROM facility ORDER BY id")]
+        pairs = [(a, b) for a in facilities for b in facilities]
+        assert await scope.relations(con, pairs) == [await scope.relation(con, a, b) for a, b in pairs]
+
+        waiting = next(p for p in people if p.state == "waiting")
+        entry = await con.fetchrow("SELECT id, facility_id FROM queue_entry WHERE patient_id = $1", waiting.patient_id)
+        await alerts_db.raise_alert(con, entry_id=entry["id"], patient_id=waiting.patient_id,
+                                    facility_id=entry["facility_id"], level=4, danger_signs=("convulsions",),
+                                    clinicians_online=0)
+        assert await alerts_db.open_for_many(con, facilities) == {f: await alerts_db.open_for(con, f)
+                                                                  for f in facilities}
+
+        rooms = [p.room for p in paired if p.room is not None]
+        for n in range(3):  # three messages in the first room, one in the second, none in the third
+            await chat_db.add(con, rooms[0], "patient", None, f"c{n}", f"tin {n}")
+        await chat_db.add(con, rooms[1], "patient", None, "c0", "tin")
+        assert await chat_db.histories(con, rooms, limit=2) == {r: await chat_db.history(con, r, limit=2)
+                                                                for r in rooms}
+
+        jtis = [signer.verify(p.token) for p in people] + [uuid.uuid4()]
+        assert await links_db.lookup_many(con, jtis) == {
+            j: link for j in jtis if (link := await links_db.lookup(con, j)) is not None}
+        cookies = [p.doctor_cookie for p in paired] + ["not-a-session"]
+        assert await staff_db.sessions(con, [staff_db.token_hash(c) for c in cookies]) == {
+            staff_db.token_hash(c): s for c in cookies if (s := await staff_db.session(con, c)) is not None}
+
+        ids = [p.patient_id for p in people]
+        await con.execute("UPDATE queue_entry SET left_at = now() WHERE patient_id = ANY($1::bigint[])", ids)
+        assert await queue_db.patients_back(con, ids, 600) == {p.patient_id for p in people if p.state != "checkin"}
+        assert not await con.fetchval("SELECT count(*) FROM queue_entry WHERE patient_id = ANY($1::bigint[]) "
+                                      "AND left_at IS NOT NULL", ids)
+        assert await consultations_db.active_for_patients(con, ids) == {
+            p.patient_id: await consultations_db.active_for_patient(con, p.patient_id) for p in paired}
+        doctors = [p.doctor_id for p in paired if p.doctor_id is not None]
+        assert await consultations_db.active_for_doctors(con, doctors) == {
+            d: await consultations_db.active_for_doctor(con, d) for d in doctors}
+
+        # One consultation both touched and marked started: both marks land (one UPDATE per row).
+        await con.execute("UPDATE consultation SET doctor_seen_at = now() - interval '1 hour' "
+                          "WHERE id = ANY($1::uuid[])", rooms)
+        await consultations_db.joined(con, touch=rooms[:2], in_call=rooms[1:])
+        rows = {r["id"]: r for r in await con.fetch(
+            "SELECT c.id, c.doctor_seen_at > now() - interval '1 minute' AS touched, c.call_started_at, q.status "
+            "FROM consultation c JOIN queue_entry q ON q.id = c.queue_entry_id WHERE c.id = ANY($1::uuid[])", rooms)}
+        assert [(rows[r]["touched"], rows[r]["call_started_at"] is not None, rows[r]["status"]) for r in rooms] == [
+            (True, False, "claimed"), (True, True, "in_call"), (False, True, "in_call")]
