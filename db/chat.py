@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -43,3 +44,17 @@ async def history(con: asyncpg.Connection, consultation_id: uuid.UUID, limit: in
         "SELECT * FROM (SELECT * FROM chat_message WHERE consultation_id = $1 ORDER BY id DESC LIMIT $2) m "
         "ORDER BY id", consultation_id, limit)
     return [_message(r) for r in rows]
+
+
+async def histories(con: asyncpg.Connection, consultation_ids: Sequence[uuid.UUID],
+                    limit: int = 500) -> dict[uuid.UUID, list[ChatMessage]]:
+    """`history` of many consultations in one statement (joins after a restart); every id is a key."""
+    ids = list(set(consultation_ids))
+    rows = await con.fetch(
+        "SELECT * FROM (SELECT m.*, row_number() OVER (PARTITION BY m.consultation_id ORDER BY m.id DESC) AS n "
+        "FROM chat_message m WHERE m.consultation_id = ANY($1::uuid[])) m WHERE m.n <= $2 ORDER BY m.id",
+        ids, limit)
+    out: dict[uuid.UUID, list[ChatMessage]] = {i: [] for i in ids}
+    for r in rows:
+        out[r["consultation_id"]].append(_message(r))
+    return out

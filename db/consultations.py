@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -63,6 +64,47 @@ async def active_for_doctor(con: asyncpg.Connection, doctor_id: int) -> Consulta
 async def active_for_patient(con: asyncpg.Connection, patient_id: int) -> Consultation | None:
     row = await con.fetchrow(_SELECT + " WHERE c.patient_id = $1 AND c.status = 'active'", patient_id)
     return _consultation(row) if row else None
+
+
+async def active_for_patients(con: asyncpg.Connection, patient_ids: Sequence[int]) -> dict[int, Consultation]:
+    """`active_for_patient` for many patients in one statement (hellos after a restart)."""
+    rows = await con.fetch(_SELECT + " WHERE c.patient_id = ANY($1::bigint[]) AND c.status = 'active'",
+                           list(set(patient_ids)))
+    return {r["patient_id"]: _consultation(r) for r in rows}
+
+
+async def active_for_doctors(con: asyncpg.Connection, doctor_ids: Sequence[int]) -> dict[int, Consultation]:
+    """`active_for_doctor` for many doctors in one statement (hellos after a restart)."""
+    rows = await con.fetch(_SELECT + " WHERE c.doctor_id = ANY($1::bigint[]) AND c.status = 'active'",
+                           list(set(doctor_ids)))
+    return {r["doctor_id"]: _consultation(r) for r in rows}
+
+
+async def for_join(con: asyncpg.Connection, consultation_ids: Sequence[uuid.UUID],
+                   ) -> dict[uuid.UUID, tuple[Consultation, datetime | None]]:
+    """Many consultations in one statement, each with when its patient's page last left (queue_entry.left_at):
+    what joins need (every page rejoining at once after a restart)."""
+    rows = await con.fetch(_SELECT.replace("q.link_jti,", "q.link_jti, q.left_at AS entry_left_at,", 1)
+                           + " WHERE c.id = ANY($1::uuid[])", list(set(consultation_ids)))
+    return {r["id"]: (_consultation(r), r["entry_left_at"]) for r in rows}
+
+
+async def joined(con: asyncpg.Connection, touch: Sequence[uuid.UUID], in_call: Sequence[uuid.UUID]) -> None:
+    """After joins: `touch_doctor` for the consultations in `touch` and `mark_in_call` for those in `in_call`,
+    in one statement (one UPDATE per row: two updates of one row in one statement would keep only one)."""
+    if not touch and not in_call:
+        return
+    await con.execute(
+        """WITH c AS (
+               UPDATE consultation
+               SET doctor_seen_at = CASE WHEN id = ANY($1::uuid[]) THEN now() ELSE doctor_seen_at END,
+                   call_started_at = CASE WHEN id = ANY($2::uuid[]) THEN coalesce(call_started_at, now())
+                                          ELSE call_started_at END
+               WHERE (id = ANY($1::uuid[]) OR id = ANY($2::uuid[])) AND status = 'active'
+               RETURNING queue_entry_id, id = ANY($2::uuid[]) AS started)
+           UPDATE queue_entry SET status = 'in_call'
+           WHERE id IN (SELECT queue_entry_id FROM c WHERE started) AND status = 'claimed'""",
+        list(set(touch)), list(set(in_call)))
 
 
 async def mark_in_call(con: asyncpg.Connection, consultation_id: uuid.UUID) -> None:

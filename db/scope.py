@@ -7,6 +7,8 @@ migration 0007; queries that list rows in a staff member's scope filter with
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import asyncpg
 
 from care.access import IN_SCOPE, Relation
@@ -16,6 +18,16 @@ async def relation(con: asyncpg.Connection, staff_facility: int, object_facility
     """Where `object_facility` sits, seen from `staff_facility` (own, below, above, sibling, unrelated)."""
     value: str = await con.fetchval("SELECT facility_relation($1, $2)", staff_facility, object_facility)
     return Relation(value)
+
+
+async def relations(con: asyncpg.Connection, pairs: Sequence[tuple[int, int]]) -> list[Relation]:
+    """`relation` for many (staff facility, object facility) pairs in one statement, in their order."""
+    if not pairs:
+        return []
+    rows = await con.fetch(
+        "SELECT facility_relation(s, o) AS r FROM unnest($1::bigint[], $2::bigint[]) WITH ORDINALITY AS t(s, o, n) "
+        "ORDER BY n", [s for s, _ in pairs], [o for _, o in pairs])
+    return [Relation(r["r"]) for r in rows]
 
 
 async def in_scope(con: asyncpg.Connection, staff_facility: int, object_facility: int) -> bool:

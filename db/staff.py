@@ -7,6 +7,7 @@ import base64
 import hashlib
 import hmac
 import secrets
+from collections.abc import Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -149,6 +150,20 @@ async def session(con: asyncpg.Connection, token: str) -> Session | None:
         _token_hash(token),
     )
     return Session(_member(row), row["csrf_token"]) if row else None
+
+
+async def sessions(con: asyncpg.Connection, token_hashes: Sequence[bytes]) -> dict[bytes, Session]:
+    """`session` for many token hashes (`token_hash`) in one statement (staff pages reconnecting after a
+    restart)."""
+    rows = await con.fetch(
+        """SELECT ss.token_hash, s.id, s.facility_id, f.name AS facility_name, s.username, s.name, s.role,
+                  s.specialties, s.on_duty, ss.csrf_token
+           FROM staff_session ss JOIN staff s ON s.id = ss.staff_id JOIN facility f ON f.id = s.facility_id
+           WHERE ss.token_hash = ANY($1::bytea[]) AND ss.revoked_at IS NULL AND ss.expires_at > now()
+             AND s.active""",
+        list(set(token_hashes)),
+    )
+    return {bytes(row["token_hash"]): Session(_member(row), row["csrf_token"]) for row in rows}
 
 
 async def close_session(con: asyncpg.Connection, token: str) -> None:

@@ -12,7 +12,7 @@ import logging
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -35,6 +35,7 @@ from db.errors import DbError
 from signaling import protocol as p
 from signaling import queue as queue_view
 from signaling import safety
+from signaling.batch import Batcher
 from signaling.bus import Bus
 from signaling.errors import SignalingError
 from signaling.rooms import (
@@ -54,6 +55,9 @@ log = logging.getLogger(__name__)
 
 # Resolves a join-link token on the connection the hello already holds (one pool round for the whole hello).
 PatientAuthenticator = Callable[[asyncpg.Connection, str], Awaitable[PatientIdentity]]
+# The same for many tokens in one statement (a batch of hellos): each an identity or its refusal, in order.
+PatientsAuthenticator = Callable[[asyncpg.Connection, Sequence[str]],
+                                 Awaitable[Sequence[PatientIdentity | BaseException]]]
 IceServers = Callable[[], list[dict[str, Any]]]
 
 # Wait this long after a queue change before broadcasting, so a burst of changes costs one broadcast.
@@ -80,11 +84,19 @@ class Hub:
 
     def __init__(self, pool: asyncpg.Pool, *, authenticate_patient: PatientAuthenticator,
                  ice_servers: IceServers, max_message_bytes: int, requeue_grace_s: int,
+                 authenticate_patients: PatientsAuthenticator | None = None,
                  outbox_limit: int = DEFAULT_OUTBOX_LIMIT, hello_timeout_s: float = 10.0,
                  max_sockets_per_address: int = 200, session_check_s: float = 5.0,
                  offline_grace_s: int = 600, ice_transport_policy: str = "all") -> None:
         self.pool = pool
         self._authenticate_patient = authenticate_patient
+        self._authenticate_patients = authenticate_patients
+        # Group commit of the reconnect storm's database work (signaling/batch.py): hellos, joins and the staff
+        # session check of socket upgrades that arrive while a batch runs go together, on one pool connection
+        # and a few statements per batch instead of a few per socket. Alone, each runs at once.
+        self._hellos: Batcher[_HelloRequest, _Greeting] = Batcher(self._run_hellos, name="hello")
+        self._joins: Batcher[_JoinRequest, None] = Batcher(self._run_joins, name="join")
+        self._upgrades: Batcher[bytes, staff_db.Session | None] = Batcher(self._run_sessions, name="upgrade")
         self._ice_servers = ice_servers
         self.ice_transport_policy = ice_transport_policy
         self.max_message_bytes = max_message_bytes
@@ -150,6 +162,9 @@ class Hub:
         self._tasks = []
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
+        for batcher in (self._hellos, self._joins, self._upgrades):
+            with contextlib.suppress(Exception):  # a failed batch was logged and told to its sockets
+                await asyncio.wait_for(batcher.close(), timeout=5)
         for client in list(self.clients):
             await client.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
@@ -323,32 +338,70 @@ class Hub:
                                    "session": client.session, "ice_servers": self._ice_servers(),
                                    "ice_transport_policy": self.ice_transport_policy,
                                    "max_message_bytes": self.max_message_bytes}
-        out = [welcome]
-        # One pool connection for the whole hello: after a restart every page says hello at once.
-        async with self.pool.acquire() as con:
-            if client.staff is None:
-                identity = await self._authenticate_patient(con, token)
-                client.patient = identity
-                self.patients.setdefault(identity.patient_id, set()).add(client)
-                client.greeted = True
-                waiting = await queue_db.patient_back(con, identity.patient_id, self.offline_grace_s)
-                active = await consultations_db.active_for_patient(con, identity.patient_id)
-                welcome["state"] = "paired" if active else ("waiting" if waiting else "checkin")
-                if active is not None:
-                    out.append(self._paired_for_patient(active))
-            else:
-                client.greeted = True
-                assert client.staff is not None
-                active = await consultations_db.active_for_doctor(con, client.staff.staff_id)
-                welcome["active_room"] = str(active.id) if active else None
-                welcome["staff"] = {"id": client.staff.staff_id, "name": client.staff.name,
-                                    "role": client.staff.role}
-                # Danger alerts nobody has acknowledged yet, also those raised before this socket opened.
-                out += [safety.alert_message(a)
-                        for a in await safety.open_alerts(con, client.staff.role, client.staff.facility_id)]
-        for message in out:  # sent once the connection is back in the pool
+        # Batched with the hellos of other sockets (after a restart every page says hello at once).
+        greeting = await self._hellos.submit(_HelloRequest(client, token))
+        welcome.update(greeting.welcome)
+        for message in (welcome, *greeting.then):
             await client.send(message)
-        self.queue_changed()
+        # Who is online changed. A page whose patient is in a consultation, or not in the queue, is on nobody's
+        # list and in nobody's place: no broadcast for it (a reconnect storm is mostly those), but for the
+        # other processes' presence (bus).
+        if client.staff is not None or welcome.get("state") == "waiting" or self.bus is not None:
+            self.queue_changed()
+
+    async def _run_hellos(self, requests: Sequence[_HelloRequest]) -> list[_Greeting | BaseException]:
+        """A batch of hellos on one pool connection: the patients' tokens, presence, open entries and
+        consultations, and the staff's active rooms and open alerts, a statement each for the whole batch."""
+        outcomes: list[_Greeting | BaseException] = [_gone() for _ in requests]
+        patients = [i for i, r in enumerate(requests) if r.client.staff is None]
+        staff = [i for i, r in enumerate(requests) if r.client.staff is not None]
+        async with self.pool.acquire() as con:
+            greeted: list[tuple[int, PatientIdentity]] = []
+            if patients:
+                identities = await self._identify(con, [requests[i].token for i in patients])
+                for i, identity in zip(patients, identities, strict=True):
+                    client = requests[i].client
+                    if isinstance(identity, BaseException):
+                        outcomes[i] = identity
+                    elif client in self.clients:  # not closed while its hello waited
+                        client.patient = identity
+                        self.patients.setdefault(identity.patient_id, set()).add(client)
+                        client.greeted = True
+                        greeted.append((i, identity))
+            if greeted:
+                ids = [identity.patient_id for _, identity in greeted]
+                waiting = await queue_db.patients_back(con, ids, self.offline_grace_s)
+                active = await consultations_db.active_for_patients(con, ids)
+                for i, identity in greeted:
+                    c = active.get(identity.patient_id)
+                    state = "paired" if c else ("waiting" if identity.patient_id in waiting else "checkin")
+                    outcomes[i] = _Greeting({"state": state}, [self._paired_for_patient(c)] if c else [])
+            members = [(i, r.client.staff) for i in staff if (r := requests[i]).client in self.clients
+                       and r.client.staff is not None]
+            for i, _ in members:
+                requests[i].client.greeted = True
+            if members:
+                rooms = await consultations_db.active_for_doctors(con, [m.staff_id for _, m in members])
+                alerts = await safety.open_alerts_many(con, [(m.role, m.facility_id) for _, m in members])
+                for (i, m), open_alerts in zip(members, alerts, strict=True):
+                    c = rooms.get(m.staff_id)
+                    outcomes[i] = _Greeting(
+                        {"active_room": str(c.id) if c else None,
+                         "staff": {"id": m.staff_id, "name": m.name, "role": m.role}},
+                        # Danger alerts nobody has acknowledged yet, also those raised before this socket opened.
+                        [safety.alert_message(a) for a in open_alerts])
+        return outcomes
+
+    async def _identify(self, con: asyncpg.Connection, tokens: list[str]) -> Sequence[PatientIdentity | BaseException]:
+        if self._authenticate_patients is not None:
+            return await self._authenticate_patients(con, tokens)
+        out: list[PatientIdentity | BaseException] = []
+        for token in tokens:  # one at a time, on the batch's connection
+            try:
+                out.append(await self._authenticate_patient(con, token))
+            except (SignalingError, DbError) as exc:
+                out.append(exc)
+        return out
 
     @staticmethod
     def _paired_for_patient(c: consultations_db.Consultation) -> dict[str, Any]:
@@ -396,52 +449,93 @@ class Hub:
         return c, me
 
     async def _join(self, client: Client, msg: p.Join) -> None:
-        # One pool connection for the session check, the authorisation and the join's own reads and writes:
-        # after a restart every page rejoins at once.
+        # Batched with the joins of other sockets (after a restart every page rejoins at once): the batch
+        # checks the staff sessions, authorises, joins, reads the chat histories and marks the consultations,
+        # then tells each joiner and its peers in submission order (`_announce`).
+        await self._joins.submit(_JoinRequest(client, msg))
+
+    async def _run_joins(self, requests: Sequence[_JoinRequest]) -> list[None | BaseException]:
+        """A batch of joins on one pool connection, a statement each for the whole batch: the staff session
+        check, the consultations (with when the patient's page left), the facility relations, the chat
+        histories, and the doctors' and started calls' marks. Each join is then done in memory and announced
+        in the order the joins arrived, exactly as one at a time (`_enter`, `_announce`)."""
+        outcomes: list[None | BaseException] = [None] * len(requests)
+        entered: list[_Entered] = []
+        histories: dict[uuid.UUID, list[chat_db.ChatMessage]] = {}
         async with self.pool.acquire() as con:
-            if not await self._session_live(client, con):
-                return
-            c, me = await self._authorised_consultation(client, msg.room, invited_too=True, con=con)
-            role = me.role
-            room = self.rooms.setdefault(msg.room, Room(msg.room))
-            previous = room.members.get(me.key)
-            present = len(room.members) + len([k for k in self.remote.get(msg.room, {}) if k not in room.members])
-            if previous is None and me.key not in self.remote.get(msg.room, {}) \
-                    and present >= consultations_db.MAX_MEMBERS:
-                raise SignalingError("room_full", f"room {msg.room} already has {present} members; "
-                                     f"a call holds at most {consultations_db.MAX_MEMBERS}")
-            replaced_socket: Client | None = None
-            if previous is not None and previous.client is not client:
-                previous.client.rooms.discard(msg.room)
-                replaced_socket = previous.client  # told `replaced` once the connection is back in the pool
-            room.members[me.key] = me
-            client.rooms.add(msg.room)
-            others = room.others(client)
-            remote_others = [r for k, r in self.remote.get(msg.room, {}).items()
-                             if k != me.key and k not in room.members]
-            remote_previous = self.remote.get(msg.room, {}).pop(me.key, None)
-            # The counterpart fills the two-person fields (`polite`, `peer_*`) as before: the doctor for the
-            # patient and for invited staff, the patient for the doctor. `peers` lists every other member.
-            counterpart_key = "patient" if role == "doctor" else "doctor"
-            counterpart = room.members.get(counterpart_key)
-            remote_counterpart = self.remote.get(msg.room, {}).get(counterpart_key) if counterpart is None else None
-            peer_left_at: str | None = None
-            history = await chat_db.history(con, msg.room)
-            if role == "doctor":
-                await consultations_db.touch_doctor(con, msg.room)
-                # Since when the doctor has been waiting for nobody (the empty-call panel).
-                if counterpart is None and remote_counterpart is None:
-                    entry = await queue_db.get_entry(con, c.queue_entry_id)
-                    gone = entry.left_at if entry is not None and entry.left_at is not None else None
-                    peer_left_at = _iso(gone or c.started_at)
-            if (others or remote_others) and not room.call_marked:
-                await consultations_db.mark_in_call(con, msg.room)
-                room.call_marked = True
-        if replaced_socket is not None:
-            await replaced_socket.send({"type": "replaced", "room": str(msg.room)})
+            live = await self._sessions_live([r.client for r in requests], con)
+            todo = [i for i, r in enumerate(requests) if r.client in live]  # the others were closed (4401)
+            authorised = await self._authorised_consultations(
+                [(requests[i].client, requests[i].msg.room) for i in todo], con, invited_too=True)
+            for i, auth in zip(todo, authorised, strict=True):
+                if isinstance(auth, BaseException):
+                    outcomes[i] = auth
+                elif requests[i].client in self.clients:  # not closed while its join waited
+                    try:
+                        entered.append(self._enter(requests[i].client, requests[i].msg, auth))
+                    except SignalingError as exc:
+                        outcomes[i] = exc
+                else:
+                    outcomes[i] = _gone()
+            if entered:
+                marked = [e.room.id for e in entered if e.mark]
+                try:
+                    histories = await chat_db.histories(con, [e.room.id for e in entered])
+                    await consultations_db.joined(con, [e.room.id for e in entered if e.me.role == "doctor"], marked)
+                except BaseException:
+                    for e in entered:
+                        if e.mark:
+                            e.room.call_marked = False
+                    raise
+        for e in entered:
+            await self._announce(e, histories[e.room.id])
+        return outcomes
+
+    def _enter(self, client: Client, msg: p.Join, auth: _Authorised) -> _Entered:
+        """The in-memory part of a join (no await: the room is seen as one join at a time would see it)."""
+        c, me = auth.consultation, auth.member
+        role = me.role
+        room = self.rooms.setdefault(msg.room, Room(msg.room))
+        previous = room.members.get(me.key)
+        present = len(room.members) + len([k for k in self.remote.get(msg.room, {}) if k not in room.members])
+        if previous is None and me.key not in self.remote.get(msg.room, {}) \
+                and present >= consultations_db.MAX_MEMBERS:
+            raise SignalingError("room_full", f"room {msg.room} already has {present} members; "
+                                 f"a call holds at most {consultations_db.MAX_MEMBERS}")
+        replaced_socket: Client | None = None
+        if previous is not None and previous.client is not client:
+            previous.client.rooms.discard(msg.room)
+            replaced_socket = previous.client  # told `replaced` once the batch's connection is back in the pool
+        room.members[me.key] = me
+        client.rooms.add(msg.room)
+        others = room.others(client)
+        remote_others = [r for k, r in self.remote.get(msg.room, {}).items()
+                         if k != me.key and k not in room.members]
+        remote_previous = self.remote.get(msg.room, {}).pop(me.key, None)
+        # The counterpart fills the two-person fields (`polite`, `peer_*`) as before: the doctor for the
+        # patient and for invited staff, the patient for the doctor. `peers` lists every other member.
+        counterpart_key = "patient" if role == "doctor" else "doctor"
+        counterpart = room.members.get(counterpart_key)
+        remote_counterpart = self.remote.get(msg.room, {}).get(counterpart_key) if counterpart is None else None
+        peer_left_at: str | None = None
+        if role == "doctor" and counterpart is None and remote_counterpart is None:
+            # Since when the doctor has been waiting for nobody (the empty-call panel).
+            peer_left_at = _iso(auth.entry_left_at or c.started_at)
+        mark = bool(others or remote_others) and not room.call_marked
+        if mark:
+            room.call_marked = True
+        return _Entered(client, msg, c, me, room, previous, replaced_socket, others, remote_others, remote_previous,
+                        counterpart, remote_counterpart, peer_left_at, mark)
+
+    async def _announce(self, e: _Entered, history: list[chat_db.ChatMessage]) -> None:
+        """Tell a joiner it is in, then its peers (and the other processes)."""
+        client, msg, c, me, room, role = e.client, e.msg, e.consultation, e.me, e.room, e.me.role
+        counterpart, remote_counterpart, previous = e.counterpart, e.remote_counterpart, e.previous
+        if e.replaced_socket is not None:
+            await e.replaced_socket.send({"type": "replaced", "room": str(msg.room)})
         # Order matters: the joiner learns it is in before the others hear of it, so their first offers
         # (sent on `peer_joined`) cannot overtake `joined`; and the joiner's own messages are handled only
-        # after this returns, so they cannot overtake `peer_joined`.
+        # after the batch returns, so they cannot overtake `peer_joined`.
         await client.send({
             "type": "joined", "id": msg.id, "room": str(msg.room), "role": role,
             "polite": role != "doctor",
@@ -453,22 +547,58 @@ class Hub:
             "modality": c.modality,
             "peer_name": c.patient_name if role == "doctor" else c.doctor_name,
             **({"peer_facility": c.doctor_facility} if role == "patient" else {}),
-            "peers": [m.view(to=me, media=room.media.get(m.key)) for m in others]
-                     + [r.view(to=me) for r in remote_others],
+            "peers": [m.view(to=me, media=room.media.get(m.key)) for m in e.others]
+                     + [r.view(to=me) for r in e.remote_others],
             "chat": [self._chat_view(m) for m in history],
-            **({"peer_left_at": peer_left_at, "peer_page_open": c.patient_id in self.online_patients()}
+            **({"peer_left_at": e.peer_left_at, "peer_page_open": self._patient_online(c.patient_id)}
                if role == "doctor" else {}),
         })
         # A member's newer socket: the others close their connection to the older one (`replaces`).
         replaced = previous.client.session if previous is not None and previous.client is not client else (
-            remote_previous.session if remote_previous is not None else None)
+            e.remote_previous.session if e.remote_previous is not None else None)
         replaces = {"replaces": replaced} if replaced is not None else {}
-        for peer in others:
+        for peer in e.others:
             if room.members.get(peer.key) is peer:
                 await peer.client.send({"type": "peer_joined", "room": str(msg.room),
                                         **me.view(to=peer, media=room.media.get(me.key)), **replaces})
         await self._publish("member", {"event": "joined", "room": str(msg.room), **_member_body(me),
                                        "media": room.media.get(me.key)})
+
+    async def _authorised_consultations(self, requests: Sequence[tuple[Client, uuid.UUID]], con: asyncpg.Connection,
+                                        *, invited_too: bool = False) -> list[_Authorised | SignalingError]:
+        """`_authorised_consultation` for many sockets and rooms at once, with the same decisions and refusals
+        (care/access.py for each): the consultations in one statement, the staff's relations to their patients'
+        facilities in another, an invitation looked up only for staff the first rule does not let in."""
+        found = await consultations_db.for_join(con, [room_id for _, room_id in requests])
+        asking = [(client.staff.facility_id, found[room_id][0].patient_facility_id)
+                  for client, room_id in requests if client.staff is not None and room_id in found]
+        relations = iter(await scope.relations(con, asking))
+        out: list[_Authorised | SignalingError] = []
+        for client, room_id in requests:
+            c, left_at = found.get(room_id, (None, None))
+            me: Member | None = None
+            if c is not None and client.staff is not None:
+                relation = next(relations)
+                if access.allows(client.staff.role, Action.conduct_consultation, relation,
+                                 assignee=c.doctor_id == client.staff.staff_id):
+                    me = Member(client, "doctor", "doctor", c.doctor_name, c.doctor_facility, c.doctor_id)
+                elif invited_too:
+                    invited = await consultations_db.participant(con, room_id, client.staff.staff_id)
+                    if invited is not None and access.allows(client.staff.role, Action.join_call, relation,
+                                                             assignee=True):
+                        me = Member(client, f"staff:{invited.staff_id}", "specialist", invited.name,
+                                    invited.facility, invited.staff_id)
+            elif c is not None and access.allows(  # a patient: their own consultation, known by their link
+                    Role.patient, Action.conduct_consultation, Relation.own,
+                    assignee=client.patient is not None and c.patient_id == client.patient.patient_id):
+                me = Member(client, "patient", "patient", c.patient_name)
+            if c is None or me is None:
+                out.append(SignalingError("forbidden", f"room {room_id} is not yours"))
+            elif not c.active:
+                out.append(SignalingError("room_closed", f"cannot join consultation in state \"{c.status}\""))
+            else:
+                out.append(_Authorised(c, me, left_at))
+        return out
 
     async def _leave(self, client: Client, room_id: uuid.UUID, *, reason: str) -> None:
         client.rooms.discard(room_id)
@@ -967,6 +1097,10 @@ class Hub:
                                      access.relation_of(facility, facility_id, parents))}
         return len(who)
 
+    def _patient_online(self, patient_id: int) -> bool:
+        """Has the patient a page open on any process (`online_patients`, without building the set)?"""
+        return patient_id in self.patients or any(patient_id in p.patients for p in self._live_remote())
+
     def online_patients(self) -> set[int]:
         """Patients with a page open on any process."""
         online = set(self.patients)
@@ -1184,6 +1318,24 @@ class Hub:
         self._close([client], CloseCode.SESSION_ENDED, "session ended")
         return False
 
+    async def _sessions_live(self, clients: Sequence[Client], con: asyncpg.Connection) -> set[Client]:
+        """`_session_live` for many sockets in one statement: those that may act (patients always); the
+        sockets of sessions that ended are closed (4401)."""
+        hashes = list({c.staff_session for c in clients if c.staff is not None and c.staff_session is not None})
+        live = await staff_db.live_sessions(con, hashes) if hashes else set()
+        ok = {c for c in clients if c.staff is None or c.staff_session is None or c.staff_session in live}
+        self._close((c for c in clients if c not in ok), CloseCode.SESSION_ENDED, "session ended")
+        return ok
+
+    async def staff_session(self, token_hash: bytes) -> staff_db.Session | None:
+        """The live staff session of a socket upgrade's cookie (batched with other upgrades' checks)."""
+        return await self._upgrades.submit(token_hash)
+
+    async def _run_sessions(self, token_hashes: Sequence[bytes]) -> list[staff_db.Session | None]:
+        async with self.pool.acquire() as con:
+            found = await staff_db.sessions(con, token_hashes)
+        return [found.get(h) for h in token_hashes]
+
     async def revalidate(self) -> int:
         """One query for every connected staff session and patient link: close the sockets of sessions that
         expired, were signed out (here or in another process), or whose account was deactivated or had its
@@ -1251,6 +1403,59 @@ class RemoteMember:
         """As `Member.view`: this member as `to` sees them."""
         return {"peer_session": self.session, "role": self.role, "name": self.name, "facility": self.facility,
                 "staff_id": self.staff_id, "polite": to.rank > self.rank, "peer_media": self.media}
+
+
+@dataclass(frozen=True)
+class _HelloRequest:
+    client: Client
+    token: str
+
+
+@dataclass(frozen=True)
+class _Greeting:
+    """What a hello's batch found for one socket: fields of its `welcome`, and the messages that follow it."""
+
+    welcome: dict[str, Any]
+    then: list[dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class _JoinRequest:
+    client: Client
+    msg: p.Join
+
+
+@dataclass(frozen=True)
+class _Authorised:
+    """A socket the policy lets into a consultation's call, as whom, and when the patient's page last left."""
+
+    consultation: consultations_db.Consultation
+    member: Member
+    entry_left_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Entered:
+    """A join done in memory, with what its `joined` and `peer_joined` messages need."""
+
+    client: Client
+    msg: p.Join
+    consultation: consultations_db.Consultation
+    me: Member
+    room: Room
+    previous: Member | None
+    replaced_socket: Client | None
+    others: list[Member]
+    remote_others: list[RemoteMember]
+    remote_previous: RemoteMember | None
+    counterpart: Member | None
+    remote_counterpart: RemoteMember | None
+    peer_left_at: str | None
+    mark: bool
+
+
+def _gone() -> SignalingError:
+    return SignalingError("bad_state", "the socket closed before its message was answered")
 
 
 def _member_body(member: Member) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import contextlib
 import gc
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from importlib import resources
@@ -47,7 +47,16 @@ from web import (
     thread_routes,
     ws,
 )
-from web.auth import SESSION_COOKIE, LinkSigner, ice_servers, patient_identity, resolve_link, staff_session
+from web.auth import (
+    SESSION_COOKIE,
+    LinkError,
+    LinkSigner,
+    ice_servers,
+    patient_identity,
+    resolve_link,
+    resolve_links,
+    staff_session,
+)
 from web.client import client_address, is_loopback
 from web.clock import Clock
 from web.database import database_dsn
@@ -114,7 +123,12 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
     async def authenticate_patient(con: asyncpg.Connection, token: str) -> Any:
         return patient_identity(await resolve_link(con, signer, token))
 
-    hub = Hub(pool, authenticate_patient=authenticate_patient, ice_servers=lambda: ice_servers(settings),
+    async def authenticate_patients(con: asyncpg.Connection, tokens: Sequence[str]) -> list[Any]:
+        return [link if isinstance(link, LinkError) else patient_identity(link)
+                for link in await resolve_links(con, signer, tokens)]
+
+    hub = Hub(pool, authenticate_patient=authenticate_patient, authenticate_patients=authenticate_patients,
+              ice_servers=lambda: ice_servers(settings),
               max_message_bytes=settings.max_message_bytes, requeue_grace_s=settings.requeue_grace_s,
               outbox_limit=settings.socket_queue, hello_timeout_s=settings.hello_timeout_s,
               max_sockets_per_address=settings.max_sockets_per_address,

@@ -10,6 +10,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -122,8 +123,33 @@ def _b64(segment: str) -> bytes:
 
 async def resolve_link(con: asyncpg.Connection, signer: LinkSigner, token: str) -> links_db.JoinLink:
     """A usable join link, or LinkError(link_invalid|link_expired|link_revoked|link_finished)."""
-    jti = signer.verify(token)
-    link = await links_db.lookup(con, jti)
+    return usable_link(await links_db.lookup(con, signer.verify(token)))
+
+
+async def resolve_links(con: asyncpg.Connection, signer: LinkSigner,
+                        tokens: Sequence[str]) -> list[links_db.JoinLink | LinkError]:
+    """`resolve_link` for many tokens, one statement for all of them: each a usable link or its LinkError."""
+    jtis: list[uuid.UUID | LinkError] = []
+    for token in tokens:
+        try:
+            jtis.append(signer.verify(token))
+        except LinkError as exc:
+            jtis.append(exc)
+    links = await links_db.lookup_many(con, [j for j in jtis if isinstance(j, uuid.UUID)])
+    out: list[links_db.JoinLink | LinkError] = []
+    for jti in jtis:
+        if isinstance(jti, LinkError):
+            out.append(jti)
+            continue
+        try:
+            out.append(usable_link(links.get(jti)))
+        except LinkError as exc:
+            out.append(exc)
+    return out
+
+
+def usable_link(link: links_db.JoinLink | None) -> links_db.JoinLink:
+    """The link if it can be used now, else LinkError(link_invalid|link_expired|link_revoked|link_finished)."""
     if link is None:
         raise LinkError("link_invalid", "this link is not valid")
     if link.state is LinkState.expired:

@@ -97,6 +97,8 @@ async def security_middleware(request: web.Request, handler: Handler) -> web.Str
 
 
 def _secure(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+    if response.prepared:  # its headers are sent (a websocket's 101, when its socket closes): nothing to add
+        return response
     headers = response.headers
     headers.setdefault("Content-Security-Policy", content_security_policy(request.app[settings_key], request))
     headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -10,9 +10,9 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from db import staff as staff_db
 from signaling.errors import SignalingError
 from signaling.rooms import StaffIdentity
-from web.auth import SESSION_COOKIE, staff_session
+from web.auth import SESSION_COOKIE
 from web.client import client_address
-from web.keys import hub_key, pool_key, settings_key, sockets_key
+from web.keys import hub_key, settings_key, sockets_key
 
 log = logging.getLogger(__name__)
 
@@ -40,15 +40,15 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         raise web.HTTPTooManyRequests(reason="too many open websockets from this address",
                                       headers={"Retry-After": "30"})
     staff: StaffIdentity | None = None
-    session = None
     session_hash: bytes | None = None
-    if SESSION_COOKIE in request.cookies:  # patients have none: no pool connection for them
-        async with request.app[pool_key].acquire() as con:
-            session = await staff_session(con, request)
-    if session is not None:
-        s = session.staff
-        staff = StaffIdentity(s.id, s.facility_id, s.name, s.role)
-        session_hash = staff_db.token_hash(request.cookies[SESSION_COOKIE])
+    token = request.cookies.get(SESSION_COOKIE)
+    if token and token.isascii():  # patients have none: no database for them; ours are ASCII
+        # Batched with other upgrades' checks (after a restart every staff page reconnects at once).
+        session = await hub.staff_session(staff_db.token_hash(token))
+        if session is not None:
+            s = session.staff
+            staff = StaffIdentity(s.id, s.facility_id, s.name, s.role)
+            session_hash = staff_db.token_hash(token)
     # Frames up to 4× the message limit are read and answered with `too_large`; beyond that aiohttp
     # closes the socket with 1009 (a client sending megabytes is not making a mistake).
     # No permessage-deflate: signaling messages are small and deflate state costs ~100 KiB per socket.
