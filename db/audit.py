@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +74,36 @@ async def _append(con: asyncpg.Connection, actor: Actor, action: str, object_kin
     rest = _payload("", "", actor, action, object_kind, object_id, details)[len(_PAYLOAD_HEAD):]
     await con.execute("SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8)", _AUDIT_LOCK, actor.kind, actor.id,
                       action, object_kind, object_id, details, rest)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One audit event to append (`record_many`): what `record` takes, as a value."""
+
+    actor: Actor
+    action: str
+    object_kind: str
+    object_id: object
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+async def record_many(con: asyncpg.Connection, events: Sequence[Event]) -> None:
+    """Append several events in order, inside the caller's transaction, taking the chain's lock once (group
+    commit: a batch of claims or ends, signaling/batch.py). Each is its own row, chained and hashed exactly
+    as `record` would have made it, one after the other (migration 0024, `audit_append_many`)."""
+    if not events:
+        return
+    if not con.is_in_transaction():
+        async with con.transaction():
+            await record_many(con, events)
+        return
+    rests = [_payload("", "", e.actor, e.action, e.object_kind, str(e.object_id), e.details)[len(_PAYLOAD_HEAD):]
+             for e in events]
+    await con.execute(
+        "SELECT audit_append_many($1, $2, $3, $4, $5, $6, $7, $8)", _AUDIT_LOCK,
+        [e.actor.kind for e in events], [e.actor.id for e in events], [e.action for e in events],
+        [e.object_kind for e in events], [str(e.object_id) for e in events],
+        [json.dumps(e.details, default=str) for e in events], rests)
 
 
 async def verify_chain(con: asyncpg.Connection) -> int | None:

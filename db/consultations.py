@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
 import asyncpg
 
 from db import audit, scope
-from db.errors import Conflict, NotFound
+from db.errors import Conflict, DbError, NotFound
 
 
 @dataclass(frozen=True)
@@ -155,6 +156,126 @@ async def end(con: asyncpg.Connection, consultation_id: uuid.UUID, by: str, acto
         # Last in the transaction: the audit lock is held from here to the commit.
         await audit.record(con, actor, "consultation.end", "consultation", consultation_id, {"by": by})
         return consultation
+
+
+# ---- ends in batches (group commit: signaling/batch.py) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndAsk:
+    """One end of a batch: who ends which consultation, as `end` takes it."""
+
+    consultation_id: uuid.UUID
+    by: str
+    actor: audit.Actor
+
+
+@dataclass(frozen=True)
+class Ended:
+    consultation_id: uuid.UUID
+    patient_id: int
+
+
+async def end_batch(con: asyncpg.Connection, asks: Sequence[EndAsk]) -> list[Ended | DbError]:
+    """`end` for every ask of a batch in one transaction: one statement ends them all (each consultation, its
+    queue entry done, the patient's link finished) and one audit append records a `consultation.end` per
+    ended consultation (the chain's lock taken once). One outcome per ask, in order: refusals exactly as
+    `end` gives them (`not_found`, `not_active`; a consultation asked twice is ended by the first ask). A
+    database error fails the whole batch: the caller then runs the asks one by one."""
+    if not asks:
+        return []
+    first: dict[uuid.UUID, EndAsk] = {}
+    for ask in asks:
+        first.setdefault(ask.consultation_id, ask)
+    ids = list(first)
+    async with con.transaction():
+        rows = await con.fetch(
+            """WITH ended AS (
+                   UPDATE consultation c SET status = 'ended', ended_at = now(), ended_by = a.by, outcome = NULL
+                   FROM unnest($1::uuid[], $2::text[]) AS a(id, by)
+                   WHERE c.id = a.id AND c.status = 'active' RETURNING c.id, c.queue_entry_id, c.patient_id),
+               done AS (
+                   UPDATE queue_entry q SET status = 'done', finished_at = now()
+                   FROM ended WHERE q.id = ended.queue_entry_id RETURNING q.link_jti),
+               finished AS (
+                   UPDATE join_link l SET finished_at = now()
+                   FROM done WHERE l.jti = done.link_jti AND l.finished_at IS NULL)
+               SELECT i.id, e.patient_id AS ended_patient, c.status
+               FROM unnest($1::uuid[]) AS i(id)
+               LEFT JOIN ended e ON e.id = i.id LEFT JOIN consultation c ON c.id = i.id""",
+            ids, [first[i].by for i in ids])
+        by_id = {r["id"]: dict(r) for r in rows}
+        # Ended by another transaction while this statement waited for the row: its snapshot still says
+        # active; the status now is what `end` would name.
+        raced = [i for i, r in by_id.items() if r["ended_patient"] is None and r["status"] == "active"]
+        if raced:
+            for r in await con.fetch("SELECT id, status FROM consultation WHERE id = ANY($1::uuid[])", raced):
+                by_id[r["id"]]["status"] = r["status"]
+        outcomes: list[Ended | DbError] = []
+        events: list[audit.Event] = []
+        for ask in asks:
+            row = by_id[ask.consultation_id]
+            if row["ended_patient"] is not None and first[ask.consultation_id] is ask:
+                outcomes.append(Ended(ask.consultation_id, row["ended_patient"]))
+                events.append(audit.Event(ask.actor, "consultation.end", "consultation", ask.consultation_id,
+                                          {"by": ask.by}))
+            elif row["status"] is None:
+                outcomes.append(NotFound("consultation", ask.consultation_id))
+            else:  # ended before this batch, or by an earlier ask of it (the status read is the statement's snapshot)
+                status = "ended" if row["ended_patient"] is not None else row["status"]
+                outcomes.append(Conflict("not_active", f"cannot end consultation in state \"{status}\""))
+        # Last in the transaction: the audit lock is held from here to the commit.
+        await audit.record_many(con, events)
+    return outcomes
+
+
+@dataclass(frozen=True)
+class Membership:
+    """What the access policy needs to say who a socket is in a consultation (`Hub._authorised_consultation`):
+    the consultation, where its patient's facility sits from the staff member's, and their invitation."""
+
+    consultation: Consultation | None
+    relation: str | None  # None for a patient's socket, or no such consultation
+    invited: Participant | None
+
+
+async def memberships(con: asyncpg.Connection,
+                      asks: Sequence[tuple[uuid.UUID, int | None, int | None]]) -> list[Membership]:
+    """For each (consultation id, staff facility, staff id) — facility and id None for a patient's socket —
+    the consultation, the relation and the staff member's invitation into its call: one query for a batch."""
+    rows = await con.fetch(
+        """SELECT i.n, c.*, s.name AS doctor_name, p.name AS patient_name, q.link_jti, q.triage_level,
+                  q.reason, q.danger_signs, p.facility_id AS patient_facility_id, sf.name AS doctor_facility,
+                  CASE WHEN i.fac IS NOT NULL THEN facility_relation(i.fac, p.facility_id) END AS relation,
+                  inv.staff_id AS invited_id, inv.name AS invited_name, inv.role AS invited_role,
+                  inv.facility AS invited_facility
+           FROM unnest($1::uuid[], $2::bigint[], $3::bigint[]) WITH ORDINALITY AS i(room, fac, staff, n)
+           JOIN consultation c ON c.id = i.room JOIN staff s ON s.id = c.doctor_id
+           JOIN patient p ON p.id = c.patient_id JOIN facility sf ON sf.id = s.facility_id
+           JOIN queue_entry q ON q.id = c.queue_entry_id
+           LEFT JOIN LATERAL (
+               SELECT cp.staff_id, ps.name, ps.role, pf.name AS facility
+               FROM consultation_participant cp JOIN staff ps ON ps.id = cp.staff_id
+               JOIN facility pf ON pf.id = ps.facility_id
+               WHERE cp.consultation_id = i.room AND cp.staff_id = i.staff) inv ON true""",
+        [a[0] for a in asks], [a[1] for a in asks], [a[2] for a in asks])
+    found = {int(r["n"]): r for r in rows}
+    out: list[Membership] = []
+    for n in range(1, len(asks) + 1):
+        r = found.get(n)
+        if r is None:
+            out.append(Membership(None, None, None))
+            continue
+        invited = (Participant(r["invited_id"], r["invited_name"], r["invited_role"], r["invited_facility"])
+                   if r["invited_id"] is not None else None)
+        out.append(Membership(_consultation(r), r["relation"], invited))
+    return out
+
+
+async def get_many(con: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Consultation]:
+    """These consultations, by id (one query)."""
+    rows = await con.fetch(_SELECT + " WHERE c.id = ANY($1::uuid[])", list(ids))
+    return {r["id"]: _consultation(r) for r in rows}
 
 
 async def is_doctor_in_scope(con: asyncpg.Connection, staff_facility_id: int, patient_facility_id: int) -> bool:
