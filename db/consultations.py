@@ -177,55 +177,42 @@ class Ended:
 
 
 async def end_batch(con: asyncpg.Connection, asks: Sequence[EndAsk]) -> list[Ended | DbError]:
-    """`end` for every ask of a batch in one transaction: one statement ends them all (each consultation, its
-    queue entry done, the patient's link finished) and one audit append records a `consultation.end` per
-    ended consultation (the chain's lock taken once). One outcome per ask, in order: refusals exactly as
-    `end` gives them (`not_found`, `not_active`; a consultation asked twice is ended by the first ask). A
-    database error fails the whole batch: the caller then runs the asks one by one."""
+    """`end` for every ask of a batch in one statement (outside a transaction, its own: one round trip):
+    each consultation ended, its queue entry done, the patient's link finished, and one audit append of a
+    `consultation.end` per consultation ended (the chain's lock taken once, held to the commit only). One
+    outcome per ask, in order: refusals exactly as `end` gives them (`not_found`, `not_active`; a
+    consultation asked twice is ended by the first ask). A database error fails the whole batch and changes
+    nothing: the caller then runs the asks one by one."""
     if not asks:
         return []
     first: dict[uuid.UUID, EndAsk] = {}
     for ask in asks:
         first.setdefault(ask.consultation_id, ask)
     ids = list(first)
-    async with con.transaction():
-        rows = await con.fetch(
-            """WITH ended AS (
-                   UPDATE consultation c SET status = 'ended', ended_at = now(), ended_by = a.by, outcome = NULL
-                   FROM unnest($1::uuid[], $2::text[]) AS a(id, by)
-                   WHERE c.id = a.id AND c.status = 'active' RETURNING c.id, c.queue_entry_id, c.patient_id),
-               done AS (
-                   UPDATE queue_entry q SET status = 'done', finished_at = now()
-                   FROM ended WHERE q.id = ended.queue_entry_id RETURNING q.link_jti),
-               finished AS (
-                   UPDATE join_link l SET finished_at = now()
-                   FROM done WHERE l.jti = done.link_jti AND l.finished_at IS NULL)
-               SELECT i.id, e.patient_id AS ended_patient, c.status
-               FROM unnest($1::uuid[]) AS i(id)
-               LEFT JOIN ended e ON e.id = i.id LEFT JOIN consultation c ON c.id = i.id""",
-            ids, [first[i].by for i in ids])
-        by_id = {r["id"]: dict(r) for r in rows}
-        # Ended by another transaction while this statement waited for the row: its snapshot still says
-        # active; the status now is what `end` would name.
-        raced = [i for i, r in by_id.items() if r["ended_patient"] is None and r["status"] == "active"]
-        if raced:
-            for r in await con.fetch("SELECT id, status FROM consultation WHERE id = ANY($1::uuid[])", raced):
-                by_id[r["id"]]["status"] = r["status"]
-        outcomes: list[Ended | DbError] = []
-        events: list[audit.Event] = []
-        for ask in asks:
-            row = by_id[ask.consultation_id]
-            if row["ended_patient"] is not None and first[ask.consultation_id] is ask:
-                outcomes.append(Ended(ask.consultation_id, row["ended_patient"]))
-                events.append(audit.Event(ask.actor, "consultation.end", "consultation", ask.consultation_id,
-                                          {"by": ask.by}))
-            elif row["status"] is None:
-                outcomes.append(NotFound("consultation", ask.consultation_id))
-            else:  # ended before this batch, or by an earlier ask of it (the status read is the statement's snapshot)
-                status = "ended" if row["ended_patient"] is not None else row["status"]
-                outcomes.append(Conflict("not_active", f"cannot end consultation in state \"{status}\""))
-        # Last in the transaction: the audit lock is held from here to the commit.
-        await audit.record_many(con, events)
+    events = [audit.Event(first[i].actor, "consultation.end", "consultation", i, {"by": first[i].by}) for i in ids]
+    rows = await con.fetch(
+        "SELECT * FROM consultation_end_batch($1::uuid[], $2::text[], $3, $4::text[], $5::text[], $6::text[], "
+        "$7::text[]) ORDER BY n",
+        ids, [first[i].by for i in ids], audit.LOCK_KEY, [e.actor.kind for e in events],
+        [e.actor.id for e in events], [audit.details_text(e) for e in events],
+        [audit.canonical_rest(e) for e in events])
+    found = {i: {"ended_patient": r["ended_patient"], "status": r["status"]} for i, r in zip(ids, rows, strict=True)}
+    # Ended by another transaction while the statement waited for the row: its snapshot still says active;
+    # the status now is what `end` would name.
+    raced = [i for i, r in found.items() if r["ended_patient"] is None and r["status"] == "active"]
+    if raced:
+        for r in await con.fetch("SELECT id, status FROM consultation WHERE id = ANY($1::uuid[])", raced):
+            found[r["id"]]["status"] = r["status"]
+    outcomes: list[Ended | DbError] = []
+    for ask in asks:
+        row = found[ask.consultation_id]
+        if row["ended_patient"] is not None and first[ask.consultation_id] is ask:
+            outcomes.append(Ended(ask.consultation_id, row["ended_patient"]))
+        elif row["status"] is None:
+            outcomes.append(NotFound("consultation", ask.consultation_id))
+        else:  # ended before this batch, or by an earlier ask of it (the status read is the statement's snapshot)
+            status = "ended" if row["ended_patient"] is not None else row["status"]
+            outcomes.append(Conflict("not_active", f"cannot end consultation in state \"{status}\""))
     return outcomes
 
 

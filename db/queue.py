@@ -238,29 +238,27 @@ def _refusal(ask: ClaimAsk, reason: str, status: str | None) -> DbError | None:
     raise ValueError(f"unknown claim refusal {reason!r}")  # pragma: no cover - the SQL says only the above
 
 
+# What a claim's `queue.claim` event holds, with the placeholders queue_claim_batch fills in (migration 0024).
+_ENTRY, _CONSULTATION = "@@entry@@", "@@consultation@@"
+
+
 async def claim_batch(con: asyncpg.Connection, asks: Sequence[ClaimAsk]) -> list[ClaimOutcome]:
-    """Every claim of a batch in one transaction: one statement for all the picks (each in claim order,
-    index-driven, never the same entry twice) and one audit append for all the `queue.claim` events (the
-    chain's lock taken once). One outcome per ask, in order. A database error (a doctor made busy by another
-    transaction at the same moment, say) fails the whole batch: the caller then runs the asks one by one."""
+    """Every claim of a batch and its `queue.claim` audit event in one statement (outside a transaction, its
+    own: one round trip, the chain's lock held from the append to the commit only): each pick in claim order,
+    index-driven, never the same entry twice, then one append for all the events. One outcome per ask, in
+    order. A database error (a doctor made busy by another transaction at the same moment, say) fails the
+    whole batch and changes nothing: the caller then runs the asks one by one."""
     if not asks:
         return []
-    async with con.transaction():
-        rows = await con.fetch(
-            "SELECT * FROM queue_claim_batch($1::bigint[], $2::bigint[], $3::uuid[]) ORDER BY n",
-            [a.doctor_id for a in asks], [a.facility_id for a in asks], [a.entry_id for a in asks])
-        outcomes: list[ClaimOutcome] = []
-        events: list[audit.Event] = []
-        for ask, row in zip(asks, rows, strict=True):
-            if row["consultation_id"] is None:
-                outcomes.append(_refusal(ask, row["reason"], row["entry_status"]))
-                continue
-            outcomes.append(Claim(row["consultation_id"], row["entry_id"], row["patient_id"]))
-            events.append(audit.Event(audit.Actor.staff(ask.doctor_id), "queue.claim", "queue_entry",
-                                      row["entry_id"], {"consultation": str(row["consultation_id"])}))
-        # Last in the transaction: the audit lock is held from here to the commit.
-        await audit.record_many(con, events)
-    return outcomes
+    events = [audit.Event(audit.Actor.staff(a.doctor_id), "queue.claim", "queue_entry", _ENTRY,
+                          {"consultation": _CONSULTATION}) for a in asks]
+    rows = await con.fetch(
+        "SELECT * FROM queue_claim_batch($1::bigint[], $2::bigint[], $3::uuid[], $4, $5::text[], $6::text[]) "
+        "ORDER BY n",
+        [a.doctor_id for a in asks], [a.facility_id for a in asks], [a.entry_id for a in asks], audit.LOCK_KEY,
+        [audit.canonical_rest(e) for e in events], [audit.details_text(e) for e in events])
+    return [Claim(row["consultation_id"], row["entry_id"], row["patient_id"]) if row["consultation_id"] is not None
+            else _refusal(ask, row["reason"], row["entry_status"]) for ask, row in zip(asks, rows, strict=True)]
 
 
 async def entry_relations(con: asyncpg.Connection,

@@ -39,9 +39,11 @@ BEGIN
 END
 $$;
 
--- Every claim of a batch, in order, in the caller's transaction: item i is doctor p_doctors[i] of facility
--- p_facilities[i] taking p_entries[i] (NULL: the first waiting patient of their scope whose page is open).
--- One row per item: the consultation opened and the entry claimed, or a reason and nothing changed —
+-- Every claim of a batch, in order, and their audit events, in one statement (called outside a transaction it
+-- is its own: one round trip, and the chain's lock is held from the append to the commit only). Item i is
+-- doctor p_doctors[i] of facility p_facilities[i] taking p_entries[i] (NULL: the first waiting patient of
+-- their scope whose page is open). One row per item: the consultation opened and the entry claimed, or a
+-- reason and nothing changed —
 --   queue_empty      nobody waits in scope with their page open (next only)
 --   not_found        the chosen entry does not exist in the doctor's scope
 --   already_claimed  the chosen entry is not waiting (entry_status says what it is; 'waiting' when another
@@ -52,7 +54,11 @@ $$;
 -- earlier item is no longer waiting; entries other transactions hold are skipped (FOR UPDATE SKIP LOCKED),
 -- so claims stay exactly once across batches and processes. A doctor made busy by a concurrent transaction
 -- after the check raises unique_violation: the caller then runs the batch's items one by one.
-CREATE FUNCTION queue_claim_batch(p_doctors bigint[], p_facilities bigint[], p_entries uuid[])
+-- Each claim's `queue.claim` event is appended last, all with one `audit_append_many`: Python sends each
+-- event's canonical JSON (db/audit.py) and its details with the placeholders @@entry@@ and @@consultation@@,
+-- which only this statement knows (uuids: nothing to escape in JSON).
+CREATE FUNCTION queue_claim_batch(p_doctors bigint[], p_facilities bigint[], p_entries uuid[],
+                                  lock_key bigint, p_payloads text[], p_details text[])
 RETURNS TABLE (n int, consultation_id uuid, entry_id uuid, patient_id bigint, reason text, entry_status text)
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
@@ -64,6 +70,10 @@ DECLARE
     st       text;
     pid      bigint;
     audio    boolean;
+    ev_ids   text[] := '{}';
+    ev_actor text[] := '{}';
+    ev_det   text[] := '{}';
+    ev_rest  text[] := '{}';
 BEGIN
     -- Each distinct facility's subtree once per batch.
     SELECT jsonb_object_agg(d.f::text, (SELECT jsonb_agg(s) FROM facility_subtree(d.f) s))
@@ -129,7 +139,68 @@ BEGIN
         RETURNING id INTO consultation_id;
         entry_id := got;
         patient_id := pid;
+        ev_ids := ev_ids || got::text;
+        ev_actor := ev_actor || p_doctors[i]::text;
+        ev_det := ev_det || replace(replace(p_details[i], '@@entry@@', got::text), '@@consultation@@',
+                                    consultation_id::text);
+        ev_rest := ev_rest || replace(replace(p_payloads[i], '@@entry@@', got::text), '@@consultation@@',
+                                      consultation_id::text);
         RETURN NEXT;
     END LOOP;
+    -- Last: the chain's lock is held from here to the commit.
+    PERFORM audit_append_many(lock_key, array_fill('staff'::text, ARRAY[cardinality(ev_ids)]), ev_actor,
+                              array_fill('queue.claim'::text, ARRAY[cardinality(ev_ids)]),
+                              array_fill('queue_entry'::text, ARRAY[cardinality(ev_ids)]), ev_ids, ev_det, ev_rest);
+END
+$$;
+
+-- Every end of a batch and their audit events in one statement (one round trip outside a transaction, as
+-- above): each consultation ended, its queue entry done and the patient's link finished, as
+-- db.consultations.end does one at a time; the ids are distinct. One row per id: ended (with the patient),
+-- or the status it was found in (NULL: no such consultation). Event i (p_actor_kinds[i], p_actor_ids[i],
+-- `consultation.end`, p_details[i], canonical JSON p_payloads[i]) is appended if and only if consultation i
+-- ended, in order, with one `audit_append_many`.
+CREATE FUNCTION consultation_end_batch(p_ids uuid[], p_by text[], lock_key bigint, p_actor_kinds text[],
+                                       p_actor_ids text[], p_details text[], p_payloads text[])
+RETURNS TABLE (n int, ended_patient bigint, status text)
+LANGUAGE plpgsql VOLATILE AS $$
+DECLARE
+    ns       int[];
+    patients bigint[];
+    statuses text[];
+    ev       int[] := '{}';
+BEGIN
+    WITH asked AS (SELECT a.id, a.who, a.n FROM unnest(p_ids, p_by) WITH ORDINALITY AS a(id, who, n)),
+    ended AS (
+        UPDATE consultation c SET status = 'ended', ended_at = now(), ended_by = asked.who, outcome = NULL
+        FROM asked WHERE c.id = asked.id AND c.status = 'active'
+        RETURNING asked.n, c.queue_entry_id, c.patient_id),
+    done AS (
+        UPDATE queue_entry q SET status = 'done', finished_at = now()
+        FROM ended WHERE q.id = ended.queue_entry_id RETURNING q.link_jti),
+    finished AS (
+        UPDATE join_link l SET finished_at = now()
+        FROM done WHERE l.jti = done.link_jti AND l.finished_at IS NULL)
+    SELECT array_agg(asked.n::int ORDER BY asked.n), array_agg(e.patient_id ORDER BY asked.n),
+           array_agg(c.status ORDER BY asked.n)
+    INTO ns, patients, statuses
+    FROM asked LEFT JOIN ended e ON e.n = asked.n LEFT JOIN consultation c ON c.id = asked.id;
+    FOR i IN 1 .. coalesce(cardinality(ns), 0) LOOP
+        n := ns[i];
+        ended_patient := patients[i];
+        status := statuses[i];  -- the statement's snapshot: 'active' for those it ended
+        IF ended_patient IS NOT NULL THEN
+            ev := ev || n;
+        END IF;
+        RETURN NEXT;
+    END LOOP;
+    -- Last: the chain's lock is held from here to the commit.
+    PERFORM audit_append_many(lock_key, ARRAY(SELECT p_actor_kinds[k] FROM unnest(ev) WITH ORDINALITY AS u(k, o) ORDER BY o),
+                              ARRAY(SELECT p_actor_ids[k] FROM unnest(ev) WITH ORDINALITY AS u(k, o) ORDER BY o),
+                              array_fill('consultation.end'::text, ARRAY[cardinality(ev)]),
+                              array_fill('consultation'::text, ARRAY[cardinality(ev)]),
+                              ARRAY(SELECT p_ids[k]::text FROM unnest(ev) WITH ORDINALITY AS u(k, o) ORDER BY o),
+                              ARRAY(SELECT p_details[k] FROM unnest(ev) WITH ORDINALITY AS u(k, o) ORDER BY o),
+                              ARRAY(SELECT p_payloads[k] FROM unnest(ev) WITH ORDINALITY AS u(k, o) ORDER BY o));
 END
 $$;
