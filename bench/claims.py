@@ -24,6 +24,7 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -306,6 +307,51 @@ async def doctors_claim(url: str, stations: list[Station]) -> dict[str, Any]:
 # ---- the run -------------------------------------------------------------------------------------------------
 
 
+_COUNTED = {"claim_batches": 'donghanh_batches_total{kind="claims"}',
+            "claims_batched": 'donghanh_batched_items_total{kind="claims"}',
+            "end_batches": 'donghanh_batches_total{kind="ends"}',
+            "ends_batched": 'donghanh_batched_items_total{kind="ends"}',
+            "queue_broadcasts": "donghanh_queue_broadcasts_total",
+            "queue_broadcast_s": "donghanh_queue_broadcast_seconds_total"}
+
+
+def _counted(url: str) -> dict[str, float]:
+    """The server's own counts (/metrics, open to this machine): batches and their items, queue broadcasts."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:  # noqa: S310 - our own server
+        lines = response.read().decode().splitlines()
+    values = dict(line.rsplit(" ", 1) for line in lines if line and not line.startswith("#"))
+    return {name: float(values.get(series, "0")) for name, series in _COUNTED.items()}
+
+
+def _cpu(tmp: Path, server_pid: int, page_pids: list[int]) -> dict[str, float]:
+    """CPU seconds used so far: the server, PostgreSQL (the postmaster of `tmp`'s database and its backends),
+    this process (the doctors' sockets), the patient pages' processes, and the whole machine (busy time of
+    every core, whoever used it: the other work sharing the cores shows here)."""
+    import psutil
+
+    def used(proc: psutil.Process) -> float:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            return float(t.user + t.system)
+        return 0.0
+
+    postgres = 0.0
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(tmp) in " ".join(proc.info["cmdline"] or ()):
+            postgres = used(proc) + sum(used(child) for child in proc.children(recursive=True))
+            break
+    machine = psutil.cpu_times()
+    return {"server": used(psutil.Process(server_pid)), "postgres": postgres, "doctors": time.process_time(),
+            "pages": sum(used(psutil.Process(pid)) for pid in page_pids),
+            "machine": float(machine.user + machine.nice + machine.system + machine.irq + machine.softirq
+                             + machine.steal)}
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Claims per second through the socket protocol (200 doctors, 10,000 waiting patients), "
@@ -385,8 +431,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{welcomed:,d} patient pages said hello in {time.perf_counter() - connected:.0f} s", flush=True)
                 time.sleep(3)  # let the hello storm's queue broadcasts settle
                 cpu0 = server.cpu_seconds()
+                every0 = _cpu(tmp, server.pid, [p.pid for p in processes if p.pid is not None])
+                counted0 = _counted(server.url)
                 socket_run = asyncio.run(doctors_claim(server.url, stations))
                 socket_run["server_cpu_s"] = server.cpu_seconds() - cpu0
+                every1 = _cpu(tmp, server.pid, [p.pid for p in processes if p.pid is not None])
+                counted = {k: v - counted0[k] for k, v in _counted(server.url).items()}
+                counted["claims_per_batch"] = counted["claims_batched"] / max(1.0, counted["claim_batches"])
+                counted["ends_per_batch"] = counted["ends_batched"] / max(1.0, counted["end_batches"])
+                socket_run["server_counted"] = counted
+                # Where the cores went while the doctors claimed (seconds of CPU; "other" is the rest of the
+                # machine's busy time: the other work sharing the cores).
+                cpu_s = {k: every1[k] - every0[k] for k in every0}
+                cpu_s["other"] = cpu_s["machine"] - sum(v for k, v in cpu_s.items() if k != "machine")
+                socket_run["cpu_s"] = cpu_s
                 socket_run["server_cpu_ms_per_claim"] = 1000 * socket_run["server_cpu_s"] / max(1, socket_run["claims"])
                 socket_run["patient_pages"] = welcomed
                 for c in channels:
@@ -408,6 +466,12 @@ def main(argv: list[str] | None = None) -> int:
               f"reply p50 claim {socket_run['claim_reply_ms']['p50']:.1f} ms, "
               f"end {socket_run['end_reply_ms']['p50']:.1f} ms; "
               f"refused {socket_run['refused']}; database {socket_run['database']}", flush=True)
+        c = socket_run["server_counted"]
+        print(f"server: {c['claim_batches']:.0f} claim batches ({c['claims_per_batch']:.1f} claims each), "
+              f"{c['end_batches']:.0f} end batches ({c['ends_per_batch']:.1f} each), {c['queue_broadcasts']:.0f} queue "
+              f"broadcasts taking {c['queue_broadcast_s']:.2f} s", flush=True)
+        print("CPU seconds while claiming: " + ", ".join(f"{k} {v:.1f}" for k, v in socket_run["cpu_s"].items())
+              + f" (of {(os.cpu_count() or 1) * socket_run['seconds']:.0f} on {os.cpu_count()} cores)", flush=True)
         # Written now: the app's start marks every waiting patient offline (no page open yet), and
         # `claim_next` hands out only patients whose page is open; these are as if their pages were.
         baselines = {}

@@ -641,6 +641,8 @@ class Hub:
         with one audit append. Each claim gets its own outcome, the one it would get alone: a consultation, or
         the refusal (`forbidden`, `not_found`, `queue_empty`, `already_claimed`, `doctor_busy`)."""
         outcomes: list[consultations_db.Consultation | None | BaseException] = [None] * len(items)
+        self.stats.batches["claims"] += 1
+        self.stats.batched["claims"] += len(items)
         async with self.pool.acquire() as con:
             live = await self._sessions_live_many([client for client, _ in items], con)
             asks: dict[int, queue_db.ClaimAsk] = {}
@@ -749,6 +751,8 @@ class Hub:
         is in its consultation in one, then one transaction ending them all with one audit append. Each end
         gets the outcome it would get alone (`forbidden`, `room_closed`, `doctor_ends`, `not_active`…)."""
         outcomes: list[consultations_db.Ended | None | BaseException] = [None] * len(items)
+        self.stats.batches["ends"] += 1
+        self.stats.batched["ends"] += len(items)
         async with self.pool.acquire() as con:
             live = await self._sessions_live_many([client for client, _ in items], con)
             todo = [i for i in range(len(items)) if live[i]]
@@ -895,6 +899,8 @@ class Hub:
             except (OSError, asyncpg.PostgresError):
                 log.exception("queue broadcast failed; will retry on the next change")
             last_s = time.perf_counter() - started
+            self.stats.broadcasts += 1
+            self.stats.broadcast_s += last_s
             if presence is not None:  # for processes that start later: after this burst's sockets were served
                 await self._save_presence(presence)
 
