@@ -2,8 +2,7 @@
 
 Every audited write takes one advisory lock (db/audit.py) and holds it until its transaction commits, so
 all of them, on every process, follow each other through it. This runs the claims benchmark's SQL path
-(db.usecases.take_patient then db.consultations.end, one coroutine per doctor over a pool of the app's size;
-with --batched the group-commit path the hub runs, where one append holds a whole batch's events)
+(db.usecases.take_patient then db.consultations.end, one coroutine per doctor over a pool of the app's size)
 on a fresh embedded PostgreSQL and times, for each audited write, the span from the moment its append
 returned (the lock is taken inside that one statement, so this is a lower bound) to its commit. Lock
 utilisation = the sum of those spans / the run's wall time: near 1, the lock is what limits claims/s.
@@ -37,7 +36,6 @@ def _instrument(held: list[float]) -> None:
 
     got_lock: dict[int, float] = {}  # task → when its append (lock, head, row: one statement) returned
     original_append = audit._append
-    original_many = audit.record_many
     original_exit = asyncpg.transaction.Transaction.__aexit__
 
     async def append(*args: Any) -> None:
@@ -52,20 +50,14 @@ def _instrument(held: list[float]) -> None:
                 held.append(1000 * (time.perf_counter() - started))
         return result
 
-    async def append_many(con: Any, events: Any) -> None:  # group commit: one append for a batch's events
-        await original_many(con, events)
-        if events:
-            got_lock[id(asyncio.current_task())] = time.perf_counter()
-
     audit._append = append  # type: ignore[assignment]
-    audit.record_many = append_many  # type: ignore[assignment]
     asyncpg.transaction.Transaction.__aexit__ = exit_
 
 
-async def run(dsn: str, stations: Any, pool_size: int, *, batched: bool = False) -> dict[str, Any]:
+async def run(dsn: str, stations: Any, pool_size: int) -> dict[str, Any]:
     held: list[float] = []
     _instrument(held)
-    result = await sql_baseline(dsn, stations, pool_size, batched=batched)
+    result = await sql_baseline(dsn, stations, pool_size)
     seconds = result["seconds"]
     return {**result, "audited_writes": len(held),
             "held_ms": {"p50": harness.percentile(held, 50), "p99": harness.percentile(held, 99),
@@ -79,8 +71,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--patients", type=int, default=4_000, help="waiting patients (default 4000)")
     parser.add_argument("--communes", type=int, default=20, help="commune stations (default 20)")
     parser.add_argument("--pool", type=int, default=10, help="pool size (default 10, the app's)")
-    parser.add_argument("--batched", action="store_true",
-                        help="the hub's group-commit path (claim_batch, end_batch) instead of one by one")
     parser.add_argument("--output", type=Path, default=harness.RESULTS / "audit_hold.json",
                         help="result file (default: bench/results/audit_hold.json)")
     args = parser.parse_args(argv)
@@ -93,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             pass  # migrated
         stations = asyncio.run(prepare(dsn, stations=args.communes, doctors=args.doctors, patients=args.patients,
                                        label="a", first_patient=0))
-        result["run"] = asyncio.run(run(dsn, stations, args.pool, batched=args.batched))
+        result["run"] = asyncio.run(run(dsn, stations, args.pool))
     result["load_average_after"] = harness.load_average()
     r = result["run"]
     print(f"{r['claims']:,d} claims in {r['seconds']:.1f} s = {r['claims_per_s']:.0f}/s; {r['audited_writes']:,d} "
