@@ -389,3 +389,25 @@ async def test_events_appended_together_chain_and_hash_as_one_by_one(pool: async
     assert [r["details"] for r in rows][-4:-1] == [e.details for e in events]
     for before, row in zip(rows, rows[1:], strict=False):
         assert row["prev_hash"] == before["hash"]
+
+
+async def test_batches_of_two_processes_at_once_take_each_patient_exactly_once(
+        two_apps: tuple[RunningApp, RunningApp], http: aiohttp.ClientSession, pool: asyncpg.Pool,
+        make: Factory, network: Network) -> None:
+    """Two processes on one database, each running a batch of claims at the same moment: the entries one
+    batch holds are skipped by the other (`FOR UPDATE SKIP LOCKED` across transactions), never given twice."""
+    a, b = two_apps
+    doctors = await make.staff_many(16, network.commune)
+    entries = {(await make.waiting(await make.patient(network.commune))).id for _ in range(12)}
+    sockets = {d: await doctor_socket(a if i % 2 else b, http, d) for i, d in enumerate(doctors)}
+    on_a = [(hub_client(a, staff_id=d), claim(f"c{d}")) for i, d in enumerate(doctors) if i % 2]
+    on_b = [(hub_client(b, staff_id=d), claim(f"c{d}")) for i, d in enumerate(doctors) if not i % 2]
+    await asyncio.gather(one_batch(a, "claims", on_a), one_batch(b, "claims", on_b))
+    answers = [await reply(sockets[d], f"c{d}") for d in doctors]
+    paired = [uuid.UUID(x["entry"]) for x in answers if x["type"] == "paired"]
+    assert sorted(paired) == sorted(entries)
+    assert [x["code"] for x in answers if x["type"] == "error"] == ["queue_empty"] * 4
+    async with pool.acquire() as con:
+        assert await con.fetchval("SELECT count(*) FROM consultation WHERE queue_entry_id = ANY($1)",
+                                  list(entries)) == 12
+        assert await audit.verify_chain(con) is None
