@@ -75,7 +75,7 @@ CLAIM_BATCH = 100
 
 # A claim or an end as its batcher carries it: the socket, and the chosen entry (None: the next patient) or
 # the consultation to end.
-_ClaimItem = tuple[Client, "uuid.UUID | None"]
+_ClaimItem = tuple[Client, uuid.UUID | None]
 _EndItem = tuple[Client, uuid.UUID]
 
 

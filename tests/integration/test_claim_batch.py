@@ -24,6 +24,7 @@ from db import audit
 from db import consultations as consultations_db
 from db import queue as queue_db
 from db import staff as staff_db
+from db.errors import Conflict
 from signaling.rooms import Client, CloseCode
 from tests.conftest import RunningApp
 from tests.integration.conftest import Factory, Network
@@ -411,3 +412,24 @@ async def test_batches_of_two_processes_at_once_take_each_patient_exactly_once(
         assert await con.fetchval("SELECT count(*) FROM consultation WHERE queue_entry_id = ANY($1)",
                                   list(entries)) == 12
         assert await audit.verify_chain(con) is None
+
+
+async def test_a_batch_skips_the_entries_another_transaction_holds(
+        pool: asyncpg.Pool, make: Factory, network: Network) -> None:
+    """While another transaction holds the first patient in claim order (another process claiming them), a
+    batch's next claim takes the second, and a claim of that very patient is `already_claimed` (being
+    claimed by someone else), as a single claim says; once the other transaction is gone, they are taken."""
+    held = await make.waiting(await make.patient(network.commune), level=3)
+    second = await make.waiting(await make.patient(network.commune), level=1)
+    first_doctor, second_doctor, third_doctor = await make.staff_many(3, network.commune)
+    async with pool.acquire() as other, other.transaction():
+        await other.execute("SELECT 1 FROM queue_entry WHERE id = $1 FOR UPDATE", held.id)
+        async with pool.acquire() as con:
+            outcomes = await queue_db.claim_batch(con, [queue_db.ClaimAsk(first_doctor, network.commune),
+                                                        queue_db.ClaimAsk(second_doctor, network.commune, held.id)])
+    assert isinstance(outcomes[0], queue_db.Claim) and outcomes[0].entry_id == second.id
+    assert isinstance(outcomes[1], Conflict) and (outcomes[1].code, outcomes[1].message) == (
+        "already_claimed", f"queue entry {held.id} is being claimed by someone else")
+    async with pool.acquire() as con:
+        (taken,) = await queue_db.claim_batch(con, [queue_db.ClaimAsk(third_doctor, network.commune)])
+    assert isinstance(taken, queue_db.Claim) and taken.entry_id == held.id
