@@ -70,7 +70,7 @@ BROADCAST_SLICE = 250
 # With the bus: each process says who is online there at least this often; silent for the TTL, forgotten.
 PRESENCE_S = 10.0
 PRESENCE_TTL_S = 3 * PRESENCE_S
-# Group commit of claims and ends (signaling/batch.py): at most this many in one transaction.
+# Group commit of claims and ends (signaling/batch.py): at most this many in one statement.
 CLAIM_BATCH = 100
 
 # A claim or an end as its batcher carries it: the socket, and the chosen entry (None: the next patient) or
@@ -128,8 +128,9 @@ class Hub:
         self._saved_presence: tuple[Any, ...] | None = None  # this process's presence row as last written
         self._saved_presence_at = 0.0
         # Claims and ends arriving while a batch of them runs go together in the next: one pool connection,
-        # one session check, one transaction and one audit append per batch (docs/scale.md, "Claims per
-        # second"). None: the socket's session had ended, it was closed and nothing was done.
+        # one session check and one statement (the claims or ends and all their audit events) per batch
+        # (docs/scale.md, "Claims per second"). None: the socket's session had ended, it was closed and
+        # nothing was done.
         self._claims: Batcher[_ClaimItem, consultations_db.Consultation | None] = Batcher(
             self._claim_batch, max_batch=CLAIM_BATCH, name="claims")
         self._ends: Batcher[_EndItem, consultations_db.Ended | None] = Batcher(
@@ -637,9 +638,10 @@ class Hub:
     async def _claim_batch(self, items: Sequence[_ClaimItem]
                            ) -> list[consultations_db.Consultation | None | BaseException]:
         """The claims of a batch (group commit): on one connection, the sessions of all their sockets in one
-        query, the chosen entries' scope in one, then one transaction that claims them all in one statement
-        with one audit append. Each claim gets its own outcome, the one it would get alone: a consultation, or
-        the refusal (`forbidden`, `not_found`, `queue_empty`, `already_claimed`, `doctor_busy`)."""
+        query, the chosen entries' scope in one, then one statement that claims them all and appends their
+        audit events (db.queue.claim_batch). Each claim gets its own outcome, the one it would get alone: a
+        consultation, or the refusal (`forbidden`, `not_found`, `queue_empty`, `already_claimed`,
+        `doctor_busy`)."""
         outcomes: list[consultations_db.Consultation | None | BaseException] = [None] * len(items)
         self.stats.batches["claims"] += 1
         self.stats.batched["claims"] += len(items)
@@ -748,7 +750,8 @@ class Hub:
 
     async def _end_batch(self, items: Sequence[_EndItem]) -> list[consultations_db.Ended | None | BaseException]:
         """The ends of a batch (group commit): on one connection, the sessions in one query, who each socket
-        is in its consultation in one, then one transaction ending them all with one audit append. Each end
+        is in its consultation in one, then one statement ending them all and appending their audit events
+        (db.consultations.end_batch). Each end
         gets the outcome it would get alone (`forbidden`, `room_closed`, `doctor_ends`, `not_active`…)."""
         outcomes: list[consultations_db.Ended | None | BaseException] = [None] * len(items)
         self.stats.batches["ends"] += 1
