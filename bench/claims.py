@@ -10,9 +10,11 @@ figure is claims per second from the first `claim_next` to the last doctor's `qu
 database is asked whether every patient was claimed exactly once (one consultation per queue entry, every
 entry done) and the patient sockets report how many `paired` each received.
 
-Baseline, same run, same database: the same use-case functions the hub calls (`db.usecases.take_patient`
-then `db.consultations.end`) driven directly by 200 coroutines over a 10-connection pool (the app's pool
-size), on another set of waiting patients in other stations — the SQL's own throughput, no sockets.
+Baselines, same run, same database, each on another set of waiting patients in other stations, driven directly
+by one coroutine per doctor over a 10-connection pool (the app's pool size), no sockets: the SQL path the hub
+runs (group commit: `db.queue.claim_batch` and `db.consultations.end_batch` through a `Batcher` each — the
+ratio is against this one), and the one-by-one use cases HTTP routes call (`db.usecases.take_patient`, then
+`db.consultations.end`).
 Run with --help for the options.
 """
 
@@ -22,8 +24,10 @@ import argparse
 import asyncio
 import contextlib
 import multiprocessing
+import os
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from multiprocessing.connection import Connection
@@ -112,25 +116,52 @@ async def prepare(dsn: str, *, stations: int, doctors: int, patients: int, label
 # ---- the SQL baseline ---------------------------------------------------------------------------------
 
 
-async def sql_baseline(dsn: str, stations: list[Station], pool_size: int) -> dict[str, Any]:
-    """The hub's claim and end use cases, called directly by one coroutine per doctor over a shared pool."""
+async def sql_baseline(dsn: str, stations: list[Station], pool_size: int, *, batched: bool = False) -> dict[str, Any]:
+    """The claim and end use cases called directly by one coroutine per doctor over a shared pool: one by one
+    (`db.usecases.take_patient`, `db.consultations.end`: what HTTP routes call), or with `batched` by group
+    commit as the hub runs them (`db.queue.claim_batch`, `db.consultations.end_batch` through a
+    `signaling.batch.Batcher` each, one pool connection per batch; no sockets, no session checks)."""
     from db import audit, usecases
     from db import consultations as consultations_db
+    from db import queue as queue_db
     from db.pool import create_pool
+    from signaling.batch import Batcher
 
     pool = await create_pool(dsn, min_size=pool_size, max_size=pool_size)
     claims = 0
 
+    async def claim_batch(asks: Sequence[queue_db.ClaimAsk]) -> Sequence[queue_db.ClaimOutcome | BaseException]:
+        async with pool.acquire() as con:
+            return await queue_db.claim_batch(con, asks)
+
+    async def end_batch(asks: Sequence[consultations_db.EndAsk]) -> Sequence[Any]:
+        async with pool.acquire() as con:
+            return await consultations_db.end_batch(con, asks)
+
+    claimer: Batcher[queue_db.ClaimAsk, queue_db.ClaimOutcome] = Batcher(claim_batch, name="claims")
+    ender: Batcher[consultations_db.EndAsk, Any] = Batcher(end_batch, name="ends")
+
     async def doctor(staff_id: int, facility_id: int) -> None:
         nonlocal claims
         while True:
-            async with pool.acquire() as con:
-                c = await usecases.take_patient(con, staff_id, facility_id)
-            if c is None:
-                return
+            if batched:
+                claimed = await claimer.submit(queue_db.ClaimAsk(staff_id, facility_id))
+                if claimed is None:
+                    return
+                assert isinstance(claimed, queue_db.Claim)
+                consultation_id = claimed.consultation_id
+            else:
+                async with pool.acquire() as con:
+                    c = await usecases.take_patient(con, staff_id, facility_id)
+                if c is None:
+                    return
+                consultation_id = c.id
             claims += 1
-            async with pool.acquire() as con:
-                await consultations_db.end(con, c.id, "doctor", audit.Actor.staff(staff_id))
+            if batched:
+                await ender.submit(consultations_db.EndAsk(consultation_id, "doctor", audit.Actor.staff(staff_id)))
+            else:
+                async with pool.acquire() as con:
+                    await consultations_db.end(con, consultation_id, "doctor", audit.Actor.staff(staff_id))
 
     try:
         started = time.perf_counter()
@@ -138,7 +169,10 @@ async def sql_baseline(dsn: str, stations: list[Station], pool_size: int) -> dic
         seconds = time.perf_counter() - started
     finally:
         await pool.close()
-    return {"claims": claims, "seconds": seconds, "claims_per_s": claims / seconds}
+    return {"claims": claims, "seconds": seconds, "claims_per_s": claims / seconds, "batched": batched,
+            **({"batches": claimer.batches + ender.batches,
+                "items_per_batch": (claimer.items + ender.items) / max(1, claimer.batches + ender.batches)}
+               if batched else {})}
 
 
 # ---- the patient pages (load-generator processes) --------------------------------------------------------
@@ -273,6 +307,51 @@ async def doctors_claim(url: str, stations: list[Station]) -> dict[str, Any]:
 # ---- the run -------------------------------------------------------------------------------------------------
 
 
+_COUNTED = {"claim_batches": 'donghanh_batches_total{kind="claims"}',
+            "claims_batched": 'donghanh_batched_items_total{kind="claims"}',
+            "end_batches": 'donghanh_batches_total{kind="ends"}',
+            "ends_batched": 'donghanh_batched_items_total{kind="ends"}',
+            "queue_broadcasts": "donghanh_queue_broadcasts_total",
+            "queue_broadcast_s": "donghanh_queue_broadcast_seconds_total"}
+
+
+def _counted(url: str) -> dict[str, float]:
+    """The server's own counts (/metrics, open to this machine): batches and their items, queue broadcasts."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=30) as response:  # noqa: S310 - our own server
+        lines = response.read().decode().splitlines()
+    values = dict(line.rsplit(" ", 1) for line in lines if line and not line.startswith("#"))
+    return {name: float(values.get(series, "0")) for name, series in _COUNTED.items()}
+
+
+def _cpu(tmp: Path, server_pid: int, page_pids: list[int]) -> dict[str, float]:
+    """CPU seconds used so far: the server, PostgreSQL (the postmaster of `tmp`'s database and its backends),
+    this process (the doctors' sockets), the patient pages' processes, and the whole machine (busy time of
+    every core, whoever used it: the other work sharing the cores shows here)."""
+    import psutil
+
+    def used(proc: psutil.Process) -> float:
+        with contextlib.suppress(psutil.Error):
+            t = proc.cpu_times()
+            return float(t.user + t.system)
+        return 0.0
+
+    postgres = 0.0
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        if proc.info["name"] == "postgres" and str(tmp) in " ".join(proc.info["cmdline"] or ()):
+            postgres = used(proc) + sum(used(child) for child in proc.children(recursive=True))
+            break
+    machine = psutil.cpu_times()
+    return {"server": used(psutil.Process(server_pid)), "postgres": postgres, "doctors": time.process_time(),
+            "pages": sum(used(psutil.Process(pid)) for pid in page_pids),
+            "machine": float(machine.user + machine.nice + machine.system + machine.irq + machine.softirq
+                             + machine.steal)}
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description="Claims per second through the socket protocol (200 doctors, 10,000 waiting patients), "
@@ -311,9 +390,12 @@ def main(argv: list[str] | None = None) -> int:
                    "(a doctor holds one consultation at a time, so each claim includes ending the previous "
                    "one). Claims per second run from the first claim_next to the last queue_empty. Then the "
                    "database is checked: one consultation per queue entry, every entry done, and each "
-                   "patient page got exactly one `paired`. Baseline in the same run: the same use cases "
-                   "(db.usecases.take_patient, db.consultations.end) driven directly by one coroutine per "
-                   "doctor over a 10-connection pool (the app's size) on other stations' waiting patients."),
+                   "patient page got exactly one `paired`. Baselines in the same run, each on other stations' "
+                   f"{args.baseline_patients:,d} waiting patients, one coroutine per doctor over a 10-connection "
+                   "pool (the app's size), no sockets: the SQL path the hub runs (group commit: "
+                   "db.queue.claim_batch and db.consultations.end_batch through a Batcher each; the ratio is "
+                   "against this one), and the one-by-one use cases other callers use (db.usecases.take_patient, "
+                   "db.consultations.end)."),
     }
     result["load_average_before"] = harness.load_average()
     profile = None
@@ -349,8 +431,20 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{welcomed:,d} patient pages said hello in {time.perf_counter() - connected:.0f} s", flush=True)
                 time.sleep(3)  # let the hello storm's queue broadcasts settle
                 cpu0 = server.cpu_seconds()
+                every0 = _cpu(tmp, server.pid, [p.pid for p in processes if p.pid is not None])
+                counted0 = _counted(server.url)
                 socket_run = asyncio.run(doctors_claim(server.url, stations))
                 socket_run["server_cpu_s"] = server.cpu_seconds() - cpu0
+                every1 = _cpu(tmp, server.pid, [p.pid for p in processes if p.pid is not None])
+                counted = {k: v - counted0[k] for k, v in _counted(server.url).items()}
+                counted["claims_per_batch"] = counted["claims_batched"] / max(1.0, counted["claim_batches"])
+                counted["ends_per_batch"] = counted["ends_batched"] / max(1.0, counted["end_batches"])
+                socket_run["server_counted"] = counted
+                # Where the cores went while the doctors claimed (seconds of CPU; "other" is the rest of the
+                # machine's busy time: the other work sharing the cores).
+                cpu_s = {k: every1[k] - every0[k] for k in every0}
+                cpu_s["other"] = cpu_s["machine"] - sum(v for k, v in cpu_s.items() if k != "machine")
+                socket_run["cpu_s"] = cpu_s
                 socket_run["server_cpu_ms_per_claim"] = 1000 * socket_run["server_cpu_s"] / max(1, socket_run["claims"])
                 socket_run["patient_pages"] = welcomed
                 for c in channels:
@@ -372,15 +466,25 @@ def main(argv: list[str] | None = None) -> int:
               f"reply p50 claim {socket_run['claim_reply_ms']['p50']:.1f} ms, "
               f"end {socket_run['end_reply_ms']['p50']:.1f} ms; "
               f"refused {socket_run['refused']}; database {socket_run['database']}", flush=True)
+        c = socket_run["server_counted"]
+        print(f"server: {c['claim_batches']:.0f} claim batches ({c['claims_per_batch']:.1f} claims each), "
+              f"{c['end_batches']:.0f} end batches ({c['ends_per_batch']:.1f} each), {c['queue_broadcasts']:.0f} queue "
+              f"broadcasts taking {c['queue_broadcast_s']:.2f} s", flush=True)
+        print("CPU seconds while claiming: " + ", ".join(f"{k} {v:.1f}" for k, v in socket_run["cpu_s"].items())
+              + f" (of {(os.cpu_count() or 1) * socket_run['seconds']:.0f} on {os.cpu_count()} cores)", flush=True)
         # Written now: the app's start marks every waiting patient offline (no page open yet), and
         # `claim_next` hands out only patients whose page is open; these are as if their pages were.
-        base = asyncio.run(prepare(dsn, stations=args.communes, doctors=args.doctors,
-                                   patients=args.baseline_patients, label="b", first_patient=10_000_000))
-        baseline = asyncio.run(sql_baseline(dsn, base, pool_size=10))
-        print(f"SQL baseline: {baseline['claims']:,d} claims in {baseline['seconds']:.1f} s = "
-              f"{baseline['claims_per_s']:.0f}/s", flush=True)
-    result["socket"], result["sql_baseline"] = socket_run, baseline
-    result["ratio_socket_to_sql"] = socket_run["claims_per_s"] / baseline["claims_per_s"]
+        baselines = {}
+        for label, batched, first in (("batched", True, 10_000_000), ("one_by_one", False, 20_000_000)):
+            base = asyncio.run(prepare(dsn, stations=args.communes, doctors=args.doctors,
+                                       patients=args.baseline_patients, label=label[0], first_patient=first))
+            baselines[label] = asyncio.run(sql_baseline(dsn, base, pool_size=10, batched=batched))
+            print(f"SQL baseline ({label.replace('_', ' ')}): {baselines[label]['claims']:,d} claims in "
+                  f"{baselines[label]['seconds']:.1f} s = {baselines[label]['claims_per_s']:.0f}/s", flush=True)
+    result["socket"], result["sql_baseline"] = socket_run, baselines
+    # The honest ratio: against the SQL path the hub itself runs (group commit), same run, same database.
+    result["ratio_socket_to_sql"] = socket_run["claims_per_s"] / baselines["batched"]["claims_per_s"]
+    result["ratio_socket_to_sql_one_by_one"] = socket_run["claims_per_s"] / baselines["one_by_one"]["claims_per_s"]
     db = socket_run["database"]
     exactly_once = (db["entries"] == args.patients and db["done"] == args.patients
                     and db["consultations"] == args.patients and db["entries_claimed_twice"] == 0
@@ -392,7 +496,9 @@ def main(argv: list[str] | None = None) -> int:
                      "met": exactly_once and socket_run["claims_per_s"] >= args.aim}
     result["load_average_after"] = harness.load_average()
     result["wall_s"] = time.perf_counter() - started
-    print(f"ratio socket/SQL: {result['ratio_socket_to_sql']:.2f}; every patient claimed exactly once: {exactly_once}")
+    print(f"ratio socket/SQL: {result['ratio_socket_to_sql']:.2f} against the batched SQL path, "
+          f"{result['ratio_socket_to_sql_one_by_one']:.2f} against one by one; "
+          f"every patient claimed exactly once: {exactly_once}")
     print(f"machine load average (1 min) before/after: {result['load_average_before'][0]:.2f} / "
           f"{result['load_average_after'][0]:.2f}")
     print(f"aim: {result['aim']['text']} → {'met' if result['aim']['met'] else 'NOT met'}")

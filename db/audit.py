@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -73,6 +74,47 @@ async def _append(con: asyncpg.Connection, actor: Actor, action: str, object_kin
     rest = _payload("", "", actor, action, object_kind, object_id, details)[len(_PAYLOAD_HEAD):]
     await con.execute("SELECT audit_append($1, $2, $3, $4, $5, $6, $7, $8)", _AUDIT_LOCK, actor.kind, actor.id,
                       action, object_kind, object_id, details, rest)
+
+
+@dataclass(frozen=True)
+class Event:
+    """One audit event to append (`record_many`): what `record` takes, as a value."""
+
+    actor: Actor
+    action: str
+    object_kind: str
+    object_id: object
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_rest(event: Event) -> str:
+    """The event's canonical JSON (`_digest`'s) without its first two members, the chain's head and the time,
+    which the append fills in under the lock (migrations 0023, 0024)."""
+    return _payload("", "", event.actor, event.action, event.object_kind, str(event.object_id),
+                    event.details)[len(_PAYLOAD_HEAD):]
+
+
+def details_text(event: Event) -> str:
+    """The event's details as the JSON text an append stores (jsonb)."""
+    return json.dumps(event.details, ensure_ascii=False, default=str)
+
+
+# The chain's lock, for SQL that appends events itself (the batch functions of migration 0024).
+LOCK_KEY = _AUDIT_LOCK
+
+
+async def record_many(con: asyncpg.Connection, events: Sequence[Event]) -> None:
+    """Append several events in order, taking the chain's lock once (group commit: a batch of claims or ends,
+    signaling/batch.py): each is its own row, chained and hashed exactly as `record` would have made it, one
+    after the other (migration 0024, `audit_append_many`). Inside the caller's transaction if it has one;
+    otherwise the statement is its own."""
+    if not events:
+        return
+    await con.execute(
+        "SELECT audit_append_many($1, $2, $3, $4, $5, $6, $7, $8)", _AUDIT_LOCK,
+        [e.actor.kind for e in events], [e.actor.id for e in events], [e.action for e in events],
+        [e.object_kind for e in events], [str(e.object_id) for e in events],
+        [details_text(e) for e in events], [canonical_rest(e) for e in events])
 
 
 async def verify_chain(con: asyncpg.Connection) -> int | None:

@@ -10,7 +10,7 @@ from datetime import datetime
 import asyncpg
 
 from db import audit, scope
-from db.errors import Conflict, NotFound
+from db.errors import Conflict, DbError, NotFound
 
 
 @dataclass(frozen=True)
@@ -197,6 +197,70 @@ async def end(con: asyncpg.Connection, consultation_id: uuid.UUID, by: str, acto
         # Last in the transaction: the audit lock is held from here to the commit.
         await audit.record(con, actor, "consultation.end", "consultation", consultation_id, {"by": by})
         return consultation
+
+
+# ---- ends in batches (group commit: signaling/batch.py) ------------------------------------------------
+
+
+@dataclass(frozen=True)
+class EndAsk:
+    """One end of a batch: who ends which consultation, as `end` takes it."""
+
+    consultation_id: uuid.UUID
+    by: str
+    actor: audit.Actor
+
+
+@dataclass(frozen=True)
+class Ended:
+    consultation_id: uuid.UUID
+    patient_id: int
+
+
+async def end_batch(con: asyncpg.Connection, asks: Sequence[EndAsk]) -> list[Ended | DbError]:
+    """`end` for every ask of a batch in one statement (outside a transaction, its own: one round trip):
+    each consultation ended, its queue entry done, the patient's link finished, and one audit append of a
+    `consultation.end` per consultation ended (the chain's lock taken once, held to the commit only). One
+    outcome per ask, in order: refusals exactly as `end` gives them (`not_found`, `not_active`; a
+    consultation asked twice is ended by the first ask). A database error fails the whole batch and changes
+    nothing: the caller then runs the asks one by one."""
+    if not asks:
+        return []
+    first: dict[uuid.UUID, EndAsk] = {}
+    for ask in asks:
+        first.setdefault(ask.consultation_id, ask)
+    ids = list(first)
+    events = [audit.Event(first[i].actor, "consultation.end", "consultation", i, {"by": first[i].by}) for i in ids]
+    rows = await con.fetch(
+        "SELECT * FROM consultation_end_batch($1::uuid[], $2::text[], $3, $4::text[], $5::text[], $6::text[], "
+        "$7::text[]) ORDER BY n",
+        ids, [first[i].by for i in ids], audit.LOCK_KEY, [e.actor.kind for e in events],
+        [e.actor.id for e in events], [audit.details_text(e) for e in events],
+        [audit.canonical_rest(e) for e in events])
+    found = {i: {"ended_patient": r["ended_patient"], "status": r["status"]} for i, r in zip(ids, rows, strict=True)}
+    # Ended by another transaction while the statement waited for the row: its snapshot still says active;
+    # the status now is what `end` would name.
+    raced = [i for i, r in found.items() if r["ended_patient"] is None and r["status"] == "active"]
+    if raced:
+        for r in await con.fetch("SELECT id, status FROM consultation WHERE id = ANY($1::uuid[])", raced):
+            found[r["id"]]["status"] = r["status"]
+    outcomes: list[Ended | DbError] = []
+    for ask in asks:
+        row = found[ask.consultation_id]
+        if row["ended_patient"] is not None and first[ask.consultation_id] is ask:
+            outcomes.append(Ended(ask.consultation_id, row["ended_patient"]))
+        elif row["status"] is None:
+            outcomes.append(NotFound("consultation", ask.consultation_id))
+        else:  # ended before this batch, or by an earlier ask of it (the status read is the statement's snapshot)
+            status = "ended" if row["ended_patient"] is not None else row["status"]
+            outcomes.append(Conflict("not_active", f"cannot end consultation in state \"{status}\""))
+    return outcomes
+
+
+async def get_many(con: asyncpg.Connection, ids: Sequence[uuid.UUID]) -> dict[uuid.UUID, Consultation]:
+    """These consultations, by id (one query)."""
+    rows = await con.fetch(_SELECT + " WHERE c.id = ANY($1::uuid[])", list(ids))
+    return {r["id"]: _consultation(r) for r in rows}
 
 
 async def is_doctor_in_scope(con: asyncpg.Connection, staff_facility_id: int, patient_facility_id: int) -> bool:

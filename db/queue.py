@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from db import audit
-from db.errors import Conflict, NotFound
+from db.errors import Conflict, DbError, NotFound
 
 # A patient back after the offline grace period queues again from when they came back (`rejoined_at`).
 ORDER = "q.triage_level DESC, (q.requeued_at IS NULL), coalesce(q.rejoined_at, q.arrived_at), q.id"
@@ -205,6 +205,72 @@ async def claim_entry(con: asyncpg.Connection, doctor_id: int, facility_id: int,
     if row["status"] != "waiting":
         raise Conflict("already_claimed", f"cannot claim queue entry in state \"{row['status']}\"")
     raise Conflict("already_claimed", f"queue entry {entry_id} is being claimed by someone else")
+
+
+# ---- claims in batches (group commit: signaling/batch.py, migration 0024) ------------------------------
+
+
+@dataclass(frozen=True)
+class ClaimAsk:
+    """One claim of a batch: a doctor of `facility_id` takes `entry_id`, or with None the next patient."""
+
+    doctor_id: int
+    facility_id: int
+    entry_id: uuid.UUID | None = None
+
+
+# What a claim of a batch got: the claim, None when nobody waits (claim_next), or the refusal the single
+# claim (`claim_next` / `claim_entry`) raises in the same case, with the same code and message.
+ClaimOutcome = Claim | DbError | None
+
+
+def _refusal(ask: ClaimAsk, reason: str, status: str | None) -> DbError | None:
+    if reason == "queue_empty":
+        return None
+    if reason == "doctor_busy":
+        return Conflict("doctor_busy", "you already have an active consultation; end it first")
+    if reason == "not_found":
+        return NotFound("queue entry", ask.entry_id)
+    if reason == "already_claimed" and status != "waiting":
+        return Conflict("already_claimed", f"cannot claim queue entry in state \"{status}\"")
+    if reason == "already_claimed":
+        return Conflict("already_claimed", f"queue entry {ask.entry_id} is being claimed by someone else")
+    raise ValueError(f"unknown claim refusal {reason!r}")  # pragma: no cover - the SQL says only the above
+
+
+# What a claim's `queue.claim` event holds, with the placeholders queue_claim_batch fills in (migration 0024).
+_ENTRY, _CONSULTATION = "@@entry@@", "@@consultation@@"
+
+
+async def claim_batch(con: asyncpg.Connection, asks: Sequence[ClaimAsk]) -> list[ClaimOutcome]:
+    """Every claim of a batch and its `queue.claim` audit event in one statement (outside a transaction, its
+    own: one round trip, the chain's lock held from the append to the commit only): each pick in claim order,
+    index-driven, never the same entry twice, then one append for all the events. One outcome per ask, in
+    order. A database error (a doctor made busy by another transaction at the same moment, say) fails the
+    whole batch and changes nothing: the caller then runs the asks one by one."""
+    if not asks:
+        return []
+    events = [audit.Event(audit.Actor.staff(a.doctor_id), "queue.claim", "queue_entry", _ENTRY,
+                          {"consultation": _CONSULTATION}) for a in asks]
+    rows = await con.fetch(
+        "SELECT * FROM queue_claim_batch($1::bigint[], $2::bigint[], $3::uuid[], $4, $5::text[], $6::text[]) "
+        "ORDER BY n",
+        [a.doctor_id for a in asks], [a.facility_id for a in asks], [a.entry_id for a in asks], audit.LOCK_KEY,
+        [audit.canonical_rest(e) for e in events], [audit.details_text(e) for e in events])
+    return [Claim(row["consultation_id"], row["entry_id"], row["patient_id"]) if row["consultation_id"] is not None
+            else _refusal(ask, row["reason"], row["entry_status"]) for ask, row in zip(asks, rows, strict=True)]
+
+
+async def entry_relations(con: asyncpg.Connection,
+                          asks: Sequence[tuple[uuid.UUID, int]]) -> list[tuple[int, str] | None]:
+    """For each (entry id, staff facility): the entry's facility and where it sits from the staff member's
+    facility (db/scope.py's relation), or None when there is no such entry. One query for a batch."""
+    rows = await con.fetch(
+        """SELECT i.n, q.facility_id, facility_relation(i.fac, q.facility_id) AS relation
+           FROM unnest($1::uuid[], $2::bigint[]) WITH ORDINALITY AS i(entry, fac, n)
+           JOIN queue_entry q ON q.id = i.entry""", [a[0] for a in asks], [a[1] for a in asks])
+    found = {int(r["n"]): (int(r["facility_id"]), str(r["relation"])) for r in rows}
+    return [found.get(n) for n in range(1, len(asks) + 1)]
 
 
 async def change_level(con: asyncpg.Connection, entry_id: uuid.UUID, level: int, staff_id: int) -> None:

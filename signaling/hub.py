@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode
 
 from care import access
 from care.access import Action, Relation, Role
-from db import audit, scope, usecases
+from db import audit, scope
 from db import chat as chat_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
@@ -73,6 +73,13 @@ BROADCAST_SLICE = 250
 # With the bus: each process says who is online there at least this often; silent for the TTL, forgotten.
 PRESENCE_S = 10.0
 PRESENCE_TTL_S = 3 * PRESENCE_S
+# Group commit of claims and ends (signaling/batch.py): at most this many in one statement.
+CLAIM_BATCH = 100
+
+# A claim or an end as its batcher carries it: the socket, and the chosen entry (None: the next patient) or
+# the consultation to end.
+_ClaimItem = tuple[Client, uuid.UUID | None]
+_EndItem = tuple[Client, uuid.UUID]
 
 
 def _iso(value: datetime) -> str:
@@ -131,6 +138,14 @@ class Hub:
         self.remote_presence: dict[str, RemotePresence] = {}
         self._saved_presence: tuple[Any, ...] | None = None  # this process's presence row as last written
         self._saved_presence_at = 0.0
+        # Claims and ends arriving while a batch of them runs go together in the next: one pool connection,
+        # one session check and one statement (the claims or ends and all their audit events) per batch
+        # (docs/scale.md, "Claims per second"). None: the socket's session had ended, it was closed and
+        # nothing was done.
+        self._claims: Batcher[_ClaimItem, consultations_db.Consultation | None] = Batcher(
+            self._claim_batch, max_batch=CLAIM_BATCH, name="claims")
+        self._ends: Batcher[_EndItem, consultations_db.Ended | None] = Batcher(
+            self._end_batch, max_batch=CLAIM_BATCH, name="ends")
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -160,6 +175,8 @@ class Hub:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks = []
+        await self._claims.close()
+        await self._ends.close()
         if self._background:
             await asyncio.wait(list(self._background), timeout=5)
         for batcher in (self._hellos, self._joins, self._upgrades):
@@ -425,28 +442,10 @@ class Hub:
         if con is None:
             async with self.pool.acquire() as own:
                 return await self._authorised_consultation(client, room_id, invited_too=invited_too, con=own)
-        me: Member | None = None
-        c = await consultations_db.get(con, room_id)
-        if c is not None and client.staff is not None:
-            relation = await scope.relation(con, client.staff.facility_id, c.patient_facility_id)
-            if access.allows(client.staff.role, Action.conduct_consultation, relation,
-                             assignee=c.doctor_id == client.staff.staff_id):
-                me = Member(client, "doctor", "doctor", c.doctor_name, c.doctor_facility, c.doctor_id)
-            elif invited_too:
-                invited = await consultations_db.participant(con, room_id, client.staff.staff_id)
-                if invited is not None and access.allows(client.staff.role, Action.join_call, relation,
-                                                         assignee=True):
-                    me = Member(client, f"staff:{invited.staff_id}", "specialist", invited.name,
-                                invited.facility, invited.staff_id)
-        elif c is not None and access.allows(  # a patient: their own consultation, known by their link
-                Role.patient, Action.conduct_consultation, Relation.own,
-                assignee=client.patient is not None and c.patient_id == client.patient.patient_id):
-            me = Member(client, "patient", "patient", c.patient_name)
-        if c is None or me is None:
-            raise SignalingError("forbidden", f"room {room_id} is not yours")
-        if not c.active:
-            raise SignalingError("room_closed", f"cannot join consultation in state \"{c.status}\"")
-        return c, me
+        (found,) = await self._authorised_consultations([(client, room_id)], con, invited_too=invited_too)
+        if isinstance(found, SignalingError):
+            raise found
+        return found.consultation, found.member
 
     async def _join(self, client: Client, msg: p.Join) -> None:
         # Batched with the joins of other sockets (after a restart every page rejoins at once): the batch
@@ -715,25 +714,80 @@ class Hub:
     # ---- queue -----------------------------------------------------------------------------------
 
     async def _claim(self, client: Client, msg: p.ClaimNext) -> None:
-        staff = client.staff
-        async with self.pool.acquire() as con:  # one connection for the session check and the claim
-            if not await self._session_live(client, con):
-                return
-            if staff is None or not access.may_ever(staff.role, Action.claim):
-                raise SignalingError("forbidden", "only doctors and specialists can claim patients")
-            if msg.entry is not None:
-                entry = await queue_db.get_entry(con, msg.entry)
-                # Outside the claimer's scope is "no such entry" (claim_entry's own SQL says the same).
-                if entry is None or not access.allows(staff.role, Action.claim, await scope.relation(
-                        con, staff.facility_id, entry.facility_id)):
-                    raise SignalingError("not_found", f"no queue entry {msg.entry}")
-            c = await usecases.take_patient(con, staff.staff_id, staff.facility_id, msg.entry)
+        c = await self._claims.submit((client, msg.entry))
         if c is None:
-            raise SignalingError("queue_empty", "nobody is waiting with their page open (patients shown offline "
-                                 "keep their place; choose one to call them)")
+            return  # the socket's session had ended: it is closed and nothing was claimed
         await client.send({"type": "paired", "id": msg.id, "room": str(c.id), "polite": False,
                            "peer_name": c.patient_name, "entry": str(c.queue_entry_id)})
         await self.claimed(c)
+
+    async def _claim_batch(self, items: Sequence[_ClaimItem]
+                           ) -> list[consultations_db.Consultation | None | BaseException]:
+        """The claims of a batch (group commit): on one connection, the sessions of all their sockets in one
+        query, the chosen entries' scope in one, then one statement that claims them all and appends their
+        audit events (db.queue.claim_batch). Each claim gets its own outcome, the one it would get alone: a
+        consultation, or the refusal (`forbidden`, `not_found`, `queue_empty`, `already_claimed`,
+        `doctor_busy`)."""
+        outcomes: list[consultations_db.Consultation | None | BaseException] = [None] * len(items)
+        self.stats.batches["claims"] += 1
+        self.stats.batched["claims"] += len(items)
+        async with self.pool.acquire() as con:
+            live = await self._sessions_live([client for client, _ in items], con)
+            asks: dict[int, queue_db.ClaimAsk] = {}
+            for i, (client, entry) in enumerate(items):
+                staff = client.staff
+                if client not in live:  # closed (4401): no answer
+                    continue
+                if staff is None or not access.may_ever(staff.role, Action.claim):
+                    outcomes[i] = SignalingError("forbidden", "only doctors and specialists can claim patients")
+                    continue
+                asks[i] = queue_db.ClaimAsk(staff.staff_id, staff.facility_id, entry)
+            chosen = [i for i, ask in asks.items() if ask.entry_id is not None]
+            if chosen:
+                found = await queue_db.entry_relations(con, [(entry, asks[i].facility_id) for i in chosen
+                                                             if (entry := asks[i].entry_id) is not None])
+                for i, where in zip(chosen, found, strict=True):
+                    staff = items[i][0].staff
+                    assert staff is not None
+                    # Outside the claimer's scope is "no such entry" (the claim's own SQL says the same).
+                    if where is None or not access.allows(staff.role, Action.claim, Relation(where[1])):
+                        outcomes[i] = SignalingError("not_found", f"no queue entry {asks.pop(i).entry_id}")
+            order = list(asks)
+            claims: Sequence[queue_db.ClaimOutcome | BaseException]
+            try:
+                claims = await queue_db.claim_batch(con, [asks[i] for i in order])
+            except asyncpg.PostgresError:
+                # One claim must not fail the others (a doctor made busy elsewhere at the same instant, say).
+                log.warning("a batch of %d claims failed; claiming one by one", len(order), exc_info=True)
+                claims = [await self._claim_alone(con, asks[i]) for i in order]
+            opened = await consultations_db.get_many(
+                con, [claim.consultation_id for claim in claims if isinstance(claim, queue_db.Claim)])
+        for i, claim in zip(order, claims, strict=True):
+            if isinstance(claim, queue_db.Claim):
+                outcomes[i] = opened[claim.consultation_id]
+            elif claim is None:
+                outcomes[i] = SignalingError("queue_empty", "nobody is waiting with their page open (patients "
+                                             "shown offline keep their place; choose one to call them)")
+            elif isinstance(claim, DbError):
+                outcomes[i] = SignalingError(claim.code, claim.message)
+            else:
+                outcomes[i] = claim
+        return outcomes
+
+    @staticmethod
+    async def _claim_alone(con: asyncpg.Connection, ask: queue_db.ClaimAsk
+                           ) -> queue_db.ClaimOutcome | BaseException:
+        """One claim in its own transaction, the way a claim ran before batches (a batch's fallback)."""
+        try:
+            async with con.transaction():
+                if ask.entry_id is None:
+                    return await queue_db.claim_next(con, ask.doctor_id, ask.facility_id)
+                return await queue_db.claim_entry(con, ask.doctor_id, ask.facility_id, ask.entry_id)
+        except DbError as exc:
+            return exc
+        except asyncpg.PostgresError as exc:  # this claim alone fails
+            failed: BaseException = exc
+            return failed
 
     async def claimed(self, c: consultations_db.Consultation) -> None:
         """A doctor took this patient (on the socket, or from a page such as the day's schedule): the
@@ -775,19 +829,61 @@ class Hub:
                                                 "message": out})
 
     async def _end(self, client: Client, msg: p.End) -> None:
-        async with self.pool.acquire() as con:  # one connection for the session check, the policy and the end
-            if not await self._session_live(client, con):
-                return
-            _, me = await self._authorised_consultation(client, msg.room, invited_too=True, con=con)
-            if client.staff is None:
-                # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back; the
-                # doctor can call them back, and only the doctor closes the consultation (and the patient's link).
-                raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to leave "
-                                     "the call")
-            if me.role == "specialist":
-                raise SignalingError("forbidden", "invited staff may leave the call, not end the consultation")
-            ended = await consultations_db.end(con, msg.room, "doctor", audit.Actor.staff(client.staff.staff_id))
-        await self.notify_ended(ended.id, ended.patient_id, by="doctor", ref=msg.id, requester=client)
+        ended = await self._ends.submit((client, msg.room))
+        if ended is None:
+            return  # the socket's session had ended: it is closed and nothing was ended
+        await self.notify_ended(ended.consultation_id, ended.patient_id, by="doctor", ref=msg.id, requester=client)
+
+    async def _end_batch(self, items: Sequence[_EndItem]) -> list[consultations_db.Ended | None | BaseException]:
+        """The ends of a batch (group commit): on one connection, the sessions in one query, who each socket
+        is in its consultation in one, then one statement ending them all and appending their audit events
+        (db.consultations.end_batch). Each end
+        gets the outcome it would get alone (`forbidden`, `room_closed`, `doctor_ends`, `not_active`…)."""
+        outcomes: list[consultations_db.Ended | None | BaseException] = [None] * len(items)
+        self.stats.batches["ends"] += 1
+        self.stats.batched["ends"] += len(items)
+        async with self.pool.acquire() as con:
+            live = await self._sessions_live([client for client, _ in items], con)
+            todo = [i for i, (client, _) in enumerate(items) if client in live]  # the others were closed (4401)
+            authorised = await self._authorised_consultations([items[i] for i in todo], con, invited_too=True)
+            asks: dict[int, consultations_db.EndAsk] = {}
+            for i, auth in zip(todo, authorised, strict=True):
+                client, room_id = items[i]
+                try:
+                    if isinstance(auth, SignalingError):
+                        raise auth
+                    if client.staff is None:
+                        # Hanging up is not ending (issue 8.10): the patient leaves the call and may come back;
+                        # the doctor can call them back, and only the doctor closes the consultation.
+                        raise SignalingError("doctor_ends", "only the doctor ends the consultation; send leave to "
+                                             "leave the call")
+                    if auth.member.role == "specialist":
+                        raise SignalingError("forbidden", "invited staff may leave the call, not end the "
+                                             "consultation")
+                except SignalingError as exc:
+                    outcomes[i] = exc
+                    continue
+                asks[i] = consultations_db.EndAsk(room_id, "doctor", audit.Actor.staff(client.staff.staff_id))
+            order = list(asks)
+            ends: Sequence[consultations_db.Ended | DbError | BaseException]
+            try:
+                ends = await consultations_db.end_batch(con, [asks[i] for i in order])
+            except asyncpg.PostgresError:
+                log.warning("a batch of %d ends failed; ending one by one", len(order), exc_info=True)
+                ends = [await self._end_alone(con, asks[i]) for i in order]
+        for i, outcome in zip(order, ends, strict=True):
+            outcomes[i] = SignalingError(outcome.code, outcome.message) if isinstance(outcome, DbError) else outcome
+        return outcomes
+
+    @staticmethod
+    async def _end_alone(con: asyncpg.Connection, ask: consultations_db.EndAsk
+                         ) -> consultations_db.Ended | BaseException:
+        """One end in its own transaction, the way an end ran before batches (a batch's fallback)."""
+        try:
+            c = await consultations_db.end(con, ask.consultation_id, ask.by, ask.actor)
+        except (DbError, asyncpg.PostgresError) as exc:
+            return exc
+        return consultations_db.Ended(c.id, c.patient_id)
 
     async def _call_back(self, client: Client, msg: p.CallBack) -> None:
         if client.staff is None:
@@ -891,6 +987,8 @@ class Hub:
             except (OSError, asyncpg.PostgresError):
                 log.exception("queue broadcast failed; will retry on the next change")
             last_s = time.perf_counter() - started
+            self.stats.broadcasts += 1
+            self.stats.broadcast_s += last_s
             if presence is not None:  # for processes that start later: after this burst's sockets were served
                 await self._save_presence(presence)
 

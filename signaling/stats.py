@@ -16,3 +16,8 @@ class HubStats:
     relayed: Counter[str] = field(default_factory=Counter)  # message type → messages passed to a room's peer
     refused: Counter[str] = field(default_factory=Counter)  # error code → messages answered with `error`
     claims: int = 0  # patients a doctor took (socket claim or a page such as the day's schedule)
+    # Group commit (signaling/batch.py): batches run and the items they carried, by kind (claims, ends).
+    batches: Counter[str] = field(default_factory=Counter)
+    batched: Counter[str] = field(default_factory=Counter)
+    broadcasts: int = 0  # queue broadcasts (lists to staff, places to patients) and the seconds they took
+    broadcast_s: float = 0.0

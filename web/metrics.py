@@ -53,6 +53,12 @@ def _counter(name: str, doc: str, label: str, values: Counter[str]) -> CounterMe
     return family
 
 
+def _scalar_counter(name: str, doc: str, value: float) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc)
+    family.add_metric([], value)
+    return family
+
+
 def hub_families(hub: Hub) -> list[Metric]:
     """Sockets, rooms and what the hub counted."""
     sockets: Counter[str] = Counter()
@@ -83,6 +89,13 @@ def hub_families(hub: Hub) -> list[Metric]:
                  hub.stats.relayed),
         _counter("donghanh_refused_messages", "Socket messages answered with an error, by error code", "code",
                  hub.stats.refused),
+        _counter("donghanh_batches", "Batches of claims or ends run together (group commit), by kind", "kind",
+                 hub.stats.batches),
+        _counter("donghanh_batched_items", "Claims or ends carried by those batches, by kind", "kind",
+                 hub.stats.batched),
+        _scalar_counter("donghanh_queue_broadcasts", "Queue broadcasts (lists to staff, places to patients)",
+                        hub.stats.broadcasts),
+        _scalar_counter("donghanh_queue_broadcast_seconds", "Time the queue broadcasts took", hub.stats.broadcast_s),
         *bus_families(hub),
     ]
 

@@ -98,6 +98,9 @@ async def test_metrics_count_sockets_queue_claims_relayed_and_refused_messages(
 
         after = await scrape(http, running_app)
         assert value(after, "donghanh_claims_total") == 1
+        assert value(after, "donghanh_batches_total", kind="claims") == 1  # alone: a batch of one
+        assert value(after, "donghanh_batched_items_total", kind="claims") == 1
+        assert value(after, "donghanh_queue_broadcasts_total") >= 1
         assert value(after, "donghanh_rooms") == 1
         assert {t: value(after, "donghanh_relayed_messages_total", type=t)
                 for t in ("offer", "answer", "ice", "chat", "media")} == {
