@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import secrets
 import time
@@ -40,8 +41,8 @@ class StaffIdentity:
     name: str
     role: str
 
-    @property
-    def may_claim(self) -> bool:
+    @functools.cached_property
+    def may_claim(self) -> bool:  # asked for every staff socket each time doctors online are counted
         return access.may_ever(self.role, Action.claim)
 
 

@@ -141,15 +141,16 @@ class Scheduler:
 
     async def schedule_queue_near(self) -> int:
         """One "about N minutes" SMS per queue entry, for invited patients whose expected wait is short."""
-        doctors = self.doctor_facilities()
-        if not doctors:
-            return 0  # no doctor online: no estimate to give
         now = self.clock.now()
         scheduled = 0
         async with self.pool.acquire() as con:
             rows = await messages_db.queue_near_candidates(con)
             if not rows:
                 return 0
+            # Counted only when someone may be told (every second, over every socket of the process).
+            doctors = self.doctor_facilities()
+            if not doctors:
+                return 0  # no doctor online: no estimate to give
             places = await queue_db.waiting_places(con)
             mean_s = await queue_db.mean_consultation_seconds(con)
             parents = await facilities_db.parents(con)

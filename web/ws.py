@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from aiohttp import WSCloseCode, WSMsgType, web
 
 from db import staff as staff_db
 from signaling.errors import SignalingError
-from signaling.rooms import StaffIdentity
+from signaling.hub import Hub
+from signaling.rooms import Client, StaffIdentity
 from web.auth import SESSION_COOKIE
 from web.client import client_address
 from web.keys import hub_key, settings_key, sockets_key
@@ -62,21 +64,16 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         return ws
     request.app[sockets_key].add(ws)
     client = hub.connect(ws, staff, staff_session=session_hash, address=address, transport=request.transport)
+    # The frames are read by a task of its own: each one then resumes that one coroutine, not this handler's
+    # chain of middlewares (error, security, language, aiohttp's) it would otherwise run under.
+    receiving = asyncio.create_task(_receive(ws, hub, client), name=f"ws-receive-{client.session}")
     try:
-        async for msg in ws:
-            client.heard = True
-            if msg.type is WSMsgType.TEXT:
-                await hub.handle_raw(client, msg.data)
-            elif msg.type is WSMsgType.PING:
-                await ws.pong(msg.data)
-            elif msg.type is WSMsgType.PONG:
-                pass  # heard: that is all a pong says
-            elif msg.type is WSMsgType.BINARY:
-                await client.send(SignalingError("bad_message", "binary frames are not part of the protocol")
-                                  .as_message())
-            elif msg.type is WSMsgType.ERROR:
-                log.info("websocket error", extra={"session": client.session, "error": str(ws.exception())})
+        await receiving
     finally:
+        if not receiving.done():  # this handler was cancelled (shutdown): so is its receive loop
+            receiving.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await receiving
         await hub.disconnect(client)
         request.app[sockets_key].discard(ws)
         if not ws.closed:
@@ -84,3 +81,20 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
         if request.transport is not None:
             asyncio.get_running_loop().call_later(ABORT_AFTER_S, request.transport.abort)
     return ws
+
+
+async def _receive(ws: web.WebSocketResponse, hub: Hub, client: Client) -> None:
+    """Hand each frame to the hub until the socket closes."""
+    async for msg in ws:
+        client.heard = True
+        if msg.type is WSMsgType.TEXT:
+            await hub.handle_raw(client, msg.data)
+        elif msg.type is WSMsgType.PING:
+            await ws.pong(msg.data)
+        elif msg.type is WSMsgType.PONG:
+            pass  # heard: that is all a pong says
+        elif msg.type is WSMsgType.BINARY:
+            await client.send(SignalingError("bad_message", "binary frames are not part of the protocol")
+                              .as_message())
+        elif msg.type is WSMsgType.ERROR:
+            log.info("websocket error", extra={"session": client.session, "error": str(ws.exception())})
