@@ -103,6 +103,9 @@ class Scheduler:
 
     async def tick(self) -> TickResult:
         """Schedule queue messages, then send everything due (in batches until none is left)."""
+        async with self.pool.acquire() as con:  # one look first: most seconds there is nothing to do
+            if not await messages_db.work_due(con, self.clock.now(), self.sending_timeout):
+                return TickResult(0, 0, 0, 0)
         near = await self.schedule_queue_near()
         sent = failed = deferred = 0
         while True:

@@ -228,3 +228,31 @@ async def test_start_and_stop_are_clean_and_idempotent(pool: asyncpg.Pool, resta
         await asyncio.sleep(0)
         await s.stop()
         await s.stop()
+
+
+async def test_the_one_look_before_a_tick_sees_exactly_when_there_is_work(pool: asyncpg.Pool, make: Factory) -> None:
+    """`messages.work_due` (an idle tick's only statement) is true whenever a tick would act: nothing before
+    the first reminder is due, then the reminder, then nothing once it is sent; a send cut off by a crash."""
+    clock, gateway = Clock(), RecordingGateway()
+    doctor, patient = await make.staff(), await make.patient()
+    slot = clock.now() + timedelta(days=2)
+    timeout = timedelta(minutes=5)
+
+    async def due() -> bool:
+        async with pool.acquire() as con:
+            return await messages_db.work_due(con, clock.now(), timeout)
+
+    assert not await due()  # an empty outbox
+    await create(pool, appointment(slot, doctor), patient, doctor, clock.now(), send=False)
+    assert not await due()  # its reminders are for later
+    clock.advance(slot - timedelta(days=1) - clock.now())
+    assert await due()
+    assert (await scheduler(pool, gateway, clock).tick()).sent == 1 and not await due()
+    assert gateway.kinds() == ["reminder_day_before"]
+    # A send cut off by a crash (claimed, never recorded) is work again once its timeout has passed.
+    clock.advance(slot - timedelta(minutes=15) - clock.now())
+    async with pool.acquire() as con:
+        claimed = await messages_db.claim_due(con, clock.now(), sending_timeout=timeout)
+    assert [m.kind for m in claimed] == ["reminder_15_min"] and not await due()
+    clock.advance(timeout)
+    assert await due()
