@@ -78,8 +78,8 @@ class EscalationLoop:
         """One round: deadlines first (a request past its deadline is not re-routed), then offer windows,
         then requests waiting for someone on duty. Each kind until none is due (at most `batch`)."""
         now = self.clock.now()
-        # One look first: most seconds nothing is due, and three claiming transactions a second (nine round
-        # trips) were most of an idle server's CPU, and time taken from the calls it relays.
+        # One look first: most seconds nothing is due, and each process then makes one query instead of three
+        # claiming transactions (nine round trips). `next_due` covers every row the three steps below claim.
         async with self.pool.acquire() as con:
             due = await escalations_db.next_due(con)
         if due is None or due > now:
