@@ -1410,11 +1410,7 @@ class Hub:
         if con is None:
             async with self.pool.acquire() as own:
                 return await self._session_live(client, own)
-        live = await staff_db.live_sessions(con, [client.staff_session])
-        if client.staff_session in live:
-            return True
-        self._close([client], CloseCode.SESSION_ENDED, "session ended")
-        return False
+        return client in await self._sessions_live([client], con)
 
     async def _sessions_live(self, clients: Sequence[Client], con: asyncpg.Connection) -> set[Client]:
         """`_session_live` for many sockets in one statement: those that may act (patients always); the
