@@ -90,8 +90,9 @@ async def for_join(con: asyncpg.Connection, consultation_ids: Sequence[uuid.UUID
 
 
 async def joined(con: asyncpg.Connection, touch: Sequence[uuid.UUID], in_call: Sequence[uuid.UUID]) -> None:
-    """After joins: `touch_doctor` for the consultations in `touch` and `mark_in_call` for those in `in_call`,
-    in one statement (one UPDATE per row: two updates of one row in one statement would keep only one)."""
+    """After joins: `touch_doctor` for the consultations in `touch`, and for those in `in_call` the call marked
+    started (first time only) and its queue entry `in_call`, in one statement (one UPDATE per row: two updates
+    of one row in one statement would keep only one)."""
     if not touch and not in_call:
         return
     await con.execute(
@@ -105,17 +106,6 @@ async def joined(con: asyncpg.Connection, touch: Sequence[uuid.UUID], in_call: S
            UPDATE queue_entry SET status = 'in_call'
            WHERE id IN (SELECT queue_entry_id FROM c WHERE started) AND status = 'claimed'""",
         list(set(touch)), list(set(in_call)))
-
-
-async def mark_in_call(con: asyncpg.Connection, consultation_id: uuid.UUID) -> None:
-    """Both sides are in the room: the call has started (first time only)."""
-    # One statement (atomic by itself): one round trip instead of four with BEGIN and COMMIT.
-    await con.execute(
-        """WITH started AS (
-               UPDATE consultation SET call_started_at = coalesce(call_started_at, now())
-               WHERE id = $1 AND status = 'active' RETURNING queue_entry_id)
-           UPDATE queue_entry SET status = 'in_call'
-           WHERE id = (SELECT queue_entry_id FROM started) AND status = 'claimed'""", consultation_id)
 
 
 async def set_modality(con: asyncpg.Connection, consultation_id: uuid.UUID, modality: str) -> None:

@@ -300,22 +300,9 @@ async def patient_present(con: asyncpg.Connection, patient_id: int, offline_grac
             WHERE patient_id = $1 AND {_OPEN} AND left_at IS NOT NULL""", patient_id, float(offline_grace_s))
 
 
-async def patient_back(con: asyncpg.Connection, patient_id: int, offline_grace_s: int) -> bool:
-    """`patient_present`, and whether the patient has an open entry (waiting, claimed or in a call), in one
-    statement: what a patient page's hello needs (one round trip, not two, when every page reconnects)."""
-    return bool(await con.fetchval(
-        f"""WITH back AS (
-                UPDATE queue_entry
-                SET rejoined_at = CASE WHEN status = 'waiting' AND left_at < now() - make_interval(secs => $2)
-                                       THEN now() ELSE rejoined_at END,
-                    left_at = NULL
-                WHERE patient_id = $1 AND {_OPEN} AND left_at IS NOT NULL)
-            SELECT EXISTS (SELECT 1 FROM queue_entry WHERE patient_id = $1 AND {_OPEN})""",
-        patient_id, float(offline_grace_s)))
-
-
 async def patients_back(con: asyncpg.Connection, patient_ids: Sequence[int], offline_grace_s: int) -> set[int]:
-    """`patient_back` for many patients in one statement: those of them with an open entry."""
+    """`patient_present` for many patients, and which of them have an open entry (waiting, claimed or in a
+    call), in one statement: what patient hellos need when every page reconnects at once."""
     rows = await con.fetch(
         f"""WITH back AS (
                 UPDATE queue_entry
