@@ -70,19 +70,31 @@ async def schedule(con: asyncpg.Connection, *, patient_id: int, to_phone: str, l
     return message_id
 
 
+# What the scheduler acts on, shared by the statements that act and by `work_due`, which must see the same rows.
+# Messages to send now: due `scheduled` ones, and `sending` ones left longer than the timeout ({timeout}: a
+# parameter holding an interval) by a process that crashed.
+_DUE = """(status = 'scheduled' AND coalesce(next_attempt_at, due_at) <= $1)
+          OR (status = 'sending' AND sending_since <= $1 - {timeout}::interval)"""
+# Reminders (m) whose appointment's window (invitation i) has closed.
+_PASSED_REMINDER = """m.status = 'scheduled' AND m.kind IN ('reminder_day_before', 'reminder_15_min')
+                      AND i.closes_at <= $1"""
+# Waiting patients (q) invited (i) with a phone who have not had this entry's "about N minutes" SMS.
+_QUEUE_NEAR = """FROM queue_entry q
+                 JOIN invitation i ON i.link_jti = q.link_jti
+                 JOIN join_link l ON l.jti = i.link_jti
+                 JOIN facility f ON f.id = i.facility_id
+                 WHERE q.status = 'waiting' AND i.phone IS NOT NULL
+                   AND NOT EXISTS (SELECT 1 FROM outbound_message m
+                                   WHERE m.dedupe_key = 'queue_near:' || q.id::text)"""
+
+
 async def queue_near_candidates(con: asyncpg.Connection) -> list[asyncpg.Record]:
     """Waiting patients who came by an invitation with a phone number and have not yet been sent the
     "about N minutes" SMS of this queue entry (its dedupe key is `queue_near:<entry id>`)."""
     rows: list[asyncpg.Record] = await con.fetch(
-        """SELECT q.id AS entry_id, q.patient_id, q.facility_id, i.id AS invitation_id, i.lang, i.phone,
-                  i.link_jti, l.expires_at, f.name AS facility_name
-           FROM queue_entry q
-           JOIN invitation i ON i.link_jti = q.link_jti
-           JOIN join_link l ON l.jti = i.link_jti
-           JOIN facility f ON f.id = i.facility_id
-           WHERE q.status = 'waiting' AND i.phone IS NOT NULL
-             AND NOT EXISTS (SELECT 1 FROM outbound_message m
-                             WHERE m.dedupe_key = 'queue_near:' || q.id::text)""")
+        f"""SELECT q.id AS entry_id, q.patient_id, q.facility_id, i.id AS invitation_id, i.lang, i.phone,
+                   i.link_jti, l.expires_at, f.name AS facility_name
+            {_QUEUE_NEAR}""")
     return rows
 
 
@@ -92,19 +104,10 @@ async def work_due(con: asyncpg.Connection, now: datetime, sending_timeout: time
     One statement, true whenever `claim_due`, `expire_passed_reminders` or `queue_near_candidates` would find
     a row: an idle tick costs one round trip instead of three."""
     return bool(await con.fetchval(
-        """SELECT EXISTS (SELECT 1 FROM outbound_message
-                          WHERE (status = 'scheduled' AND coalesce(next_attempt_at, due_at) <= $1)
-                             OR (status = 'sending' AND sending_since <= $1 - $2::interval))
-               OR EXISTS (SELECT 1 FROM outbound_message m JOIN invitation i ON i.id = m.invitation_id
-                          WHERE m.status = 'scheduled' AND m.kind IN ('reminder_day_before', 'reminder_15_min')
-                            AND i.closes_at <= $1)
-               OR EXISTS (SELECT 1 FROM queue_entry q
-                          JOIN invitation i ON i.link_jti = q.link_jti
-                          JOIN join_link l ON l.jti = i.link_jti
-                          JOIN facility f ON f.id = i.facility_id
-                          WHERE q.status = 'waiting' AND i.phone IS NOT NULL
-                            AND NOT EXISTS (SELECT 1 FROM outbound_message m
-                                            WHERE m.dedupe_key = 'queue_near:' || q.id::text))""",
+        f"""SELECT EXISTS (SELECT 1 FROM outbound_message WHERE {_DUE.format(timeout="$2")})
+                OR EXISTS (SELECT 1 FROM outbound_message m JOIN invitation i ON i.id = m.invitation_id
+                           WHERE {_PASSED_REMINDER})
+                OR EXISTS (SELECT 1 {_QUEUE_NEAR})""",
         now, sending_timeout))
 
 
@@ -122,10 +125,8 @@ async def expire_passed_reminders(con: asyncpg.Connection, now: datetime) -> int
     (After a long outage the scheduler sends what is late but still useful, not "15 minutes to go" the
     next day.)"""
     status = await con.execute(
-        """UPDATE outbound_message m SET status = 'cancelled', last_error = 'appointment window closed'
-           FROM invitation i
-           WHERE m.invitation_id = i.id AND m.status = 'scheduled'
-             AND m.kind IN ('reminder_day_before', 'reminder_15_min') AND i.closes_at <= $1""", now)
+        f"""UPDATE outbound_message m SET status = 'cancelled', last_error = 'appointment window closed'
+            FROM invitation i WHERE m.invitation_id = i.id AND {_PASSED_REMINDER}""", now)
     return int(status.split()[-1])
 
 
@@ -136,11 +137,10 @@ async def claim_due(con: asyncpg.Connection, now: datetime, *, limit: int = 50,
     docstring). They come back `sending`; the caller must record the outcome with `mark_result`."""
     async with con.transaction():
         rows = await con.fetch(
-            """UPDATE outbound_message m SET status = 'sending', sending_since = $1
+            f"""UPDATE outbound_message m SET status = 'sending', sending_since = $1
                WHERE m.id IN (
                    SELECT id FROM outbound_message
-                   WHERE (status = 'scheduled' AND coalesce(next_attempt_at, due_at) <= $1)
-                      OR (status = 'sending' AND sending_since <= $1 - $3::interval)
+                   WHERE {_DUE.format(timeout="$3")}
                    ORDER BY coalesce(next_attempt_at, due_at), id
                    LIMIT $2
                    FOR UPDATE SKIP LOCKED)
