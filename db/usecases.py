@@ -76,19 +76,26 @@ async def check_in(con: asyncpg.Connection, link: JoinLink, triaged: Triaged, *,
     return CheckedIn(entry, created, used)
 
 
+async def claim_patient(con: asyncpg.Connection, doctor_id: int, facility_id: int,
+                        entry_id: uuid.UUID | None = None) -> queue.Claim | None:
+    """`take_patient`'s transaction, without reading the consultation back: the entry claimed, the
+    consultation opened and `queue.claim` audited, committed (a batch of claims that failed runs each
+    through this)."""
+    async with con.transaction():
+        if entry_id is None:
+            return await queue.claim_next(con, doctor_id, facility_id)
+        return await queue.claim_entry(con, doctor_id, facility_id, entry_id)
+
+
 async def take_patient(con: asyncpg.Connection, doctor_id: int, facility_id: int,
                        entry_id: uuid.UUID | None = None) -> Consultation | None:
     """A doctor takes a patient — the chosen queue entry (a booked call started from the day's schedule, or
     a click on the queue), or with `entry_id` None the first in triage order: the entry claimed, the
     consultation opened and `queue.claim` audited, and the consultation returned as the call page shows
     it. None when nobody waits; Conflict `already_claimed` / `doctor_busy`, NotFound outside the scope."""
-    async with con.transaction():
-        if entry_id is None:
-            claim = await queue.claim_next(con, doctor_id, facility_id)
-            if claim is None:
-                return None
-        else:
-            claim = await queue.claim_entry(con, doctor_id, facility_id, entry_id)
+    claim = await claim_patient(con, doctor_id, facility_id, entry_id)
+    if claim is None:
+        return None
     # Read after the commit: inside the transaction it would come after the audit event, while every other
     # audited write waits for the audit lock (db/audit.py).
     consultation = await consultations.get(con, claim.consultation_id)

@@ -23,7 +23,7 @@ from aiohttp import WSCloseCode
 
 from care import access
 from care.access import Action, Relation, Role
-from db import audit, scope
+from db import audit, scope, usecases
 from db import chat as chat_db
 from db import consultations as consultations_db
 from db import facilities as facilities_db
@@ -779,10 +779,7 @@ class Hub:
                            ) -> queue_db.ClaimOutcome | BaseException:
         """One claim in its own transaction, the way a claim ran before batches (a batch's fallback)."""
         try:
-            async with con.transaction():
-                if ask.entry_id is None:
-                    return await queue_db.claim_next(con, ask.doctor_id, ask.facility_id)
-                return await queue_db.claim_entry(con, ask.doctor_id, ask.facility_id, ask.entry_id)
+            return await usecases.claim_patient(con, ask.doctor_id, ask.facility_id, ask.entry_id)
         except DbError as exc:
             return exc
         except asyncpg.PostgresError as exc:  # this claim alone fails
