@@ -27,7 +27,7 @@ import aiohttp  # noqa: E402
 
 from bench import harness  # noqa: E402
 from bench.relay_clients import Peer, Stats, open_peer  # noqa: E402
-from bench.relay_latency import Target, send_round, summary  # noqa: E402
+from bench.relay_latency import Target, round_plan, send_round, summary  # noqa: E402
 from bench.relay_setup import PairSpec, prepare  # noqa: E402
 
 
@@ -89,8 +89,9 @@ async def measure(one: Target, split: Target, y: harness.ServerProcess, args: ar
         gc.disable()
         cpu0 = (one.server.cpu_seconds(), y.cpu_seconds())
         for r in range(args.rounds):
-            for t in ((one, split) if r % 2 == 0 else (split, one)):
-                await send_round(t, "offer" if r % 2 == 0 else "ice", args.rate)
+            kind, order = round_plan([one, split], r)
+            for t in order:
+                await send_round(t, kind, args.rate)
         deadline = time.perf_counter() + args.drain_timeout
         while any(t.stats.received < t.sent for t in (one, split)) and time.perf_counter() < deadline:  # noqa: ASYNC110
             await asyncio.sleep(0.05)
