@@ -203,6 +203,11 @@ class Hub:
             self.hello_timeout_s, self._hello_overdue, client)
         return client
 
+    def _forget_hello_timer(self, client: Client) -> None:
+        timer = self._hello_timers.pop(client, None)
+        if timer is not None:
+            timer.cancel()
+
     def _hello_overdue(self, client: Client) -> None:
         self._hello_timers.pop(client, None)
         if client in self._saying_hello:
@@ -225,9 +230,7 @@ class Hub:
     async def _disconnect(self, client: Client) -> None:
         self.clients.discard(client)
         self._hello_late.discard(client)
-        timer = self._hello_timers.pop(client, None)
-        if timer is not None:
-            timer.cancel()
+        self._forget_hello_timer(client)
         self._per_address[client.address] -= 1
         if self._per_address[client.address] <= 0:
             del self._per_address[client.address]
@@ -339,6 +342,8 @@ class Hub:
             await self._greet(client, msg)
         finally:
             self._saying_hello.discard(client)
+            if client.greeted:  # its timer would only find it greeted: one callback less per socket
+                self._forget_hello_timer(client)
             if client in self._hello_late:
                 self._hello_late.discard(client)
                 self._hello_overdue(client)  # a refused hello after the timeout: closed now
