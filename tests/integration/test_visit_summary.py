@@ -5,12 +5,13 @@ patient's open page gets it at once (`visit_summary`), the SMS is scheduled in t
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Any
 
 import aiohttp
 import pytest
 
+from care.appointments import FACILITY_TZ
 from db import short_links
 from tests.conftest import RunningApp
 from tests.integration.test_http import (
@@ -48,7 +49,9 @@ async def http() -> AsyncIterator[aiohttp.ClientSession]:
 
 
 def note(running_app: RunningApp, **overrides: Any) -> dict[str, Any]:
-    follow_up = (running_app.app[clock_key].now() + timedelta(days=28)).date()
+    # The doctor picks a day in four weeks by the facility's calendar (after 17:00 UTC it is already
+    # tomorrow in Vietnam: the UTC date would be a day early).
+    follow_up = running_app.app[clock_key].now().astimezone(FACILITY_TZ).date() + timedelta(days=28)
     body: dict[str, Any] = {
         "subjective": "Đau đầu", "assessment": "Tăng huyết áp", "plan": "Amlodipin", "diagnoses": ["I10"],
         "follow_up_on": follow_up.isoformat(),
@@ -117,7 +120,7 @@ async def test_signing_with_a_summary_reaches_the_open_page_the_outbox_and_the_l
         assert r.status == 200, path
         assert "Tóm tắt buổi khám" in page and "Amlodipin 5 mg: 1 viên buổi sáng" in page
         assert "Đau ngực" in page and "Ăn nhạt, bớt muối." in page
-        assert localtime(running_app.app[clock_key].now() + timedelta(days=28), "date") in page
+        assert localtime(date.fromisoformat(note(running_app)["follow_up_on"]), "date") in page
     outbox = await (await lan.http.get(f"{running_app.url}/staff/outbox")).text()
     assert "Tóm tắt buổi khám" in outbox  # the message kind, labelled
     history = await (await lan.http.get(f"{running_app.url}/staff/patients/1")).text()
