@@ -649,7 +649,7 @@ class Hub:
         if not mine or room is None:
             raise SignalingError("not_in_room", f"you are not in room {msg.room}; send join first")
         remote: RemoteMember | None = None
-        elsewhere = self.remote.get(msg.room)
+        elsewhere = self.remote.get(msg.room) if self.remote else None  # no bus, or nobody elsewhere: no lookup
         remote_others = [r for k, r in elsewhere.items() if k not in room.members] if elsewhere else []
         if to is not None:
             if peer is None:
