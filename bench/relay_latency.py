@@ -77,7 +77,7 @@ def round_plan(targets: Sequence[_T], r: int) -> tuple[str, list[_T]]:
     Kinds alternate (offer, ice, …) and so does the order, in a cycle of four rounds, so that each server
     goes first equally often for each kind. Alternating the order with the kind (the plan before
     2026-11-30) gave the first target every offer round first and every ICE round second; with two
-    identical bare relays that cost the first one 1.01-1.26x in p50 over four runs (0.99-1.01x balanced)."""
+    identical bare relays that cost the first one 1.01-1.26x in p50 over ten runs (0.99-1.01x balanced, three runs)."""
     kind = "offer" if r % 2 == 0 else "ice"
     return kind, (list(targets) if r % 4 in (0, 3) else list(reversed(targets)))
 
