@@ -104,6 +104,9 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> None:
                         "queue_broadcast_settle_s": await settle(t.stats),
                         "server_rss_mib": t.server.rss_mib()}
             t.result["connect_server_cpu_s"] = t.server.cpu_seconds() - cpu_start
+        quiet_s = await servers_quiet(targets)
+        for t in targets:
+            t.result["quiet_before_window_s"] = quiet_s
         # No collector pauses in the load generator while it timestamps (they showed up as 5-10 ms spikes on
         # both servers alike); the window is bounded, and the reports below still log any that happen.
         gc.collect()
@@ -143,6 +146,22 @@ async def measure(targets: list[Target], args: argparse.Namespace) -> None:
             await asyncio.wait([p.reader for p in everyone], timeout=10)
             t.result["disconnect_server_cpu_s"] = await server_quiet(t.server) - cpu_before
         gc.unfreeze()
+
+
+async def servers_quiet(targets: Sequence[Target]) -> float:
+    """Wait until what connecting set off is over; returns the seconds waited.
+
+    The app coalesces queue broadcasts: the one for the last hellos comes up to COALESCE_MAX_S after them,
+    often after `settle` saw the lists stop changing (a broadcast that changes no list sends none). One
+    such broadcast is ~10 ms of the app's CPU at 1,000 sockets; left to fall into the first rounds, it
+    delayed dozens of messages in some runs and none in others."""
+    from signaling.hub import COALESCE_MAX_S  # here: the servers' child processes need not import the app
+
+    start = time.perf_counter()
+    await asyncio.sleep(COALESCE_MAX_S + 0.5)
+    for t in targets:
+        await server_quiet(t.server)
+    return time.perf_counter() - start
 
 
 async def server_quiet(server: harness.ServerProcess, limit_s: float = 15.0) -> float:
