@@ -49,6 +49,7 @@ from signaling.rooms import (
     StaffIdentity,
     Transport,
 )
+from signaling.scan import slices
 from signaling.stats import HubStats
 
 log = logging.getLogger(__name__)
@@ -1334,7 +1335,10 @@ class Hub:
 
     async def sweep(self) -> list[uuid.UUID]:
         """Keep connected doctors' consultations alive; put the patients of doctors gone too long back."""
-        online = sorted({c.staff.staff_id for c in self.clients if c.staff is not None})
+        staff_ids: set[int] = set()
+        async for part in slices(self.clients):  # not all at once: see signaling/scan.py
+            staff_ids.update(c.staff.staff_id for c in part if c.staff is not None)
+        online = sorted(staff_ids)
         outgoing: list[tuple[Client, dict[str, Any]]] = []  # sent after the connection is back in the pool
         async with self.pool.acquire() as con:
             if online:
@@ -1436,8 +1440,11 @@ class Hub:
         """One query for every connected staff session and patient link: close the sockets of sessions that
         expired, were signed out (here or in another process), or whose account was deactivated or had its
         password changed (4401), and of links revoked elsewhere (4410). Returns how many were closed."""
-        staff = [c for c in self.clients if c.staff_session is not None and not c.ending]
-        patients = [c for c in self.clients if c.patient is not None and not c.ending]
+        staff: list[Client] = []
+        patients: list[Client] = []
+        async for part in slices(self.clients):  # not all at once: see signaling/scan.py
+            staff += [c for c in part if c.staff_session is not None and not c.ending]
+            patients += [c for c in part if c.patient is not None and not c.ending]
         if not staff and not patients:
             return 0
         async with self.pool.acquire() as con:

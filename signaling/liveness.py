@@ -9,6 +9,7 @@ left alone; one silent for a whole look is pinged (through its own writer, after
 still silent at the next look after its ping — no pong, no frame — is dropped, as aiohttp's heartbeat drops
 it. So a silent socket is pinged after `interval` to 1.5 × `interval` of silence and dropped `interval` / 2
 later: aiohttp's timing (ping after `interval`, pong within `interval` / 2), within half an interval.
+The sweep goes a slice of sockets at a time (signaling/scan.py), so relaying never waits for all of it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import logging
 from collections.abc import Callable, Collection
 
 from signaling.rooms import Client
+from signaling.scan import slices
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +44,8 @@ async def run(clients: Callable[[], Collection[Client]], interval_s: float) -> N
     """Sweep `clients()` every `interval_s` / 2 seconds, until cancelled."""
     while True:
         await asyncio.sleep(interval_s / 2)
-        dropped = sweep(clients())
+        dropped = 0
+        async for part in slices(clients()):
+            dropped += sweep(part)
         if dropped:
             log.info("dropped %d sockets that stopped answering pings", dropped)

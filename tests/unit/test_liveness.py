@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from signaling import liveness
+from signaling import liveness, scan
 from signaling.rooms import Client
 
 
@@ -106,3 +106,22 @@ async def test_run_sweeps_every_half_interval_until_cancelled() -> None:
     task.cancel()
     assert "<ping>" in socket.written
     await client.stop()
+
+
+async def test_scans_go_a_slice_at_a_time_and_let_other_work_run_between() -> None:
+    """signaling/scan.py: 250 items in slices of 100, 100, 50; a callback scheduled before the scan runs
+    before the second slice is handed out, and an item added meanwhile is not in this scan."""
+    items = set(range(250))
+    seen: list[list[int]] = []
+    ran: list[int] = []
+
+    def meanwhile() -> None:
+        ran.append(len(seen))
+        items.add(999)
+
+    asyncio.get_running_loop().call_soon(meanwhile)
+    async for part in scan.slices(items):
+        seen.append(part)
+    assert [len(part) for part in seen] == [100, 100, 50]
+    assert sorted(x for part in seen for x in part) == list(range(250))
+    assert ran == [1]  # after the first slice, before the second
