@@ -135,6 +135,9 @@ class Hub:
         self._alerts_out: list[dict[str, Any]] = []
         # Room members held by other processes, as their notifications described them (bus only).
         self.remote: dict[uuid.UUID, dict[str, RemoteMember]] = {}
+        # Grows whenever a room's members change (here or, as heard, elsewhere): the relay routes sockets keep
+        # (Client.route_*) are valid only while it has not moved.
+        self.membership_epoch = 0
         # Who is online on the other processes, from their latest `queue` notification (bus only).
         self.remote_presence: dict[str, RemotePresence] = {}
         self._saved_presence: tuple[Any, ...] | None = None  # this process's presence row as last written
@@ -264,6 +267,16 @@ class Hub:
             message = p.decode(raw, max_bytes=self.max_message_bytes)
             if client.greeted and isinstance(message, (p.Offer, p.Answer, p.Ice)):
                 # The hot path (descriptions and candidates): no session check, no database, one hop.
+                peer = client.route_peer
+                if (peer is not None and client.route_epoch == self.membership_epoch
+                        and message.room.int == client.route_room
+                        and (message.to is None or message.to == peer.session)):
+                    # The route `_relay` found last time still holds (no member came or went since): the same
+                    # message, written without looking the room up again.
+                    kind = _RELAYED[type(message)]
+                    self.stats.relayed[kind] += 1
+                    await peer.send_text(_relayed_text(message) + client.route_tail)
+                    return
                 try:
                     await self._relay(client, message)
                 except SignalingError as exc:
@@ -512,6 +525,7 @@ class Hub:
             previous.client.rooms.discard(msg.room)
             replaced_socket = previous.client  # told `replaced` once the batch's connection is back in the pool
         room.members[me.key] = me
+        self.membership_epoch += 1
         client.rooms.add(msg.room)
         others = room.others(client)
         remote_others = [r for k, r in self.remote.get(msg.room, {}).items()
@@ -612,6 +626,8 @@ class Hub:
         if room is None or me is None:
             return
         del room.members[me.key]
+        self.membership_epoch += 1
+        _forget_routes(m.client for m in room.members.values())  # (not kept alive by its peers' routes)
         room.media.pop(me.key, None)
         if me.role == "doctor":
             async with self.pool.acquire() as con:
@@ -680,6 +696,12 @@ class Hub:
             return  # a candidate trickled before the peer arrived (or after it left) is useless to it: dropped
         payload["to"] = peer.client.session
         self.stats.relayed[kind] += 1
+        if others == 1 and not remote_others:  # one other member, here: next time, straight to them
+            client.route_epoch = self.membership_epoch
+            client.route_room = msg.room.int
+            client.route_peer = peer.client
+            tail = {"room": room.text, "from": client.session, "to": peer.client.session}
+            client.route_tail = "," + p.encode(tail)[1:]
         await peer.client.send(payload)
 
     @staticmethod
@@ -917,12 +939,14 @@ class Hub:
         out: dict[str, Any] = {"type": "ended", "room": str(room_id), "by": by}
         if outcome is not None:
             out["outcome"] = outcome
+        self.membership_epoch += 1
         self.remote.pop(room_id, None)
         room = self.rooms.pop(room_id, None)
         targets = {m.client for m in room.members.values()} if room else set()
         targets |= self.patients.get(patient_id, set())
         if requester is not None:
             targets.add(requester)
+        _forget_routes(targets)
         for member in targets:
             member.rooms.discard(room_id)
             await member.send({**out, "id": ref} if member is requester else out)
@@ -1243,6 +1267,7 @@ class Hub:
     async def _remote_member(self, body: dict[str, Any]) -> None:
         """Another process's socket joined or left a room (or answers that it is in one)."""
         room_id, session, key = uuid.UUID(body["room"]), str(body["session"]), str(body["key"])
+        self.membership_epoch += 1  # whatever it says, routes into that room are looked up again
         room = self.rooms.get(room_id)
         remote = RemoteMember.of(body)
         if body["event"] == "left":
@@ -1317,6 +1342,7 @@ class Hub:
             client.last_list_digest = None
         # Rooms: forget what the other processes' members were, tell them ours, and ask for theirs.
         self.remote = {}
+        self.membership_epoch += 1
         await self._publish_members()
         await self._publish("presence_request", {})
         self._queue_publish = self.bus is not None
@@ -1364,10 +1390,12 @@ class Hub:
         return requeued
 
     def _requeued_here(self, consultation_id: uuid.UUID, patient_id: int) -> list[tuple[Client, dict[str, Any]]]:
+        self.membership_epoch += 1
         self.remote.pop(consultation_id, None)
         room = self.rooms.pop(consultation_id, None)
         targets = {m.client for m in room.members.values()} if room else set()
         targets |= self.patients.get(patient_id, set())
+        _forget_routes(targets)
         out = []
         for member in targets:
             member.rooms.discard(consultation_id)
@@ -1572,3 +1600,19 @@ def _member_body(member: Member) -> dict[str, Any]:
 _SESSION_CHECKED = (p.Chat,)
 # Relayed to a room member as they are (the hot path of a call's set-up).
 _RELAYED: dict[type[p.ClientMessage], str] = {p.Offer: "offer", p.Answer: "answer", p.Ice: "ice"}
+_OFFER_HEAD = '{"type":"offer","sdp":'
+_ANSWER_HEAD = '{"type":"answer","sdp":'
+_ICE_HEAD = '{"type":"ice","candidate":'
+
+
+def _forget_routes(clients: Iterable[Client]) -> None:
+    """Drop these sockets' relay routes (the epoch has moved already; this lets the peers they held go)."""
+    for client in clients:
+        client.route_peer = None
+
+
+def _relayed_text(msg: p.Offer | p.Answer | p.Ice) -> str:
+    """The relayed message up to its route's tail: as `_relay` encodes {"type", "sdp"/"candidate", …}."""
+    if isinstance(msg, p.Ice):
+        return _ICE_HEAD + p.encode_value(msg.candidate)
+    return (_OFFER_HEAD if isinstance(msg, p.Offer) else _ANSWER_HEAD) + p.encode_value(msg.sdp)

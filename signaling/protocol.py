@@ -193,6 +193,11 @@ def _refuse_nul(raw: str | bytes) -> None:
                                        "character", _ref_of(obj))
 
 
+def encode_value(value: Any) -> str:
+    """One JSON value (a string, a candidate) as it appears inside an encoded message."""
+    return _encoder.encode(value).decode()
+
+
 def encode(message: dict[str, Any]) -> str:
     """Serialise a server message (a dict with "type") to JSON text."""
     return _encoder.encode(message).decode()

@@ -116,9 +116,11 @@ class Client:
 
     # Fixed slots, not a per-socket __dict__: relaying reads several of these for every message, across
     # thousands of sockets, and slots are fewer cache lines to fetch and no hashing to find them.
-    __slots__ = ("ws", "staff", "staff_session", "address", "patient", "greeted", "session", "rooms",
-                 "last_list_digest", "close_code", "_errors", "_outbox", "_outbox_limit", "_wake", "_writer",
-                 "_writing", "_transport", "heard", "pinged", "__weakref__")
+    # The ones the relay reads for every offer and candidate come first, side by side (the first cache lines).
+    __slots__ = ("ws", "heard", "close_code", "greeted", "route_epoch", "route_room", "route_peer", "route_tail",
+                 "session", "_transport", "_writer", "_writing", "_outbox",
+                 "staff", "staff_session", "address", "patient", "rooms", "last_list_digest", "_errors",
+                 "_outbox_limit", "_wake", "pinged", "__weakref__")
 
     def __init__(self, ws: Socket, staff: StaffIdentity | None, *, staff_session: bytes | None = None,
                  address: str = "", outbox_limit: int = DEFAULT_OUTBOX_LIMIT,
@@ -143,6 +145,13 @@ class Client:
         # signaling/liveness.py: a frame (or pong) came in since the last sweep; a ping is out unanswered.
         self.heard = True
         self.pinged = False
+        # The hub's relay route from this socket (Hub._relay): valid while the hub's membership epoch is
+        # `route_epoch`; for the room whose UUID's int is `route_room`, to `route_peer`, the relayed message
+        # ending in `route_tail` (`,"room":…,"from":…,"to":…}`).
+        self.route_epoch = -1
+        self.route_room = 0
+        self.route_peer: Client | None = None
+        self.route_tail = ""
 
     @property
     def side(self) -> Side:

@@ -267,3 +267,22 @@ def test_a_loop_in_the_parents_does_not_hang() -> None:
     assert serves(9, 1, looped) is False
     assert serves(3, 1, looped) is True
     assert serves(9, 4, looped) is False
+
+
+@given(sdp=st.text(min_size=1, max_size=300), mid=st.none() | st.text(max_size=10),
+       ufrag=st.none() | st.text(max_size=10), kind=st.sampled_from(["offer", "answer", "ice"]))
+def test_a_message_relayed_by_its_route_is_the_message_the_room_lookup_writes(
+        sdp: str, mid: str | None, ufrag: str | None, kind: str) -> None:
+    """Hub's remembered route writes head + value + tail; the full lookup encodes the whole dict. Same text."""
+    from signaling.hub import _relayed_text
+
+    room, sender, peer = uuid.uuid4(), "a1b2c3d4e5f60718", "0f1e2d3c4b5a6978"
+    if kind == "ice":
+        msg: p.Offer | p.Answer | p.Ice = p.Ice(room=room, candidate=p.IceCandidate(
+            candidate=sdp, sdpMid=mid, sdpMLineIndex=0, usernameFragment=ufrag))
+        payload: dict[str, Any] = {"type": "ice", "candidate": msg.candidate}
+    else:
+        msg = (p.Offer if kind == "offer" else p.Answer)(room=room, sdp=sdp)
+        payload = {"type": kind, "sdp": sdp}
+    tail = "," + p.encode({"room": str(room), "from": sender, "to": peer})[1:]
+    assert _relayed_text(msg) + tail == p.encode({**payload, "room": str(room), "from": sender, "to": peer})

@@ -1,0 +1,153 @@
+"""The relay's remembered routes (Hub.membership_epoch, Client.route_*): once an offer or candidate has
+found the other member, the next ones go straight to them, until anyone joins, leaves or is replaced. Over
+real websockets and PostgreSQL, every change of the room is followed by a message that must go elsewhere."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import aiohttp
+import pytest
+
+from db import audit
+from tests.conftest import RunningApp
+from tests.integration.test_call_signaling import check_in, connect, patient_link, staff_session
+from tests.integration.test_three_way_call import nothing_else, staff_id
+from tests.integration.wsclient import WsClient
+
+CANDIDATE = {"candidate": "candidate:1 1 udp 2122260223 192.168.1.5 51234 typ host", "sdpMid": "0",
+             "sdpMLineIndex": 0, "usernameFragment": "EsAw"}
+
+
+@dataclass
+class Call:
+    room: str
+    token: str
+    patient: WsClient
+    doctor: WsClient
+    doctor_session: str
+    patient_session: str
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def sessions(running_app: RunningApp) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
+    made = {u: await staff_session(running_app, u) for u in ("bacsi.lan", "bs.timmach")}
+    yield made
+    for s in made.values():
+        await s.close()
+
+
+@pytest.fixture
+async def call(running_app: RunningApp, http: aiohttp.ClientSession,
+               sessions: dict[str, aiohttp.ClientSession]) -> AsyncIterator[Call]:
+    token = await patient_link(running_app, 1)
+    await check_in(http, running_app, token)
+    patient = await connect(http, running_app, token)
+    doctor = await connect(sessions["bacsi.lan"], running_app)
+    ref = await doctor.send(type="claim_next")
+    room = (await doctor.expect("paired", id=ref))["room"]
+    await patient.send(type="join", room=room)
+    await patient.expect("joined")
+    await doctor.send(type="join", room=room)
+    joined = await doctor.expect("joined")
+    seen = await patient.expect("peer_joined")
+    yield Call(room, token, patient, doctor, seen["peer_session"], joined["peer_session"])
+    await patient.close()
+    await doctor.close()
+
+
+async def test_repeated_offers_and_candidates_arrive_exactly_as_the_first(call: Call) -> None:
+    """The first offer looks the room up; the next ones use the route. All read the same, escapes and all."""
+    sdps = ["v=0\r\no=- 1 2 IN IP4 0.0.0.0\r\n", 'v=0 "quoted" \\ back', "v=0 Nguyễn ☎", "v=0 last"]
+    for sdp in sdps:
+        await call.doctor.send(type="offer", room=call.room, sdp=sdp)
+    offers = [await call.patient.expect("offer") for _ in sdps]
+    assert offers == [{"type": "offer", "sdp": sdp, "room": call.room, "from": call.doctor_session,
+                       "to": call.patient_session} for sdp in sdps]
+    for _ in range(3):
+        await call.patient.send(type="answer", room=call.room, sdp="v=0 answer", to=call.doctor_session)
+        await call.patient.send(type="ice", room=call.room, candidate=CANDIDATE)
+    for _ in range(3):
+        assert await call.doctor.expect("answer") == {"type": "answer", "sdp": "v=0 answer", "room": call.room,
+                                                      "from": call.patient_session, "to": call.doctor_session}
+        assert await call.doctor.expect("ice") == {"type": "ice", "candidate": CANDIDATE, "room": call.room,
+                                                   "from": call.patient_session, "to": call.doctor_session}
+    # `to` naming someone else is not the route: refused as before.
+    ref = await call.doctor.send(type="offer", room=call.room, sdp="v=0", to="nobody")
+    assert (await call.doctor.expect("error", id=ref))["code"] == "peer_absent"
+
+
+async def test_the_route_follows_a_reconnect_a_leave_and_a_rejoin(running_app: RunningApp, call: Call,
+                                                                   http: aiohttp.ClientSession) -> None:
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 one")
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 two")
+    assert [(await call.patient.expect("offer"))["sdp"] for _ in range(2)] == ["v=0 one", "v=0 two"]
+
+    # The patient's page reconnects on a new socket: the next offer goes to it, not to the old one.
+    again = await connect(http, running_app, call.token)
+    await again.send(type="join", room=call.room)
+    await again.expect("joined")
+    await call.patient.expect("replaced")
+    told = await call.doctor.expect("peer_joined")
+    assert told["replaces"] == call.patient_session
+    new_session = told["peer_session"]
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 three")
+    offer = await again.expect("offer")
+    assert (offer["sdp"], offer["to"]) == ("v=0 three", new_session)
+    await nothing_else(call.patient, "offer")
+
+    # The patient leaves: an offer has nobody to go to, a candidate is dropped.
+    await again.send(type="leave", room=call.room)
+    await again.expect("left")
+    await call.doctor.expect("peer_left")
+    ref = await call.doctor.send(type="offer", room=call.room, sdp="v=0 four")
+    assert (await call.doctor.expect("error", id=ref))["code"] == "peer_absent"
+    await call.doctor.send(type="ice", room=call.room, candidate=CANDIDATE)
+    await nothing_else(again, "ice")
+    await nothing_else(call.doctor, "error")
+
+    # Back again: reached again.
+    await again.send(type="join", room=call.room)
+    await again.expect("joined")
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 five")
+    assert (await again.expect("offer"))["sdp"] == "v=0 five"
+    await again.close()
+
+
+async def test_a_third_member_ends_the_route_and_each_pair_is_addressed(
+        running_app: RunningApp, call: Call, sessions: dict[str, aiohttp.ClientSession]) -> None:
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 before")
+    assert (await call.patient.expect("offer"))["sdp"] == "v=0 before"
+
+    specialist_id = await staff_id(running_app, "bs.timmach")
+    await running_app.hub.add_participant(uuid.UUID(call.room), specialist_id,
+                                          actor=audit.Actor.staff(await staff_id(running_app, "bacsi.lan")))
+    specialist = await connect(sessions["bs.timmach"], running_app)
+    await specialist.send(type="join", room=call.room)
+    await specialist.expect("joined")
+    s_session = (await call.doctor.expect("peer_joined"))["peer_session"]
+
+    ref = await call.doctor.send(type="offer", room=call.room, sdp="v=0 whose?")
+    assert (await call.doctor.expect("error", id=ref))["code"] == "to_required"
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 to s", to=s_session)
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 to p", to=call.patient_session)
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 to s again", to=s_session)
+    assert [(await specialist.expect("offer"))["sdp"] for _ in range(2)] == ["v=0 to s", "v=0 to s again"]
+    assert (await call.patient.expect("offer"))["sdp"] == "v=0 to p"
+    await nothing_else(call.patient, "offer")
+
+    # The specialist leaves: two members again, and `to` is optional again.
+    await specialist.send(type="leave", room=call.room)
+    await specialist.expect("left")
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 after")
+    assert (await call.patient.expect("offer"))["sdp"] == "v=0 after"
+    await nothing_else(specialist, "offer")
+    await specialist.close()
