@@ -5,63 +5,20 @@ real websockets and PostgreSQL, every change of the room is followed by a messag
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import aiohttp
-import pytest
 
 from db import audit
 from tests.conftest import RunningApp
-from tests.integration.test_call_signaling import check_in, connect, patient_link, staff_session
-from tests.integration.test_three_way_call import nothing_else, staff_id
-from tests.integration.wsclient import WsClient
+from tests.integration import test_three_way_call as three_way
+from tests.integration.test_call_signaling import connect
+from tests.integration.test_three_way_call import Call, nothing_else, staff_id
+
+# The three-way call's fixtures: a patient and their doctor joined in a room (and the staff's sessions).
+http, sessions, call = three_way.http, three_way.sessions, three_way.call
 
 CANDIDATE = {"candidate": "candidate:1 1 udp 2122260223 192.168.1.5 51234 typ host", "sdpMid": "0",
              "sdpMLineIndex": 0, "usernameFragment": "EsAw"}
-
-
-@dataclass
-class Call:
-    room: str
-    token: str
-    patient: WsClient
-    doctor: WsClient
-    doctor_session: str
-    patient_session: str
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
-@pytest.fixture
-async def sessions(running_app: RunningApp) -> AsyncIterator[dict[str, aiohttp.ClientSession]]:
-    made = {u: await staff_session(running_app, u) for u in ("bacsi.lan", "bs.timmach")}
-    yield made
-    for s in made.values():
-        await s.close()
-
-
-@pytest.fixture
-async def call(running_app: RunningApp, http: aiohttp.ClientSession,
-               sessions: dict[str, aiohttp.ClientSession]) -> AsyncIterator[Call]:
-    token = await patient_link(running_app, 1)
-    await check_in(http, running_app, token)
-    patient = await connect(http, running_app, token)
-    doctor = await connect(sessions["bacsi.lan"], running_app)
-    ref = await doctor.send(type="claim_next")
-    room = (await doctor.expect("paired", id=ref))["room"]
-    await patient.send(type="join", room=room)
-    await patient.expect("joined")
-    await doctor.send(type="join", room=room)
-    joined = await doctor.expect("joined")
-    seen = await patient.expect("peer_joined")
-    yield Call(room, token, patient, doctor, seen["peer_session"], joined["peer_session"])
-    await patient.close()
-    await doctor.close()
 
 
 async def test_repeated_offers_and_candidates_arrive_exactly_as_the_first(call: Call) -> None:

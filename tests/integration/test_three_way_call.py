@@ -40,6 +40,9 @@ class Call:
     patient: WsClient
     doctor: WsClient
     doctor_id: int
+    token: str  # the patient's join link
+    doctor_session: str  # each side's peer session, as the other side was told it
+    patient_session: str
 
 
 @pytest.fixture
@@ -69,9 +72,10 @@ async def call(running_app: RunningApp, http: aiohttp.ClientSession,
     await patient.send(type="join", room=room)
     await patient.expect("joined")
     await doctor.send(type="join", room=room)
-    await doctor.expect("joined")
-    await patient.expect("peer_joined")
-    yield Call(room, patient, doctor, await staff_id(running_app, "bacsi.lan"))
+    joined = await doctor.expect("joined")
+    seen = await patient.expect("peer_joined")
+    yield Call(room, patient, doctor, await staff_id(running_app, "bacsi.lan"), token, seen["peer_session"],
+               joined["peer_session"])
     await patient.close()
     await doctor.close()
 
