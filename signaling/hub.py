@@ -49,7 +49,7 @@ from signaling.rooms import (
     StaffIdentity,
     Transport,
 )
-from signaling.scan import slices
+from signaling.scan import SCAN_SLICE, slices
 from signaling.stats import HubStats
 
 log = logging.getLogger(__name__)
@@ -1021,7 +1021,9 @@ class Hub:
 
     async def broadcast_queue(self) -> None:
         alerts, self._alerts = self._alerts, []
-        staff_clients = [c for c in self.clients if c.staff is not None and c.greeted]
+        staff_clients: list[Client] = []
+        async for part in slices(self.clients):  # not all at once: see signaling/scan.py
+            staff_clients += [c for c in part if c.staff is not None and c.greeted]
         facilities = {c.staff.facility_id for c in staff_clients if c.staff is not None}
         async with self.pool.acquire() as con:  # read only: the connection goes back before building and sending
             parents = await facilities_db.parents(con)
@@ -1031,15 +1033,17 @@ class Hub:
         # Each facility's list is built and encoded once, however many staff sockets show it.
         # Names and reasons only to those the policy lets read the queue; the others get counts and states.
         lists: dict[tuple[int, bool], tuple[str, str]] = {}
-        for c in staff_clients:
+        for i, c in enumerate(staff_clients):
             assert c.staff is not None
+            if i and i % SCAN_SLICE == 0:
+                await asyncio.sleep(0)  # a station's list is a few milliseconds to build: relaying goes on between
             key = (c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))
             if key not in lists:
                 view = queue_view.staff_view(*rows[c.staff.facility_id])
                 if not key[1]:
                     view = queue_view.counts_only(view)
                 lists[key] = (queue_view.list_digest(view), p.encode(view))
-        doctors_by_facility = Counter(self.doctor_facilities())
+        doctors_by_facility = Counter(self.doctor_facilities(self._doctors_among(staff_clients)))
         serving: dict[int, int] = {}  # patient facility → doctors online serving it, counted once per broadcast
         sent = 0
         for patient_id, clients in list(self.patients.items()):
@@ -1134,8 +1138,13 @@ class Hub:
         self._queue_dirty.set()
 
     def _local_doctors(self) -> dict[int, int]:
+        return self._doctors_among(self.clients)
+
+    @staticmethod
+    def _doctors_among(clients: Iterable[Client]) -> dict[int, int]:
+        """Staff id → facility of the doctors (who may claim) with one of these sockets greeted."""
         return {c.staff.staff_id: c.staff.facility_id
-                for c in self.clients if c.staff is not None and c.greeted and c.staff.may_claim}
+                for c in clients if c.staff is not None and c.greeted and c.staff.may_claim}
 
     def _presence(self) -> dict[str, Any]:
         if self.bus is None:
@@ -1203,9 +1212,10 @@ class Hub:
             doctors |= presence.doctors.keys()
         return len(doctors)
 
-    def doctor_facilities(self) -> list[int]:
-        """One facility per doctor online (who may claim), on any process, however many tabs they have."""
-        doctors = self._local_doctors()
+    def doctor_facilities(self, here: dict[int, int] | None = None) -> list[int]:
+        """One facility per doctor online (who may claim), on any process, however many tabs they have.
+        `here`: this process's doctors if the caller has just gathered them (`_doctors_among`)."""
+        doctors = self._local_doctors() if here is None else here
         for presence in self._live_remote():
             doctors = {**presence.doctors, **doctors}
         return list(doctors.values())
