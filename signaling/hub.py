@@ -49,7 +49,7 @@ from signaling.rooms import (
     StaffIdentity,
     Transport,
 )
-from signaling.scan import SCAN_SLICE, slices
+from signaling.scan import slices
 from signaling.stats import HubStats
 
 log = logging.getLogger(__name__)
@@ -679,13 +679,11 @@ class Hub:
         elif peer is None and remote_others:
             remote = remote_others[0]
         kind = _RELAYED[type(msg)]
-        payload: dict[str, Any] = ({"type": "ice", "candidate": msg.candidate} if isinstance(msg, p.Ice)
-                                   else {"type": kind, "sdp": msg.sdp})
-        payload["room"] = room.text
-        payload["from"] = client.session
         if peer is None:
             if remote is not None:  # a member whose socket another process holds (bus)
-                payload["to"] = remote.session
+                payload: dict[str, Any] = ({"type": "ice", "candidate": msg.candidate} if isinstance(msg, p.Ice)
+                                           else {"type": kind, "sdp": msg.sdp})
+                payload.update({"room": room.text, "from": client.session, "to": remote.session})
                 self.stats.relayed[kind] += 1
                 await self._publish("room", {"room": room.text, "key": remote.key, "session": remote.session,
                                              "message": msgspec.to_builtins(payload)})
@@ -694,15 +692,15 @@ class Hub:
                 raise SignalingError("peer_absent", "the other side is not in the room yet" if to is None
                                      else f"no member with session {to[:64]!r} is in the room")
             return  # a candidate trickled before the peer arrived (or after it left) is useless to it: dropped
-        payload["to"] = peer.client.session
+        # Written as the route writes it (handle_raw): head and value, then `,"room":…,"from":…,"to":…}`.
+        tail = "," + p.encode({"room": room.text, "from": client.session, "to": peer.client.session})[1:]
         self.stats.relayed[kind] += 1
         if others == 1 and not remote_others:  # one other member, here: next time, straight to them
             client.route_epoch = self.membership_epoch
             client.route_room = msg.room.int
             client.route_peer = peer.client
-            tail = {"room": room.text, "from": client.session, "to": peer.client.session}
-            client.route_tail = "," + p.encode(tail)[1:]
-        await peer.client.send(payload)
+            client.route_tail = tail
+        await peer.client.send_text(_relayed_text(msg) + tail)
 
     @staticmethod
     def _chat_view(m: chat_db.ChatMessage) -> dict[str, Any]:
@@ -1033,16 +1031,15 @@ class Hub:
         # Each facility's list is built and encoded once, however many staff sockets show it.
         # Names and reasons only to those the policy lets read the queue; the others get counts and states.
         lists: dict[tuple[int, bool], tuple[str, str]] = {}
-        for i, c in enumerate(staff_clients):
-            assert c.staff is not None
-            if i and i % SCAN_SLICE == 0:
-                await asyncio.sleep(0)  # a station's list is a few milliseconds to build: relaying goes on between
-            key = (c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))
-            if key not in lists:
-                view = queue_view.staff_view(*rows[c.staff.facility_id])
-                if not key[1]:
-                    view = queue_view.counts_only(view)
-                lists[key] = (queue_view.list_digest(view), p.encode(view))
+        async for part in slices(staff_clients):  # a station's list takes a while to build: relaying goes on
+            for c in part:
+                assert c.staff is not None
+                key = (c.staff.facility_id, access.may_ever(c.staff.role, Action.read_queue))
+                if key not in lists:
+                    view = queue_view.staff_view(*rows[c.staff.facility_id])
+                    if not key[1]:
+                        view = queue_view.counts_only(view)
+                    lists[key] = (queue_view.list_digest(view), p.encode(view))
         doctors_by_facility = Counter(self.doctor_facilities(self._doctors_among(staff_clients)))
         serving: dict[int, int] = {}  # patient facility → doctors online serving it, counted once per broadcast
         sent = 0

@@ -273,7 +273,8 @@ def test_a_loop_in_the_parents_does_not_hang() -> None:
        ufrag=st.none() | st.text(max_size=10), kind=st.sampled_from(["offer", "answer", "ice"]))
 def test_a_message_relayed_by_its_route_is_the_message_the_room_lookup_writes(
         sdp: str, mid: str | None, ufrag: str | None, kind: str) -> None:
-    """Hub's remembered route writes head + value + tail; the full lookup encodes the whole dict. Same text."""
+    """The hub writes a relayed message to a member here as head + value + tail, and as the whole dict to one on
+    another process (the bus). Same text."""
     from signaling.hub import _relayed_text
 
     room, sender, peer = uuid.uuid4(), "a1b2c3d4e5f60718", "0f1e2d3c4b5a6978"
