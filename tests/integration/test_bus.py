@@ -15,6 +15,7 @@ from db import staff as staff_db
 from db import usecases
 from tests.conftest import RunningApp
 from tests.integration.test_call_signaling import check_in, connect, patient_link, staff_session
+from tests.integration.test_three_way_call import nothing_else
 
 
 @pytest.fixture
@@ -335,6 +336,58 @@ async def test_a_three_way_call_across_processes_addresses_each_pair(two_apps: t
             assert left["peer_session"] == s_session and left["role"] == "specialist"
         await doctor.send(type="end", room=room)
         assert (await patient.expect("ended"))["by"] == "doctor"
+        for ws in (patient, doctor, specialist):
+            await ws.close()
+    finally:
+        await doctor_http.close()
+        await specialist_http.close()
+
+
+async def test_a_member_joining_on_another_process_ends_the_relay_route(two_apps: tuple[RunningApp, RunningApp],
+                                                                         http: aiohttp.ClientSession) -> None:
+    """Patient and doctor on A relay through a remembered route (signaling/hub.py, decision 60) until the
+    specialist joins on B: A hears of it only through the bus, and the doctor's next offer must name its
+    receiver again. Once the specialist leaves, the patient is the only other member again."""
+    a, b = two_apps
+    token = await patient_link(a, 1)
+    await check_in(http, a, token)
+    patient = await connect(http, a, token)
+    doctor_http = await staff_session(a)
+    specialist_http = await staff_session(b, "bs.timmach")
+    try:
+        doctor = await connect(doctor_http, a)
+        ref = await doctor.send(type="claim_next")
+        room = (await doctor.expect("paired", id=ref))["room"]
+        await patient.send(type="join", room=room)
+        await patient.expect("joined")
+        await doctor.send(type="join", room=room)
+        await doctor.expect("joined")
+        await patient.expect("peer_joined")
+        for n in range(3):  # the first looks the room up, the next two take the route
+            await doctor.send(type="offer", room=room, sdp=f"v=0 {n}")
+        assert [(await patient.expect("offer"))["sdp"] for _ in range(3)] == ["v=0 0", "v=0 1", "v=0 2"]
+
+        specialist = await connect(specialist_http, b)  # on B
+        async with a.pool.acquire() as con:
+            member = await staff_db.by_username(con, "bs.timmach")
+        assert member is not None
+        await a.hub.add_participant(uuid.UUID(room), member.id)
+        await specialist.send(type="join", room=room)
+        await specialist.expect("joined")
+        s_session = (await doctor.expect("peer_joined", role="specialist"))["peer_session"]
+
+        ref = await doctor.send(type="offer", room=room, sdp="v=0 whose?")
+        assert (await doctor.expect("error", id=ref))["code"] == "to_required"
+        await doctor.send(type="offer", room=room, sdp="v=0 to s", to=s_session)
+        assert (await specialist.expect("offer"))["sdp"] == "v=0 to s"
+
+        await specialist.send(type="leave", room=room)
+        await specialist.expect("left")
+        await doctor.expect("peer_left")
+        for n in range(2):
+            await doctor.send(type="offer", room=room, sdp=f"v=0 again {n}")
+        assert [(await patient.expect("offer"))["sdp"] for _ in range(2)] == ["v=0 again 0", "v=0 again 1"]
+        await nothing_else(patient, "offer")  # none of the offers meant for the specialist reached the patient
         for ws in (patient, doctor, specialist):
             await ws.close()
     finally:

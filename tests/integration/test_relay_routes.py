@@ -108,3 +108,25 @@ async def test_a_third_member_ends_the_route_and_each_pair_is_addressed(
     assert (await call.patient.expect("offer"))["sdp"] == "v=0 after"
     await nothing_else(specialist, "offer")
     await specialist.close()
+
+
+async def test_no_route_outlives_the_end_of_the_consultation(call: Call) -> None:
+    """Routes both ways, then the doctor ends the call: the pages stay open (a visit summary may follow),
+    and nothing either side sends for the ended room reaches the other."""
+    for n in range(2):
+        await call.doctor.send(type="offer", room=call.room, sdp=f"v=0 {n}")
+        await call.patient.send(type="ice", room=call.room, candidate=CANDIDATE)
+    assert [(await call.patient.expect("offer"))["sdp"] for _ in range(2)] == ["v=0 0", "v=0 1"]
+    for _ in range(2):
+        await call.doctor.expect("ice")
+
+    await call.doctor.send(type="end", room=call.room)
+    assert (await call.patient.expect("ended"))["by"] == "doctor"
+    await call.doctor.expect("ended")
+    for sender, receiver in ((call.patient, call.doctor), (call.doctor, call.patient)):
+        ref = await sender.send(type="ice", room=call.room, candidate=CANDIDATE)
+        assert (await sender.expect("error", id=ref))["code"] == "not_in_room"
+        ref = await sender.send(type="offer", room=call.room, sdp="v=0 after the end")
+        assert (await sender.expect("error", id=ref))["code"] == "not_in_room"
+        await nothing_else(receiver, "ice")
+        await nothing_else(receiver, "offer")
