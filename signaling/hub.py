@@ -267,15 +267,7 @@ class Hub:
             message = p.decode(raw, max_bytes=self.max_message_bytes)
             if client.greeted and isinstance(message, (p.Offer, p.Answer, p.Ice)):
                 # The hot path (descriptions and candidates): no session check, no database, one hop.
-                peer = client.route_peer
-                if (peer is not None and client.route_epoch == self.membership_epoch
-                        and message.room.int == client.route_room
-                        and (message.to is None or message.to == peer.session)):
-                    # The route `_relay` found last time still holds (no member came or went since): the same
-                    # message, written without looking the room up again.
-                    kind = _RELAYED[type(message)]
-                    self.stats.relayed[kind] += 1
-                    await peer.send_text(_relayed_text(message) + client.route_tail)
+                if self._on_route(client, message):
                     return
                 try:
                     await self._relay(client, message)
@@ -292,6 +284,35 @@ class Hub:
             log.exception("error handling a message", extra={"session": client.session, "incident": incident})
             await client.send({"type": "error", "code": "internal",
                                "message": f"internal error (incident {incident}); please retry", "id": ""})
+
+    def _on_route(self, client: Client, message: p.Offer | p.Answer | p.Ice) -> bool:
+        """Relay `message` by the socket's remembered route, if it still holds and the message goes that way.
+
+        `_relay` keeps the route when it finds one other member of the room here; any member coming or going
+        since (the membership epoch) ends it. The message is written as `_relay` writes it, with no lookup."""
+        peer = client.route_peer
+        if (peer is None or client.route_epoch != self.membership_epoch or message.room.int != client.route_room
+                or (message.to is not None and message.to != peer.session)):
+            return False
+        self.stats.relayed[_RELAYED[type(message)]] += 1
+        peer.write_now(_relayed_text(message) + client.route_tail)
+        return True
+
+    def relay_now(self, client: Client, raw: str | bytes) -> bool:
+        """A text frame as it is parsed (web/ws.py), before the socket's task is woken for it: True when it
+        was an offer, answer or candidate on the socket's route, now relayed. Not when anything of the
+        socket's is being handled (`busy`; the caller also checks nothing is waiting), so frames keep their
+        order. Anything else, valid or not, is left to `handle_raw`, which decodes it again."""
+        if client.route_peer is None or client.busy or not client.greeted or client.ending:
+            return False
+        try:
+            message = p.decode(raw, max_bytes=self.max_message_bytes)
+        except p.ProtocolError:
+            return False
+        if not isinstance(message, (p.Offer, p.Answer, p.Ice)) or not self._on_route(client, message):
+            return False
+        self.stats.relayed_on_arrival += 1
+        return True
 
     async def _reject(self, client: Client, exc: SignalingError) -> None:
         self.stats.refused[exc.code] += 1
@@ -700,7 +721,7 @@ class Hub:
             client.route_room = msg.room.int
             client.route_peer = peer.client
             client.route_tail = tail
-        await peer.client.send_text(_relayed_text(msg) + tail)
+        peer.client.write_now(_relayed_text(msg) + tail)
 
     @staticmethod
     def _chat_view(m: chat_db.ChatMessage) -> dict[str, Any]:

@@ -90,6 +90,18 @@ DEFAULT_OUTBOX_LIMIT = 256
 DIRECT_WRITE_CHARS = 4096
 
 
+def text_frame(payload: bytes) -> bytes:
+    """One final, unmasked, uncompressed text frame from the server: RFC 6455, 5.2 (the sockets are opened
+    with compress=False, web/ws.py). aiohttp writes the same bytes for `send_str`; this writes them without
+    a coroutine."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return bytes((0x81, 126)) + n.to_bytes(2, "big") + payload
+    return bytes((0x81, 127)) + n.to_bytes(8, "big") + payload
+
+
 @dataclass(frozen=True)
 class _Close:
     """In the outbox: close the socket once the messages queued before it have been written."""
@@ -117,8 +129,8 @@ class Client:
     # Fixed slots, not a per-socket __dict__: relaying reads several of these for every message, across
     # thousands of sockets, and slots are fewer cache lines to fetch and no hashing to find them.
     # The ones the relay reads for every offer and candidate come first, side by side (the first cache lines).
-    __slots__ = ("ws", "heard", "close_code", "greeted", "route_epoch", "route_room", "route_peer", "route_tail",
-                 "session", "_transport", "_writer", "_writing", "_outbox",
+    __slots__ = ("ws", "heard", "close_code", "greeted", "busy", "route_epoch", "route_room", "route_peer",
+                 "route_tail", "session", "_transport", "_writer", "_writing", "_outbox",
                  "staff", "staff_session", "address", "patient", "rooms", "last_list_digest", "_errors",
                  "_outbox_limit", "_wake", "pinged", "__weakref__")
 
@@ -145,6 +157,8 @@ class Client:
         # signaling/liveness.py: a frame (or pong) came in since the last sweep; a ping is out unanswered.
         self.heard = True
         self.pinged = False
+        # web/ws.py: the receive loop is handling a message of this socket's (frames behind it wait their turn).
+        self.busy = False
         # The hub's relay route from this socket (Hub._relay): valid while the hub's membership epoch is
         # `route_epoch`; for the room whose UUID's int is `route_room`, to `route_peer`, the relayed message
         # ending in `route_tail` (`,"room":…,"from":…,"to":…}`).
@@ -173,13 +187,17 @@ class Client:
 
     async def send_text(self, text: str) -> None:
         """Queue text, or write it at once when that cannot wait for the network (see DIRECT_WRITE_CHARS)."""
+        self.write_now(text)
+
+    def write_now(self, text: str) -> None:
+        """`send_text` without a coroutine (Hub.relay_now runs inside the transport's data callback).
+
+        The frame goes straight to the transport: `_direct` has checked that nothing of this socket's is queued
+        or being written, that the socket is open and that its transport's buffer is empty."""
         if self._direct(len(text)):
-            try:
-                await self.ws.send_str(text)
-            except ConnectionError:
-                pass  # the receive loop sees the close and disconnects this client
-            return
-        self.post(text)
+            self._transport.write(text_frame(text.encode()))  # type: ignore[union-attr]  # _direct: not None
+        else:
+            self.post(text)
 
     def _direct(self, chars: int) -> bool:
         t = self._transport

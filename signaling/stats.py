@@ -14,6 +14,8 @@ class HubStats:
     """Monotonic counts for this process (Prometheus counters: they only grow until a restart)."""
 
     relayed: Counter[str] = field(default_factory=Counter)  # message type → messages passed to a room's peer
+    # Of those, offers, answers and candidates relayed as their frame was parsed (Hub.relay_now, web/ws.py).
+    relayed_on_arrival: int = 0
     refused: Counter[str] = field(default_factory=Counter)  # error code → messages answered with `error`
     claims: int = 0  # patients a doctor took (socket claim or a page such as the day's schedule)
     # Group commit (signaling/batch.py): batches run and the items they carried, by kind (claims, ends).

@@ -87,6 +87,9 @@ def hub_families(hub: Hub) -> list[Metric]:
         claims,
         _counter("donghanh_relayed_messages", "Messages passed to the other side of a room, by type", "type",
                  hub.stats.relayed),
+        _scalar_counter("donghanh_relayed_on_arrival", "Offers, answers and candidates relayed as their frame "
+                        "arrived, on the socket's known route (part of donghanh_relayed_messages)",
+                        hub.stats.relayed_on_arrival),
         _counter("donghanh_refused_messages", "Socket messages answered with an error, by error code", "code",
                  hub.stats.refused),
         _counter("donghanh_batches", "Batches of claims or ends run together (group commit), by kind", "kind",

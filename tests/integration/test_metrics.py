@@ -105,6 +105,8 @@ async def test_metrics_count_sockets_queue_claims_relayed_and_refused_messages(
         assert {t: value(after, "donghanh_relayed_messages_total", type=t)
                 for t in ("offer", "answer", "ice", "chat", "media")} == {
             "offer": 1, "answer": 1, "ice": 2, "chat": 1, "media": 1}
+        # The answer found the doctor (a lookup); the two candidates after it took that route on arrival.
+        assert value(after, "donghanh_relayed_on_arrival_total") == 2
         assert value(after, "donghanh_refused_messages_total", code="not_in_room") == 1
         assert value(after, "donghanh_refused_messages_total", code="unknown_type") == 1
         assert value(after, "donghanh_waiting_patients", level=str(urgent_in["level"]), danger_sign="true") == 0

@@ -4,9 +4,11 @@ real websockets and PostgreSQL, every change of the room is followed by a messag
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import aiohttp
+import pytest
 
 from db import audit
 from tests.conftest import RunningApp
@@ -130,3 +132,40 @@ async def test_no_route_outlives_the_end_of_the_consultation(call: Call) -> None
         assert (await sender.expect("error", id=ref))["code"] == "not_in_room"
         await nothing_else(receiver, "ice")
         await nothing_else(receiver, "offer")
+async def test_on_a_route_offers_go_out_as_they_arrive(running_app: RunningApp, call: Call) -> None:
+    """After the first offer (a lookup), each next one is relayed as its frame is parsed (web/ws.py
+    `_Frames`), not by the socket's task: counted apart, and written just the same."""
+    stats = running_app.hub.stats
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 first")
+    assert (await call.patient.expect("offer"))["sdp"] == "v=0 first"
+    before = stats.relayed_on_arrival
+    for n in range(5):
+        await call.doctor.send(type="offer", room=call.room, sdp=f"v=0 {n}")
+        assert await call.patient.expect("offer") == {"type": "offer", "sdp": f"v=0 {n}", "room": call.room,
+                                                      "from": call.doctor_session, "to": call.patient_session}
+    assert stats.relayed_on_arrival - before == 5
+
+
+async def test_a_frame_behind_a_slower_one_waits_its_turn(running_app: RunningApp, call: Call) -> None:
+    """A chat message is stored before it is relayed. Offers and candidates sent behind it on the same socket,
+    on a known route, must not overtake it: neither those that arrive while it is being stored (held here by
+    a lock on the chat table) nor those read with it, still queued behind it."""
+    await call.doctor.send(type="offer", room=call.room, sdp="v=0 route")
+    await call.patient.expect("offer")
+    call.patient.inbox.clear()
+    for right_behind in ([], ["v=0 right behind"]):
+        async with running_app.pool.acquire() as con, con.transaction():
+            await con.execute("LOCK TABLE chat_message IN EXCLUSIVE MODE")  # the chat's INSERT waits for this
+            await call.doctor.send(type="chat", room=call.room, text="Chị nghe rõ không?")
+            for sdp in right_behind:
+                await call.doctor.send(type="offer", room=call.room, sdp=sdp)
+            await asyncio.sleep(0.3)  # the chat is being stored now
+            await call.doctor.send(type="offer", room=call.room, sdp="v=0 while storing")
+            await call.doctor.send(type="ice", room=call.room, candidate=CANDIDATE)
+            with pytest.raises(TimeoutError):
+                await call.patient.next_message(timeout=0.5)
+        seen = [await call.patient.next_message() for _ in range(3 + len(right_behind))]
+        assert [(m["type"], m.get("sdp")) for m in seen] == [
+            ("chat", None), *(("offer", sdp) for sdp in right_behind), ("offer", "v=0 while storing"),
+            ("ice", None)]
+        assert seen[0]["message"]["text"] == "Chị nghe rõ không?"

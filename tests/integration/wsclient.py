@@ -39,5 +39,16 @@ class WsClient:
                     return data
                 self.inbox.append(data)
 
+    async def next_message(self, timeout: float = 10.0) -> dict[str, Any]:  # noqa: ASYNC109
+        """The next message this socket received, whatever its type (kept ones first, in order)."""
+        if self.inbox:
+            return self.inbox.pop(0)
+        async with asyncio.timeout(timeout):
+            msg = await self.ws.receive()
+        if msg.type != aiohttp.WSMsgType.TEXT:
+            raise AssertionError(f"socket closed: {msg.type} {msg.data!r}")
+        data: dict[str, Any] = json.loads(msg.data)
+        return data
+
     async def close(self) -> None:
         await self.ws.close()
