@@ -40,6 +40,8 @@ class _Frames(WebSocketDataQueue):
     socket's receive task, when no earlier frame of the socket's is waiting or being handled. The relay's CPU
     per message fell from ~1.45× the bare aiohttp relay's to ~1.07× (BENCHMARKS.md, decision 61)."""
 
+    __slots__ = ("client", "hub")
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.client: Client | None = None

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from signaling.rooms import Client, CloseCode
+from signaling.rooms import Client, CloseCode, text_frame
 from web.settings import Settings
 
 
@@ -114,6 +114,10 @@ class Buffer:
 
     def __init__(self) -> None:
         self.size = 0
+        self.written: list[bytes] = []
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
 
     def get_write_buffer_size(self) -> int:
         return self.size
@@ -127,14 +131,18 @@ async def test_a_short_message_to_an_idle_socket_is_written_at_once_and_order_is
     client = Client(socket, None, transport=buffer)
     client.start()
     await client.send_text("direct")
-    assert socket.sent == ["direct"]  # written before send_text returned: no writer-task hop
+    # Written to the transport as a text frame before send_text returned: no writer-task hop.
+    assert buffer.written == [text_frame(b"direct")] and socket.sent == []
     buffer.size = 1  # the network is behind: from now on messages queue…
     await client.send_text("queued")
     buffer.size = 0
     await client.send_text("behind it")  # …and one sent after them waits its turn, even with an empty buffer
-    assert socket.sent == ["direct"]
-    await drained(socket, 3)
-    assert socket.sent == ["direct", "queued", "behind it"]
+    assert socket.sent == []
+    await drained(socket, 2)
+    assert socket.sent == ["queued", "behind it"] and len(buffer.written) == 1
+    client.write_now("direct again")  # the queue is empty again, and so is the buffer
+    assert buffer.written[-1] == text_frame(b"direct again")
     await client.send_text("x" * 5000)  # long: always through the writer
-    await drained(socket, 4)
+    await drained(socket, 3)
+    assert socket.sent[-1] == "x" * 5000 and len(buffer.written) == 2
     await client.stop()
