@@ -120,8 +120,7 @@ async def websocket(request: web.Request) -> web.WebSocketResponse:
     # No permessage-deflate: signaling messages are small and deflate state costs ~100 KiB per socket.
     # No per-socket heartbeat: aiohttp's re-arms a timer on every frame received; signaling/liveness.py pings
     # silent sockets from one sweep instead, and needs to see their pongs (autoping=False: pings answered below).
-    ws = _Socket(heartbeat=None, autoping=False, max_msg_size=settings.max_message_bytes * 4,
-                               compress=False)
+    ws = _Socket(heartbeat=None, autoping=False, max_msg_size=settings.max_message_bytes * 4, compress=False)
     try:
         await ws.prepare(request)
     except ConnectionResetError:  # the client gave up during the handshake (a reconnect storm's backoff)
