@@ -5,8 +5,10 @@ from the database (a patient taken while notifications were lost is still paired
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 
 import aiohttp
 import pytest
@@ -16,6 +18,7 @@ from db import usecases
 from tests.conftest import RunningApp
 from tests.integration.test_call_signaling import check_in, connect, patient_link, staff_session
 from tests.integration.test_three_way_call import nothing_else
+from tests.integration.wsclient import WsClient
 
 
 @pytest.fixture
@@ -261,11 +264,20 @@ async def test_a_room_across_processes_survives_a_lost_listener(two_apps: tuple[
         await doctor_http.close()
 
 
-async def test_a_three_way_call_across_processes_addresses_each_pair(two_apps: tuple[RunningApp, RunningApp],
-                                                                     http: aiohttp.ClientSession) -> None:
-    """Patient and doctor on A, the invited specialist on B: members keyed by identity, `to`/`from` per pair,
-    chat and media to everyone, `peer_left` with the session, escalation pushes (`to_staff`) reach B."""
-    a, b = two_apps
+@dataclass
+class CallOnA:
+    patient: WsClient
+    doctor: WsClient
+    room: str
+    p_session: str  # the patient's, as the doctor was told
+    d_session: str  # the doctor's, as the patient was told
+    specialist_http: aiohttp.ClientSession  # signed in as bs.timmach, for a socket on B
+
+
+@contextlib.asynccontextmanager
+async def call_on_a(a: RunningApp, b: RunningApp, http: aiohttp.ClientSession) -> AsyncIterator[CallOnA]:
+    """A patient and their doctor joined in a room on A (the doctor claimed them), and a specialist's signed-in
+    session for B."""
     token = await patient_link(a, 1)
     await check_in(http, a, token)
     patient = await connect(http, a, token)
@@ -280,6 +292,20 @@ async def test_a_three_way_call_across_processes_addresses_each_pair(two_apps: t
         await doctor.send(type="join", room=room)
         p_session = (await doctor.expect("joined"))["peers"][0]["peer_session"]
         d_session = (await patient.expect("peer_joined"))["peer_session"]
+        yield CallOnA(patient, doctor, room, p_session, d_session, specialist_http)
+    finally:
+        await doctor_http.close()
+        await specialist_http.close()
+
+
+async def test_a_three_way_call_across_processes_addresses_each_pair(two_apps: tuple[RunningApp, RunningApp],
+                                                                     http: aiohttp.ClientSession) -> None:
+    """Patient and doctor on A, the invited specialist on B: members keyed by identity, `to`/`from` per pair,
+    chat and media to everyone, `peer_left` with the session, escalation pushes (`to_staff`) reach B."""
+    a, b = two_apps
+    async with call_on_a(a, b, http) as c:
+        patient, doctor, room, specialist_http = c.patient, c.doctor, c.room, c.specialist_http
+        p_session, d_session = c.p_session, c.d_session
 
         specialist = await connect(specialist_http, b)  # on B
         async with a.pool.acquire() as con:
@@ -338,9 +364,6 @@ async def test_a_three_way_call_across_processes_addresses_each_pair(two_apps: t
         assert (await patient.expect("ended"))["by"] == "doctor"
         for ws in (patient, doctor, specialist):
             await ws.close()
-    finally:
-        await doctor_http.close()
-        await specialist_http.close()
 
 
 async def test_a_member_joining_on_another_process_ends_the_relay_route(two_apps: tuple[RunningApp, RunningApp],
@@ -349,20 +372,8 @@ async def test_a_member_joining_on_another_process_ends_the_relay_route(two_apps
     specialist joins on B: A hears of it only through the bus, and the doctor's next offer must name its
     receiver again. Once the specialist leaves, the patient is the only other member again."""
     a, b = two_apps
-    token = await patient_link(a, 1)
-    await check_in(http, a, token)
-    patient = await connect(http, a, token)
-    doctor_http = await staff_session(a)
-    specialist_http = await staff_session(b, "bs.timmach")
-    try:
-        doctor = await connect(doctor_http, a)
-        ref = await doctor.send(type="claim_next")
-        room = (await doctor.expect("paired", id=ref))["room"]
-        await patient.send(type="join", room=room)
-        await patient.expect("joined")
-        await doctor.send(type="join", room=room)
-        await doctor.expect("joined")
-        await patient.expect("peer_joined")
+    async with call_on_a(a, b, http) as c:
+        patient, doctor, room, specialist_http = c.patient, c.doctor, c.room, c.specialist_http
         for n in range(3):  # the first looks the room up, the next two take the route
             await doctor.send(type="offer", room=room, sdp=f"v=0 {n}")
         assert [(await patient.expect("offer"))["sdp"] for _ in range(3)] == ["v=0 0", "v=0 1", "v=0 2"]
@@ -390,6 +401,3 @@ async def test_a_member_joining_on_another_process_ends_the_relay_route(two_apps
         await nothing_else(patient, "offer")  # none of the offers meant for the specialist reached the patient
         for ws in (patient, doctor, specialist):
             await ws.close()
-    finally:
-        await doctor_http.close()
-        await specialist_http.close()
