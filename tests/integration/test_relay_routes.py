@@ -1,6 +1,7 @@
 """The relay's remembered routes (Hub.membership_epoch, Client.route_*): once an offer or candidate has
-found the other member, the next ones go straight to them, until anyone joins, leaves or is replaced. Over
-real websockets and PostgreSQL, every change of the room is followed by a message that must go elsewhere."""
+found the other member, the next ones go straight to them (as their frame arrives, web/ws.py), until anyone
+joins, leaves or is replaced, or the consultation ends. Over real websockets and PostgreSQL, every change of
+the room is followed by a message that must go elsewhere, and no frame overtakes one sent before it."""
 
 from __future__ import annotations
 
