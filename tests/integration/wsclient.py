@@ -31,10 +31,7 @@ class WsClient:
                 return self.inbox.pop(i)
         async with asyncio.timeout(timeout):
             while True:
-                msg = await self.ws.receive()
-                if msg.type != aiohttp.WSMsgType.TEXT:
-                    raise AssertionError(f"socket closed while waiting for {kind}: {msg.type} {msg.data!r}")
-                data = json.loads(msg.data)
+                data = await self._receive(f"while waiting for {kind}")
                 if data["type"] == kind and all(data.get(k) == v for k, v in match.items()):
                     return data
                 self.inbox.append(data)
@@ -44,9 +41,12 @@ class WsClient:
         if self.inbox:
             return self.inbox.pop(0)
         async with asyncio.timeout(timeout):
-            msg = await self.ws.receive()
+            return await self._receive("while waiting for a message")
+
+    async def _receive(self, waiting: str) -> dict[str, Any]:
+        msg = await self.ws.receive()
         if msg.type != aiohttp.WSMsgType.TEXT:
-            raise AssertionError(f"socket closed: {msg.type} {msg.data!r}")
+            raise AssertionError(f"socket closed {waiting}: {msg.type} {msg.data!r}")
         data: dict[str, Any] = json.loads(msg.data)
         return data
 
